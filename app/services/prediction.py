@@ -1,0 +1,117 @@
+"""PredictionService: tenant head (cached, validated) + shared encoder -> labels and probabilities."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from app.ml.encoder import SentenceEncoder
+from app.ml.head import TenantHead
+from app.services.adaptation import AdaptationService, Limits, check_text
+from app.services.errors import ServiceError, invalid, unknown_tenant
+from app.services.model_cache import CachedHead, HeadCache
+from app.services.records import UnusableModel, open_record
+from app.store.base import TenantStore
+
+
+@dataclass
+class Prediction:
+    label: str
+    score: float
+    top_k: list[tuple[str, float]]
+
+
+@dataclass
+class PredictResult:
+    tenant_id: str
+    version: int
+    predictions: list[Prediction]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class PredictionService:
+    """Serves predictions; repairs stale or corrupt heads from the stored support set."""
+
+    def __init__(
+        self,
+        encoder: SentenceEncoder,
+        store: TenantStore,
+        cache: HeadCache,
+        adaptation: AdaptationService,
+        limits: Limits,
+        embed_batch_size: int = 64,
+    ) -> None:
+        self.encoder = encoder
+        self.store = store
+        self.cache = cache
+        self.adaptation = adaptation
+        self.limits = limits
+        self.embed_batch_size = embed_batch_size
+
+    def head_for(self, tenant_id: str) -> tuple[int, TenantHead]:
+        """The tenant's current head, from the cache when its version is still current."""
+        version = self.store.current_version(tenant_id)
+        if version is None:
+            raise unknown_tenant(tenant_id)
+        cached = self.cache.get(tenant_id, version)
+        if cached is not None and cached.fingerprint == self.encoder.fingerprint:
+            return cached.version, cached.head
+        stored = self.store.load(tenant_id)
+        if stored is None:
+            raise unknown_tenant(tenant_id)
+        try:
+            head = open_record(stored, self.encoder.fingerprint)
+            version = stored.version
+        except UnusableModel as exc:
+            version, head = self._repair(tenant_id, stored.version, stored.meta.get("inner_steps"), exc)
+        self.cache.put(tenant_id, CachedHead(version, self.encoder.fingerprint, head))
+        return version, head
+
+    def _repair(
+        self, tenant_id: str, version: int, inner_steps: object, problem: UnusableModel
+    ) -> tuple[int, TenantHead]:
+        steps = inner_steps if isinstance(inner_steps, int) and inner_steps >= 0 else None
+        for _ in range(3):  # a concurrent /adapt may win the compare-and-set; then use its version
+            rebuilt = self.adaptation.rebuild(tenant_id, version, steps)
+            if rebuilt is not None:
+                return rebuilt
+            stored = self.store.load(tenant_id)
+            if stored is None:
+                raise unknown_tenant(tenant_id)
+            try:
+                return stored.version, open_record(stored, self.encoder.fingerprint)
+            except UnusableModel as again:
+                version, problem = stored.version, again
+        raise ServiceError(409, "model_unusable", f"stored model is {problem.reason}: {problem}")
+
+    def predict(self, tenant_id: str, texts: list[str], top_k: int = 1) -> PredictResult:
+        started = time.perf_counter()
+        if not texts:
+            raise invalid("no_texts", "texts must hold at least one text")
+        if len(texts) > self.limits.max_texts:
+            raise invalid("too_many_texts", f"{len(texts)} texts; the limit is {self.limits.max_texts}")
+        if not 1 <= top_k <= self.limits.max_top_k:
+            raise invalid("invalid_top_k", f"top_k must be between 1 and {self.limits.max_top_k}")
+        for i, text in enumerate(texts):
+            check_text(text, self.limits, f"texts[{i}]")
+        version, head = self.head_for(tenant_id)
+        loaded = time.perf_counter()
+        embeddings = self.encoder.embed(texts, batch_size=self.embed_batch_size)
+        embedded = time.perf_counter()
+        probabilities = head.probabilities(embeddings)
+        k = min(top_k, len(head.labels))
+        scores, indices = torch.topk(probabilities, k, dim=-1)
+        predictions = []
+        for row_scores, row_indices in zip(scores.tolist(), indices.tolist(), strict=True):
+            ranked = [(head.labels[i], float(s)) for i, s in zip(row_indices, row_scores, strict=True)]
+            predictions.append(Prediction(label=ranked[0][0], score=ranked[0][1], top_k=ranked))
+        done = time.perf_counter()
+        timings = {
+            "load": round((loaded - started) * 1000, 3),
+            "embed": round((embedded - loaded) * 1000, 3),
+            "head": round((done - embedded) * 1000, 3),
+            "total": round((done - started) * 1000, 3),
+        }
+        return PredictResult(tenant_id, version, predictions, timings)

@@ -1,0 +1,90 @@
+"""Build the process-wide objects (encoder, store, services) from settings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from app.config import Settings
+from app.ml.checkpoint import load_checkpoint
+from app.ml.encoder import SentenceEncoder, load_encoder
+from app.ml.learner import InnerLoopParams
+from app.services.adaptation import AdaptationService, Limits
+from app.services.model_cache import HeadCache
+from app.services.prediction import PredictionService
+from app.services.tenants import TenantService
+from app.store import TenantStore, build_store
+
+log = logging.getLogger("fewshot")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    encoder: SentenceEncoder
+    inner: InnerLoopParams
+    store: TenantStore
+    cache: HeadCache
+    adaptation: AdaptationService
+    prediction: PredictionService
+    tenants: TenantService
+    checkpoint: str | None
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
+        max_examples=settings.max_examples,
+        max_labels=settings.max_labels,
+        max_texts=settings.max_texts,
+        max_text_chars=settings.max_text_chars,
+        max_label_chars=settings.max_label_chars,
+        max_top_k=settings.max_top_k,
+    )
+
+
+def load_model(settings: Settings) -> tuple[SentenceEncoder, InnerLoopParams, str | None]:
+    """Base encoder + optional meta-trained checkpoint; inner-loop defaults from settings otherwise."""
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
+    encoder = load_encoder(
+        settings.encoder_source, settings.encoder_sha256 or None, settings.max_tokens, settings.device
+    )
+    checkpoint = settings.checkpoint_path()
+    if checkpoint is None:
+        inner = InnerLoopParams.constant(settings.inner_steps, settings.inner_lr, settings.logit_scale)
+        return encoder, inner, None
+    inner = load_checkpoint(checkpoint, encoder)
+    return encoder, inner, str(checkpoint)
+
+
+def build_runtime(
+    settings: Settings, model: tuple[SentenceEncoder, InnerLoopParams, str | None] | None = None
+) -> Runtime:
+    """Everything a server process needs; `model` lets tests share one loaded encoder."""
+    encoder, inner, checkpoint = model if model is not None else load_model(settings)
+    store = build_store(
+        settings.store,
+        redis_url=settings.redis_url,
+        prefix=settings.redis_prefix,
+        ttl_s=settings.tenant_ttl_s,
+        timeout_s=settings.redis_timeout_s,
+    )
+    cache = HeadCache(settings.model_cache_size)
+    limits = limits_from(settings)
+    adaptation = AdaptationService(encoder, inner, store, limits, settings.embed_batch_size)
+    prediction = PredictionService(encoder, store, cache, adaptation, limits, settings.embed_batch_size)
+    tenants = TenantService(store, cache, encoder.fingerprint)
+    log.info(
+        "runtime ready: encoder=%s fingerprint=%s checkpoint=%s store=%s device=%s",
+        settings.encoder_source,
+        encoder.fingerprint,
+        checkpoint,
+        settings.store,
+        encoder.device,
+    )
+    return Runtime(settings, encoder, inner, store, cache, adaptation, prediction, tenants, checkpoint)

@@ -1,0 +1,63 @@
+"""The tenant store contract: versioned, atomic writes of (head bytes, JSON metadata, support set)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+JSON = dict[str, Any]
+
+
+class StoreUnavailable(RuntimeError):
+    """The backing store cannot be reached (or timed out)."""
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """One version of a tenant's model as the store holds it."""
+
+    version: int
+    head: bytes
+    meta: JSON
+
+
+@runtime_checkable
+class TenantStore(Protocol):
+    """Where tenant models live. Every write is atomic and gets a new, strictly larger version."""
+
+    def save(
+        self,
+        tenant_id: str,
+        head: bytes,
+        meta: JSON,
+        support: list[JSON],
+        expected_version: int | None = None,
+    ) -> int | None:
+        """Write a new version and return its number.
+
+        With `expected_version`, write only if the current version is exactly that one
+        (compare-and-set) and return None otherwise.
+        """
+        ...
+
+    def load(self, tenant_id: str) -> StoredModel | None:
+        """The current model, or None for an unknown tenant."""
+        ...
+
+    def current_version(self, tenant_id: str) -> int | None:
+        """The current version number alone (cheap cache validation)."""
+        ...
+
+    def load_support(self, tenant_id: str) -> list[JSON] | None:
+        """The support set stored beside the current model."""
+        ...
+
+    def delete(self, tenant_id: str) -> bool:
+        """Remove the tenant; True when it existed. Version numbers keep increasing afterwards."""
+        ...
+
+    def ping(self) -> None:
+        """Raise `StoreUnavailable` when the store cannot serve requests."""
+        ...
+
+    def close(self) -> None: ...

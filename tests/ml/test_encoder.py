@@ -1,0 +1,74 @@
+"""The real encoder reproduces SentenceTransformer.encode; weights are verified; fingerprints are stable."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from app.config import PACKAGED_ENCODER
+from app.ml.encoder import EncoderIntegrityError, load_encoder, resolve_source
+
+SENTENCES = [
+    "I still have not received my new card.",
+    "What is the exchange rate for euros today?",
+    "a",
+    "Can I top up my account by bank transfer, and how long does it take to show up?",
+]
+
+
+def test_matches_sentence_transformers(real_model) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    encoder = real_model[0]
+    reference = SentenceTransformer(str(resolve_source(PACKAGED_ENCODER)), device="cpu")
+    expected = torch.tensor(reference.encode(SENTENCES, normalize_embeddings=True))
+    ours = encoder.embed(SENTENCES)
+    cosine = torch.nn.functional.cosine_similarity(ours, expected, dim=-1)
+    assert cosine.min().item() >= 0.9999
+
+
+def test_embeddings_are_unit_norm_and_order_independent(real_model) -> None:
+    encoder = real_model[0]
+    forward = encoder.embed(SENTENCES, batch_size=2)
+    backward = encoder.embed(SENTENCES[::-1], batch_size=3).flip(0)
+    torch.testing.assert_close(forward.norm(dim=-1), torch.ones(len(SENTENCES)))
+    torch.testing.assert_close(forward, backward, atol=1e-5, rtol=1e-4)
+
+
+def test_max_tokens_truncates(real_model) -> None:
+    encoder = real_model[0]
+    batch = encoder.tokenize(["word " * 1000])
+    assert batch["input_ids"].shape[1] == encoder.max_tokens
+
+
+def test_fingerprint_is_stable_and_tracks_the_delta(real_model) -> None:
+    encoder = real_model[0]
+    first = encoder.fingerprint
+    assert first == encoder.fingerprint and len(first) == 16
+    encoder.delta_sha256 = "f" * 64
+    try:
+        assert encoder.fingerprint != first
+    finally:
+        encoder.delta_sha256 = None
+    assert encoder.fingerprint == first
+
+
+def test_wrong_sha256_fails_loudly() -> None:
+    with pytest.raises(EncoderIntegrityError, match="sha256"):
+        load_encoder(PACKAGED_ENCODER, "0" * 64)
+
+
+def test_tampered_weights_fail_loudly(tmp_path: Path) -> None:
+    source = Path(resolve_source(PACKAGED_ENCODER))
+    copy = tmp_path / "encoder"
+    shutil.copytree(source, copy)
+    with (copy / "model.safetensors").open("r+b") as handle:
+        handle.seek(-4, 2)
+        handle.write(b"\x00\x01\x02\x03")
+    from app.config import PACKAGED_ENCODER_SHA256
+
+    with pytest.raises(EncoderIntegrityError):
+        load_encoder(str(copy), PACKAGED_ENCODER_SHA256)

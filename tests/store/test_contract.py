@@ -1,0 +1,119 @@
+"""One contract, two stores: MemoryStore and RedisStore (against a real Redis)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from app.store import MemoryStore, RedisStore, TenantStore
+
+META = {"labels": ["a", "b"], "note": "ünïcode"}
+SUPPORT = [{"text": "hello", "label": "a"}, {"text": "bye", "label": "b"}]
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[TenantStore]:
+    if request.param == "memory":
+        yield MemoryStore()
+    else:
+        yield request.getfixturevalue("redis_store")
+
+
+def test_unknown_tenant_is_none(store: TenantStore) -> None:
+    assert store.load("nobody") is None
+    assert store.current_version("nobody") is None
+    assert store.load_support("nobody") is None
+    assert store.delete("nobody") is False
+
+
+def test_round_trip(store: TenantStore) -> None:
+    head = bytes(range(256)) * 4
+    version = store.save("t1", head, META, SUPPORT)
+    assert version == 1
+    loaded = store.load("t1")
+    assert loaded is not None
+    assert loaded.version == 1 and loaded.head == head and loaded.meta == META
+    assert store.load_support("t1") == SUPPORT
+    assert store.current_version("t1") == 1
+
+
+def test_versions_strictly_increase_even_across_delete(store: TenantStore) -> None:
+    versions = [store.save("t1", b"x", META, SUPPORT) for _ in range(3)]
+    assert versions == [1, 2, 3]
+    assert store.delete("t1") is True
+    assert store.load("t1") is None
+    assert store.save("t1", b"y", META, SUPPORT) == 4
+
+
+def test_latest_write_wins_and_replaces_everything(store: TenantStore) -> None:
+    store.save("t1", b"old", {"v": 1}, SUPPORT)
+    store.save("t1", b"new", {"v": 2}, [{"text": "only", "label": "c"}])
+    loaded = store.load("t1")
+    assert loaded is not None and loaded.head == b"new" and loaded.meta == {"v": 2}
+    assert store.load_support("t1") == [{"text": "only", "label": "c"}]
+
+
+def test_compare_and_set(store: TenantStore) -> None:
+    assert store.save("t1", b"x", META, SUPPORT, expected_version=1) is None  # nothing there yet
+    assert store.load("t1") is None
+    store.save("t1", b"a", META, SUPPORT)
+    assert store.save("t1", b"b", META, SUPPORT, expected_version=7) is None
+    assert store.load("t1").head == b"a"  # type: ignore[union-attr]
+    assert store.save("t1", b"c", META, SUPPORT, expected_version=1) == 2
+    assert store.load("t1").head == b"c"  # type: ignore[union-attr]
+
+
+def test_tenants_are_isolated(store: TenantStore) -> None:
+    store.save("alpha", b"A", {"who": "alpha"}, SUPPORT)
+    store.save("beta", b"B", {"who": "beta"}, SUPPORT)
+    store.delete("alpha")
+    beta = store.load("beta")
+    assert beta is not None and beta.head == b"B" and beta.meta == {"who": "beta"}
+    assert store.load("alpha") is None
+
+
+def test_ping(store: TenantStore) -> None:
+    store.ping()
+
+
+def test_loaded_meta_is_a_copy(store: TenantStore) -> None:
+    store.save("t1", b"x", {"labels": ["a"]}, SUPPORT)
+    loaded = store.load("t1")
+    assert loaded is not None
+    loaded.meta["labels"].append("mutated")
+    assert store.load("t1").meta == {"labels": ["a"]}  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_ttl_expires_tenants(kind: str, request: pytest.FixtureRequest) -> None:
+    if kind == "memory":
+        store: TenantStore = MemoryStore(ttl_s=1)
+    else:
+        store = RedisStore(request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"),
+                           ttl_s=1)
+    store.save("t1", b"x", META, SUPPORT)
+    assert store.load("t1") is not None
+    time.sleep(1.3)
+    assert store.load("t1") is None
+    assert store.save("t1", b"y", META, SUPPORT) == 2
+
+
+def test_redis_keys_are_namespaced(redis_store: RedisStore, redis_prefix: str) -> None:
+    redis_store.save("t1", b"x", META, SUPPORT)
+    keys = sorted(key.decode() for key in redis_store._client.scan_iter(match=f"{redis_prefix}:*"))
+    assert keys == [f"{redis_prefix}:{{t1}}:model", f"{redis_prefix}:{{t1}}:seq"]
+
+
+def test_unreachable_redis_raises_store_unavailable() -> None:
+    from app.store import StoreUnavailable
+    from tests.redis_server import free_port
+
+    store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        store.load("t1")
+    with pytest.raises(StoreUnavailable):
+        store.ping()
+    assert time.monotonic() - started < 10

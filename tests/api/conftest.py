@@ -24,8 +24,17 @@ SUPPORT = support(("card_arrival", CARDS), ("exchange_rate", FX), ("refund", REF
 
 @pytest.fixture
 def settings(redis_url: str, redis_prefix: str) -> Settings:
-    return Settings(store="redis", redis_url=redis_url, redis_prefix=redis_prefix, checkpoint="none",
-                    max_examples=50, max_labels=10, max_texts=8, max_text_chars=200, _env_file=None)
+    return Settings(
+        store="redis",
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        checkpoint="none",
+        max_examples=50,
+        max_labels=10,
+        max_texts=8,
+        max_text_chars=200,
+        _env_file=None,
+    )
 
 
 @pytest.fixture

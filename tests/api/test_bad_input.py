@@ -35,8 +35,10 @@ def _one_label() -> list[dict[str, str]]:
     [
         ({"examples": _one_label()}, "too_few_labels"),
         ({"examples": []}, "too_few_labels"),
-        ({"examples": SUPPORT, "labels": ["card_arrival", "exchange_rate", "refund", "ghost"]},
-         "label_without_examples"),
+        (
+            {"examples": SUPPORT, "labels": ["card_arrival", "exchange_rate", "refund", "ghost"]},
+            "label_without_examples",
+        ),
         ({"examples": SUPPORT, "labels": ["card_arrival", "exchange_rate"]}, "undeclared_label"),
         ({"examples": [*SUPPORT, {"text": "   ", "label": "refund"}]}, "empty_text"),
         ({"examples": [*SUPPORT, {"text": "", "label": "refund"}]}, "empty_text"),
@@ -94,7 +96,7 @@ def test_unknown_tenant_is_404(client: TestClient) -> None:
     _error(client.get("/tenants/nobody"), 404, "unknown_tenant")
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b"", b"[1, 2]", b'"string"', b"{\"tenant_id\": \"a\",}"])
+@pytest.mark.parametrize("raw", [b"{not json", b"", b"[1, 2]", b'"string"', b'{"tenant_id": "a",}'])
 def test_malformed_json(client: TestClient, adapted: bytes, redis_store: RedisStore, raw: bytes) -> None:
     for path in ("/adapt", "/predict"):
         response = client.post(path, content=raw, headers={"content-type": "application/json"})

@@ -23,7 +23,7 @@ def test_prototype_head_ranks_like_nearest_prototype() -> None:
     protos = class_prototypes(emb, y, n)
     queries = F.normalize(torch.randn(20, emb.shape[1]), dim=-1)
     linear = head_logits(queries, head, 1.0)
-    distance = -torch.cdist(queries, protos) ** 2
+    distance = -(torch.cdist(queries, protos) ** 2)
     # the linear form equals -||x-c||^2 up to the per-row constant ||x||^2 = 1
     torch.testing.assert_close(linear - 1.0, distance, atol=1e-5, rtol=1e-5)
 

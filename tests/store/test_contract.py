@@ -91,8 +91,9 @@ def test_ttl_expires_tenants(kind: str, request: pytest.FixtureRequest) -> None:
     if kind == "memory":
         store: TenantStore = MemoryStore(ttl_s=1)
     else:
-        store = RedisStore(request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"),
-                           ttl_s=1)
+        store = RedisStore(
+            request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"), ttl_s=1
+        )
     store.save("t1", b"x", META, SUPPORT)
     assert store.load("t1") is not None
     time.sleep(1.3)

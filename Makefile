@@ -1,0 +1,35 @@
+# Two entry points: `make run` (serve with embedded defaults) and `make test` (the whole suite, real Redis).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install run test lint bench-latency bench-accuracy clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/fewshot serve
+
+lint: install
+	$(BIN)/ruff check app tests bench
+	$(BIN)/ruff format --check app tests bench
+
+# Uses REDIS_URL when reachable, otherwise starts a throwaway redis-server (tests/redis_server.py).
+test: install lint
+	$(BIN)/python -m pytest -q
+
+bench-latency: install
+	$(BIN)/python -m bench.latency
+
+bench-accuracy: install
+	$(BIN)/python -m bench.accuracy_http --shots 5 --seeds 0 1 2
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,114 @@
+"""Latency of /adapt and /predict over real HTTP, and Redis bytes per tenant.
+
+    .venv/bin/python -m bench.latency --data ../shared/data            # spawns redis-server + server
+    .venv/bin/python -m bench.latency --url http://127.0.0.1:8000 --redis-url redis://127.0.0.1:6379/0
+
+Support sets are drawn from BANKING77's train split (seeded). Prints a markdown table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import redis
+
+from app.meta.data import load_jsonl
+from bench._launch import redis_and_server
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def support_set(by_label: dict[str, list[str]], n_way: int, k_shot: int, rng: random.Random) -> list[dict]:
+    labels = rng.sample(sorted(by_label), n_way)
+    return [{"text": t, "label": label} for label in labels for t in rng.sample(by_label[label], k_shot)]
+
+
+def timed(http: httpx.Client, path: str, body: dict) -> float:
+    started = time.perf_counter()
+    response = http.post(path, json=body)
+    elapsed = (time.perf_counter() - started) * 1000
+    response.raise_for_status()
+    return elapsed
+
+
+def measure(url: str, redis_url: str | None, prefix: str, data: Path, reps: int) -> dict:
+    train = load_jsonl(data / "banking77.jsonl", splits=["train"]).by_label
+    test_texts = [t for texts in load_jsonl(data / "banking77.jsonl", splits=["test"]).by_label.values() for t in texts]
+    rng = random.Random(0)
+    results: dict[str, dict] = {}
+    with httpx.Client(base_url=url, timeout=120) as http:
+        for name, n_way in (("adapt 5-way 5-shot", 5), ("adapt 77-way 5-shot", 77)):
+            times = []
+            for i in range(reps + 2):
+                body = {"tenant_id": f"bench-{n_way}-{i % 3}", "examples": support_set(train, n_way, 5, rng)}
+                elapsed = timed(http, "/adapt", body)
+                if i >= 2:  # warm-up
+                    times.append(elapsed)
+            results[name] = {"n": len(times), "p50_ms": statistics.median(times), "p95_ms": percentile(times, 0.95)}
+        for name, n_texts in (("predict 1 text", 1), ("predict 32 texts", 32)):
+            times = []
+            for i in range(reps * 3 + 3):
+                body = {"tenant_id": "bench-77-0", "texts": rng.sample(test_texts, n_texts)}
+                elapsed = timed(http, "/predict", body)
+                if i >= 3:
+                    times.append(elapsed)
+            results[name] = {"n": len(times), "p50_ms": statistics.median(times), "p95_ms": percentile(times, 0.95)}
+    sizes = {}
+    if redis_url:
+        client = redis.Redis.from_url(redis_url)
+        for n_way in (5, 77):
+            keys = [f"{prefix}:{{bench-{n_way}-0}}:model", f"{prefix}:{{bench-{n_way}-0}}:seq"]
+            total = sum(int(client.memory_usage(k, samples=0) or 0) for k in keys)
+            head = int(client.hstrlen(keys[0], "head"))
+            sizes[f"{n_way} labels"] = {
+                "redis_bytes": total,
+                "head_bytes": head,
+                "redis_bytes_per_label": round(total / n_way, 1),
+            }
+    return {"latency": results, "redis": sizes}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running server; omitted: spawn redis-server + `fewshot serve`")
+    parser.add_argument("--redis-url", help="the server's Redis (for bytes per tenant)")
+    parser.add_argument("--prefix", default="bench", help="the server's FEWSHOT_REDIS_PREFIX")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/latency.json"))
+    args = parser.parse_args()
+    with ExitStack() as stack:
+        url, redis_url = args.url, args.redis_url
+        if url is None:
+            redis_url, url = stack.enter_context(redis_and_server())
+        report = measure(url, redis_url, args.prefix, args.data, args.reps)
+    report["machine"] = {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "python": platform.python_version(),
+    }
+    print("| operation | n | p50 (ms) | p95 (ms) |\n|---|---|---|---|")
+    for name, row in report["latency"].items():
+        print(f"| {name} | {row['n']} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} |")
+    if report["redis"]:
+        print("\n| tenant | Redis bytes | head bytes | bytes per label |\n|---|---|---|---|")
+        for name, row in report["redis"].items():
+            print(f"| {name} | {row['redis_bytes']} | {row['head_bytes']} | {row['redis_bytes_per_label']} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

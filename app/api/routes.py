@@ -21,7 +21,10 @@ from app.api.schemas import (
     PredictRequest,
     PredictResponse,
     ReadyResponse,
+    RollbackRequest,
+    RollbackResponse,
     TenantInfo,
+    VersionList,
 )
 from app.services.runtime import Runtime
 from app.store.base import StoreUnavailable
@@ -39,6 +42,9 @@ def adapt(body: AdaptRequest, runtime: RuntimeDep) -> AdaptResponse:
         [example.model_dump() for example in body.examples],
         labels=body.labels,
         inner_steps=body.inner_steps,
+        mode=body.mode,
+        remove_labels=body.remove_labels,
+        label_descriptions=body.label_descriptions,
     )
     return AdaptResponse(
         tenant_id=result.tenant_id,
@@ -46,7 +52,10 @@ def adapt(body: AdaptRequest, runtime: RuntimeDep) -> AdaptResponse:
         labels=result.labels,
         counts=result.counts,
         n_examples=sum(result.counts.values()),
+        n_descriptions=result.n_descriptions,
+        n_embedded=result.n_embedded,
         inner_steps=result.inner_steps,
+        oos_threshold=result.oos_threshold,
         encoder_fingerprint=result.encoder_fingerprint,
         timings_ms=result.timings_ms,
     )
@@ -55,14 +64,19 @@ def adapt(body: AdaptRequest, runtime: RuntimeDep) -> AdaptResponse:
 @router.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES, tags=["tenants"])
 def predict(body: PredictRequest, runtime: RuntimeDep) -> PredictResponse:
     """Classify texts with the tenant's current model."""
-    result = runtime.prediction.predict(body.tenant_id, body.texts, top_k=body.top_k)
+    result = runtime.prediction.predict(
+        body.tenant_id, body.texts, top_k=body.top_k, version=body.version, oos_threshold=body.oos_threshold
+    )
     return PredictResponse(
         tenant_id=result.tenant_id,
         version=result.version,
+        oos_threshold=result.oos_threshold,
         predictions=[
             PredictionOut(
                 label=p.label,
                 score=p.score,
+                out_of_scope=p.out_of_scope,
+                oos_score=p.oos_score,
                 top_k=[LabelScore(label=label, score=score) for label, score in p.top_k],
             )
             for p in result.predictions
@@ -75,6 +89,20 @@ def predict(body: PredictRequest, runtime: RuntimeDep) -> PredictResponse:
 def get_tenant(tenant_id: TenantPath, runtime: RuntimeDep) -> TenantInfo:
     """Describe a tenant's current model."""
     return TenantInfo(**runtime.tenants.describe(tenant_id))
+
+
+@router.get("/tenants/{tenant_id}/versions", response_model=VersionList, responses=ERROR_RESPONSES, tags=["tenants"])
+def list_versions(tenant_id: TenantPath, runtime: RuntimeDep) -> VersionList:
+    """Retained versions of a tenant's model (newest first) with sizes and support statistics."""
+    return VersionList(**runtime.tenants.versions(tenant_id))
+
+
+@router.post(
+    "/tenants/{tenant_id}/rollback", response_model=RollbackResponse, responses=ERROR_RESPONSES, tags=["tenants"]
+)
+def rollback(tenant_id: TenantPath, body: RollbackRequest, runtime: RuntimeDep) -> RollbackResponse:
+    """Restore a retained earlier version; it becomes the current one under a new version number."""
+    return RollbackResponse(**runtime.tenants.rollback(tenant_id, body.version))
 
 
 @router.delete("/tenants/{tenant_id}", status_code=204, responses=ERROR_RESPONSES, tags=["tenants"])

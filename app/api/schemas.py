@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,6 +44,18 @@ class AdaptRequest(BaseModel):
     inner_steps: int | None = Field(
         None, ge=0, le=200, description="Inner-loop SGD steps; default from the loaded checkpoint."
     )
+    mode: Literal["replace", "append"] = Field(
+        "replace",
+        description="`replace`: these examples are the whole support set. `append`: add them (and new labels) "
+        "to the stored support set and re-adapt; unchanged examples are not re-embedded.",
+    )
+    remove_labels: list[str] | None = Field(None, description="With `mode: append`: labels to drop.")
+    label_descriptions: dict[str, str] | None = Field(
+        None,
+        description="Optional human-readable description per label, embedded as one more example of it "
+        "(a label may have only a description).",
+        examples=[{"card_arrival": "card arrival: where is my new card"}],
+    )
 
 
 class AdaptResponse(BaseModel):
@@ -56,7 +68,10 @@ class AdaptResponse(BaseModel):
                     "labels": ["card_arrival", "exchange_rate"],
                     "counts": {"card_arrival": 2, "exchange_rate": 2},
                     "n_examples": 4,
-                    "inner_steps": 10,
+                    "n_descriptions": 0,
+                    "n_embedded": 4,
+                    "inner_steps": 50,
+                    "oos_threshold": 0.42,
                     "encoder_fingerprint": "3f1c9a0b7d2e4f51",
                     "timings_ms": {"embed": 9.1, "inner_loop": 2.3, "store": 0.4, "total": 11.8},
                 }
@@ -68,7 +83,10 @@ class AdaptResponse(BaseModel):
     labels: list[str]
     counts: dict[str, int] = Field(description="Examples per label.")
     n_examples: int
+    n_descriptions: int = Field(0, description="Labels with a description.")
+    n_embedded: int = Field(0, description="Texts that went through the encoder (the rest came from the cache).")
     inner_steps: int
+    oos_threshold: float | None = Field(description="Out-of-scope threshold set from the support set.")
     encoder_fingerprint: str
     timings_ms: dict[str, float]
 
@@ -81,6 +99,10 @@ class PredictRequest(BaseModel):
     tenant_id: TenantId
     texts: list[str] = Field(description="Texts to classify.")
     top_k: int = Field(1, description="How many ranked labels to return per text.")
+    version: int | None = Field(None, ge=1, description="Pin a retained earlier version (default: current).")
+    oos_threshold: float | None = Field(
+        None, ge=-1, le=1, description="Override the tenant's out-of-scope threshold (-1 turns detection off)."
+    )
 
 
 class LabelScore(BaseModel):
@@ -89,8 +111,10 @@ class LabelScore(BaseModel):
 
 
 class PredictionOut(BaseModel):
-    label: str = Field(description="Most probable label.")
-    score: float = Field(description="Its probability.")
+    label: str | None = Field(description="Most probable label; null when the text is out of scope.")
+    score: float = Field(description="Probability of the most probable label.")
+    out_of_scope: bool = Field(False, description="True when the text belongs to none of the tenant's labels.")
+    oos_score: float = Field(0.0, description="Cosine similarity to the nearest label prototype.")
     top_k: list[LabelScore]
 
 
@@ -101,10 +125,13 @@ class PredictResponse(BaseModel):
                 {
                     "tenant_id": "acme-support",
                     "version": 1,
+                    "oos_threshold": 0.42,
                     "predictions": [
                         {
                             "label": "card_arrival",
                             "score": 0.97,
+                            "out_of_scope": False,
+                            "oos_score": 0.71,
                             "top_k": [
                                 {"label": "card_arrival", "score": 0.97},
                                 {"label": "exchange_rate", "score": 0.03},
@@ -118,6 +145,7 @@ class PredictResponse(BaseModel):
     )
     tenant_id: str
     version: int = Field(description="Version of the model that answered.")
+    oos_threshold: float | None = Field(None, description="Out-of-scope threshold that was applied.")
     predictions: list[PredictionOut]
     timings_ms: dict[str, float]
 
@@ -147,10 +175,69 @@ class TenantInfo(BaseModel):
     labels: list[str]
     counts: dict[str, int]
     n_examples: int
+    n_descriptions: int = 0
     inner_steps: int | None
+    oos_threshold: float | None = None
     encoder_fingerprint: str | None
     created_at: str | None
     head_bytes: int
+
+
+class VersionOut(BaseModel):
+    version: int
+    head_bytes: int
+    labels: list[str]
+    counts: dict[str, int]
+    n_examples: int
+    n_descriptions: int = 0
+    inner_steps: int | None
+    oos_threshold: float | None = None
+    encoder_fingerprint: str | None
+    created_at: str | None
+
+
+class VersionList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tenant_id": "acme-support",
+                    "current": 3,
+                    "versions": [
+                        {
+                            "version": 3,
+                            "head_bytes": 4870,
+                            "labels": ["card_arrival", "exchange_rate"],
+                            "counts": {"card_arrival": 5, "exchange_rate": 5},
+                            "n_examples": 10,
+                            "n_descriptions": 0,
+                            "inner_steps": 50,
+                            "oos_threshold": 0.41,
+                            "encoder_fingerprint": "3f1c9a0b7d2e4f51",
+                            "created_at": "2026-11-24T08:00:00.000+00:00",
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+    tenant_id: str
+    current: int
+    versions: list[VersionOut] = Field(description="Retained versions, newest first.")
+
+
+class RollbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 2}]})
+    version: int = Field(ge=1, description="A retained version to restore.")
+
+
+class RollbackResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"tenant_id": "acme-support", "version": 4, "restored_from": 2}]}
+    )
+    tenant_id: str
+    version: int = Field(description="The new current version (a copy of `restored_from`).")
+    restored_from: int
 
 
 class ErrorBody(BaseModel):

@@ -111,3 +111,78 @@ def split_classes(data: LabeledSet, held_out_fraction: float, seed: int) -> tupl
     rng.shuffle(labels)
     n_held = max(1, round(len(labels) * held_out_fraction))
     return data.restrict(labels[n_held:], data.name), data.restrict(labels[:n_held], f"{data.name}-heldout")
+
+
+def sample_variable_way(
+    data: LabeledSet,
+    way_range: tuple[int, int],
+    k_shot: int,
+    n_query: int,
+    rng: random.Random,
+) -> Episode:
+    """Episode with N drawn uniformly from `way_range` (inclusive), capped by the eligible classes.
+
+    A large upper bound gives many-way "hard" episodes: all classes come from the same source.
+    """
+    eligible = sum(1 for texts in data.by_label.values() if len(texts) >= k_shot + n_query)
+    if eligible < 2:
+        raise ValueError(f"{data.name}: fewer than 2 classes have {k_shot + n_query} examples")
+    low, high = way_range
+    high = min(high, eligible)
+    n_way = rng.randint(min(low, high), high)
+    return sample_episode(data, n_way, k_shot, n_query, rng)
+
+
+def all_way_episode(
+    support_data: LabeledSet,
+    query_data: LabeledSet,
+    k_shot: int,
+    rng: random.Random,
+    max_query_per_class: int | None = None,
+) -> Episode:
+    """Every class of `support_data`: K support from it, queries = all of `query_data` (or a capped sample)."""
+    labels = [label for label in support_data.labels if label in query_data.by_label]
+    episode = Episode(labels, [], [], [], [], support_data.name)
+    for index, label in enumerate(labels):
+        support = rng.sample(support_data.by_label[label], k_shot)
+        query = list(query_data.by_label[label])
+        if max_query_per_class is not None and len(query) > max_query_per_class:
+            query = rng.sample(query, max_query_per_class)
+        episode.support_texts += support
+        episode.support_targets += [index] * k_shot
+        episode.query_texts += query
+        episode.query_targets += [index] * len(query)
+    return episode
+
+
+@dataclass
+class SourceSpec:
+    """One meta-training source in a mixture."""
+
+    data: LabeledSet
+    weight: float = 1.0
+    way_range: tuple[int, int] = (5, 20)
+
+
+@dataclass
+class EpisodeMixture:
+    """Pick a source by weight, then a variable-way episode from it (classes never mix sources)."""
+
+    sources: list[SourceSpec]
+    k_shot_range: tuple[int, int] = (1, 5)
+    n_query: int = 5
+
+    def sample(self, rng: random.Random) -> Episode:
+        weights = [spec.weight for spec in self.sources]
+        spec = rng.choices(self.sources, weights=weights, k=1)[0]
+        k_shot = rng.randint(*self.k_shot_range)
+        return sample_variable_way(spec.data, spec.way_range, k_shot, self.n_query, rng)
+
+
+def cap_per_class(data: LabeledSet, cap: int, seed: int) -> LabeledSet:
+    """At most `cap` texts per class (a seeded sample), to bound encoding cost."""
+    rng = random.Random(seed)
+    capped = {
+        label: (rng.sample(texts, cap) if len(texts) > cap else list(texts)) for label, texts in data.by_label.items()
+    }
+    return LabeledSet(data.name, capped)

@@ -1,4 +1,4 @@
-"""A tenant's adapted head: labels + linear layer + temperature, and its safetensors codec."""
+"""A tenant's adapted head: labels + linear layer + temperature + out-of-scope rule, and its codec."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from app.ml.learner import HeadTensors, head_logits
+from app.ml.ood import oos_scores
 
 HEAD_SCHEMA = "1"
 
@@ -26,14 +27,25 @@ class TenantHead:
     weight: torch.Tensor  # [n_labels, dim], float32
     bias: torch.Tensor  # [n_labels]
     scale: float  # inverse temperature applied to the logits
+    prototypes: torch.Tensor  # [n_labels, dim], unit-norm class means (float16), for out-of-scope scores
+    oos_threshold: float | None  # below this prototype similarity a text is out of scope; None = off
 
     @classmethod
-    def from_tensors(cls, labels: list[str], head: HeadTensors, scale: float) -> TenantHead:
+    def from_tensors(
+        cls,
+        labels: list[str],
+        head: HeadTensors,
+        scale: float,
+        prototypes: torch.Tensor,
+        oos_threshold: float | None,
+    ) -> TenantHead:
         return cls(
             labels=list(labels),
             weight=head.weight.detach().float().cpu().contiguous(),
             bias=head.bias.detach().float().cpu().contiguous(),
             scale=float(scale),
+            prototypes=prototypes.detach().half().cpu().contiguous(),
+            oos_threshold=oos_threshold,
         )
 
     @property
@@ -45,14 +57,20 @@ class TenantHead:
         tensors = HeadTensors(self.weight, self.bias)
         return torch.softmax(head_logits(embeddings.float(), tensors, self.scale), dim=-1)
 
+    def oos_scores(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Similarity to the nearest label prototype, `[n]`; compare with `oos_threshold`."""
+        return oos_scores(embeddings, self.prototypes)
+
     def to_bytes(self) -> bytes:
-        """safetensors bytes; labels and scale ride in the header metadata (JSON strings)."""
+        """safetensors bytes; labels, scale and threshold ride in the header metadata (JSON strings)."""
         metadata = {
             "schema": HEAD_SCHEMA,
             "labels": json.dumps(self.labels, ensure_ascii=False),
             "scale": repr(self.scale),
+            "oos_threshold": json.dumps(self.oos_threshold),
         }
-        return st_save({"weight": self.weight, "bias": self.bias}, metadata=metadata)
+        tensors = {"weight": self.weight, "bias": self.bias, "prototypes": self.prototypes}
+        return st_save(tensors, metadata=metadata)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TenantHead:
@@ -63,15 +81,28 @@ class TenantHead:
             if metadata.get("schema") != HEAD_SCHEMA:
                 raise HeadDecodeError(f"head schema {metadata.get('schema')!r}, expected {HEAD_SCHEMA}")
             labels = json.loads(metadata["labels"])
-            weight, bias = tensors["weight"], tensors["bias"]
-            scale = float(metadata["scale"])
+            threshold = json.loads(metadata["oos_threshold"])
+            head = cls(
+                labels=labels,
+                weight=tensors["weight"],
+                bias=tensors["bias"],
+                scale=float(metadata["scale"]),
+                prototypes=tensors["prototypes"],
+                oos_threshold=None if threshold is None else float(threshold),
+            )
         except HeadDecodeError:
             raise
         except Exception as exc:  # safetensors/json raise a zoo of types on corrupt input
             raise HeadDecodeError(f"cannot decode head: {exc}") from exc
-        if weight.ndim != 2 or bias.shape != (weight.shape[0],) or len(labels) != weight.shape[0]:
+        n_labels = len(head.labels)
+        if (
+            head.weight.ndim != 2
+            or head.weight.shape[0] != n_labels
+            or head.bias.shape != (n_labels,)
+            or head.prototypes.shape != head.weight.shape
+        ):
             raise HeadDecodeError("head tensors and labels disagree in shape")
-        return cls(labels=labels, weight=weight, bias=bias, scale=scale)
+        return head
 
 
 def _read_metadata(data: bytes) -> dict[str, str]:

@@ -95,8 +95,9 @@ def adapt_head(
     n_classes: int,
     params: InnerLoopParams,
     differentiable: bool,
+    init: str = "prototype",
 ) -> HeadTensors:
-    """Prototype init, then `params.steps` SGD steps on the support cross-entropy.
+    """Prototype init (or `init="zero"`, plain MAML), then `params.steps` SGD steps on the support cross-entropy.
 
     With `differentiable=True` the result keeps the graph back to `embeddings` and to the
     tensors in `params` (MAML / Proto-MAML / Meta-SGD). With `False` each step is first-order
@@ -105,8 +106,13 @@ def adapt_head(
     with torch.enable_grad():
         if not differentiable:
             embeddings = embeddings.detach().clone()
-        init = prototype_head(embeddings, targets, n_classes)
-        fast = [init.weight, init.bias]
+        if init == "prototype":
+            start = prototype_head(embeddings, targets, n_classes)
+        elif init == "zero":
+            start = HeadTensors(embeddings.new_zeros(n_classes, embeddings.shape[1]), embeddings.new_zeros(n_classes))
+        else:
+            raise ValueError(f"unknown head init {init!r}")
+        fast = [start.weight, start.bias]
         if not differentiable:
             fast = [p.detach().requires_grad_() for p in fast]
         else:

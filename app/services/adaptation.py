@@ -5,16 +5,21 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal
 
 import torch
 
 from app.ml.encoder import SentenceEncoder
 from app.ml.head import TenantHead
 from app.ml.learner import InnerLoopParams, adapt_head
+from app.ml.ood import normalized_prototypes, oos_threshold
+from app.services.embedding_cache import EmbeddingCache
 from app.services.errors import ServiceError, invalid
 from app.services.records import build_meta
-from app.store.base import TenantStore
+from app.store.base import JSON, TenantStore
+
+Mode = Literal["replace", "append"]
+APPEND_RETRIES = 5
 
 
 @dataclass(frozen=True)
@@ -29,20 +34,38 @@ class Limits:
     max_top_k: int = 20
 
 
+@dataclass(frozen=True)
+class OosRule:
+    """How a tenant's out-of-scope threshold is set from its support set."""
+
+    quantile: float = 0.05
+    fallback: float | None = 0.35
+
+
 @dataclass
 class SupportSet:
-    """Validated support examples with label indices."""
+    """Validated support: examples with label indices, plus optional label descriptions."""
 
     texts: list[str]
     labels: list[str]  # distinct labels, in output order
     targets: list[int]
+    descriptions: dict[str, str] = field(default_factory=dict)
+
+    def fit_inputs(self) -> tuple[list[str], list[int]]:
+        """Texts and targets the inner loop sees: examples, then each description as one more example."""
+        index = {label: i for i, label in enumerate(self.labels)}
+        described = [label for label in self.labels if label in self.descriptions]
+        texts = self.texts + [self.descriptions[label] for label in described]
+        return texts, self.targets + [index[label] for label in described]
 
     def counts(self) -> dict[str, int]:
         tally = Counter(self.targets)
         return {label: tally[i] for i, label in enumerate(self.labels)}
 
-    def as_json(self) -> list[dict[str, str]]:
-        return [{"text": t, "label": self.labels[y]} for t, y in zip(self.texts, self.targets, strict=True)]
+    def as_json(self) -> list[JSON]:
+        rows: list[JSON] = [{"text": t, "label": self.labels[y]} for t, y in zip(self.texts, self.targets, strict=True)]
+        rows += [{"text": text, "label": label, "description": True} for label, text in self.descriptions.items()]
+        return rows
 
 
 @dataclass
@@ -51,7 +74,10 @@ class AdaptResult:
     version: int
     labels: list[str]
     counts: dict[str, int]
+    n_descriptions: int
     inner_steps: int
+    oos_threshold: float | None
+    n_embedded: int
     encoder_fingerprint: str
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -64,18 +90,30 @@ def check_text(text: str, limits: Limits, where: str) -> None:
         raise invalid("text_too_long", f"{where} has {len(text)} characters; the limit is {limits.max_text_chars}")
 
 
-def validate_support(examples: list[dict[str, Any]], declared_labels: list[str] | None, limits: Limits) -> SupportSet:
+def _check_label(label: str, limits: Limits, where: str) -> None:
+    if not label.strip():
+        raise invalid("empty_label", f"{where} is empty or whitespace")
+    if len(label) > limits.max_label_chars:
+        raise invalid("label_too_long", f"{where} is longer than {limits.max_label_chars} characters")
+
+
+def validate_support(
+    examples: list[JSON],
+    declared_labels: list[str] | None,
+    limits: Limits,
+    descriptions: dict[str, str] | None = None,
+) -> SupportSet:
     """Check a support set against the limits; raise `ServiceError` with a precise code."""
+    descriptions = dict(descriptions or {})
     if len(examples) > limits.max_examples:
         raise invalid("too_many_examples", f"{len(examples)} examples; the limit is {limits.max_examples}")
     for i, example in enumerate(examples):
         check_text(example["text"], limits, f"examples[{i}].text")
-        label = example["label"]
-        if not label.strip():
-            raise invalid("empty_label", f"examples[{i}].label is empty or whitespace")
-        if len(label) > limits.max_label_chars:
-            raise invalid("label_too_long", f"examples[{i}].label is longer than {limits.max_label_chars}")
-    seen = list(dict.fromkeys(example["label"] for example in examples))
+        _check_label(example["label"], limits, f"examples[{i}].label")
+    for label, text in descriptions.items():
+        _check_label(label, limits, f"label_descriptions key {label!r}")
+        check_text(text, limits, f"label_descriptions[{label!r}]")
+    seen = list(dict.fromkeys([*(example["label"] for example in examples), *descriptions]))
     if declared_labels is not None:
         if len(set(declared_labels)) != len(declared_labels):
             raise invalid("duplicate_label", "labels contains duplicates")
@@ -95,7 +133,38 @@ def validate_support(examples: list[dict[str, Any]], declared_labels: list[str] 
         texts=[example["text"] for example in examples],
         labels=seen,
         targets=[index[example["label"]] for example in examples],
+        descriptions=descriptions,
     )
+
+
+def split_stored(rows: list[JSON]) -> tuple[list[JSON], dict[str, str]]:
+    """Stored support rows -> (examples, label descriptions)."""
+    examples = [{"text": r["text"], "label": r["label"]} for r in rows if not r.get("description")]
+    descriptions = {r["label"]: r["text"] for r in rows if r.get("description")}
+    return examples, descriptions
+
+
+def merge_support(
+    stored: list[JSON],
+    examples: list[JSON],
+    descriptions: dict[str, str],
+    remove_labels: list[str],
+) -> tuple[list[JSON], dict[str, str]]:
+    """Stored support + new examples (exact duplicates dropped) + new descriptions, minus removed labels."""
+    old_examples, old_descriptions = split_stored(stored)
+    known = {example["label"] for example in old_examples} | set(old_descriptions)
+    unknown = [label for label in remove_labels if label not in known]
+    if unknown:
+        raise invalid("unknown_label", f"cannot remove labels the tenant does not have: {unknown[:10]}")
+    drop = set(remove_labels)
+    merged, seen = [], set()
+    for example in [*old_examples, *examples]:
+        key = (example["text"], example["label"])
+        if example["label"] not in drop and key not in seen:
+            seen.add(key)
+            merged.append(example)
+    merged_descriptions = {k: v for k, v in (old_descriptions | descriptions).items() if k not in drop}
+    return merged, merged_descriptions
 
 
 class AdaptationService:
@@ -108,47 +177,88 @@ class AdaptationService:
         store: TenantStore,
         limits: Limits,
         embed_batch_size: int = 64,
+        oos_rule: OosRule | None = None,
+        embedding_cache: EmbeddingCache | None = None,
     ) -> None:
         self.encoder = encoder
         self.inner = inner
         self.store = store
         self.limits = limits
         self.embed_batch_size = embed_batch_size
+        self.oos_rule = oos_rule or OosRule()
+        self.embeddings = embedding_cache if embedding_cache is not None else EmbeddingCache(0)
 
-    def fit(self, support: SupportSet, inner_steps: int) -> tuple[TenantHead, dict[str, float]]:
-        """Embed the support set and run the inner loop; no store access."""
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        return self.encoder.embed(texts, batch_size=self.embed_batch_size)
+
+    def fit(self, support: SupportSet, inner_steps: int) -> tuple[TenantHead, dict[str, float], int]:
+        """Embed the support set (cached texts reused) and run the inner loop; no store access.
+
+        Returns the head, timings and how many texts went through the encoder.
+        """
         started = time.perf_counter()
-        embeddings = self.encoder.embed(support.texts, batch_size=self.embed_batch_size)
+        texts, target_list = support.fit_inputs()
+        embeddings, n_embedded = self.embeddings.embed(texts, self._embed)
         embedded = time.perf_counter()
-        targets = torch.tensor(support.targets, dtype=torch.long)
+        targets = torch.tensor(target_list, dtype=torch.long)
+        n_labels = len(support.labels)
         params = self.inner.with_steps(inner_steps)
-        tensors = adapt_head(embeddings, targets, len(support.labels), params, differentiable=False)
-        head = TenantHead.from_tensors(support.labels, tensors, float(params.scale))
+        tensors = adapt_head(embeddings, targets, n_labels, params, differentiable=False)
+        prototypes = normalized_prototypes(embeddings, targets, n_labels)
+        threshold = oos_threshold(embeddings, targets, n_labels, self.oos_rule.quantile, self.oos_rule.fallback)
+        head = TenantHead.from_tensors(support.labels, tensors, float(params.scale), prototypes, threshold)
         adapted = time.perf_counter()
-        return head, {"embed": _ms(embedded - started), "inner_loop": _ms(adapted - embedded)}
+        return head, {"embed": _ms(embedded - started), "inner_loop": _ms(adapted - embedded)}, n_embedded
 
     def adapt(
         self,
         tenant_id: str,
-        examples: list[dict[str, Any]],
+        examples: list[JSON],
         labels: list[str] | None = None,
         inner_steps: int | None = None,
+        mode: Mode = "replace",
+        remove_labels: list[str] | None = None,
+        label_descriptions: dict[str, str] | None = None,
     ) -> AdaptResult:
-        """Validate, fit and store a new version; nothing is written when validation fails."""
+        """Validate, fit and store a new version; nothing is written when validation fails.
+
+        `replace` makes the request's examples the whole support set; `append` adds them (and new
+        labels) to the stored one and drops `remove_labels`, with compare-and-set against
+        concurrent writers.
+        """
         started = time.perf_counter()
-        support = validate_support(examples, labels, self.limits)
         steps = self.inner.steps if inner_steps is None else inner_steps
-        head, timings = self.fit(support, steps)
-        version = self._save(tenant_id, head, support, steps, expected_version=None)
+        descriptions = label_descriptions or {}
+        if mode == "replace":
+            if remove_labels:
+                raise invalid("invalid_option", "remove_labels needs mode 'append'")
+            support = validate_support(examples, labels, self.limits, descriptions)
+            head, timings, n_embedded = self.fit(support, steps)
+            version = self._save(tenant_id, head, support, steps, expected_version=None)
+        else:
+            for _ in range(APPEND_RETRIES):
+                current = self.store.current_version(tenant_id)
+                stored = self.store.load_support(tenant_id) if current is not None else []
+                merged, merged_descriptions = merge_support(stored or [], examples, descriptions, remove_labels or [])
+                support = validate_support(merged, labels, self.limits, merged_descriptions)
+                head, timings, n_embedded = self.fit(support, steps)
+                version = self._save(tenant_id, head, support, steps, expected_version=current)
+                if version is not None:
+                    break
+            else:
+                raise ServiceError(409, "concurrent_update", "the tenant changed during append; retry")
         assert version is not None
-        timings["store"] = _ms(time.perf_counter() - started) - sum(timings.values())
+        timings["store"] = round(_ms(time.perf_counter() - started) - sum(timings.values()), 3)
         timings["total"] = _ms(time.perf_counter() - started)
         return AdaptResult(
             tenant_id=tenant_id,
             version=version,
             labels=support.labels,
             counts=support.counts(),
+            n_descriptions=len(support.descriptions),
             inner_steps=steps,
+            oos_threshold=head.oos_threshold,
+            n_embedded=n_embedded,
             encoder_fingerprint=self.encoder.fingerprint,
             timings_ms=timings,
         )
@@ -158,12 +268,13 @@ class AdaptationService:
         stored_support = self.store.load_support(tenant_id)
         if stored_support is None:
             return None
+        examples, descriptions = split_stored(stored_support)
         try:
-            support = validate_support(stored_support, None, self.limits)
+            support = validate_support(examples, None, self.limits, descriptions)
         except ServiceError as exc:
             raise ServiceError(409, "model_unusable", f"stored support set is invalid: {exc.message}") from exc
         steps = self.inner.steps if inner_steps is None else inner_steps
-        head, _ = self.fit(support, steps)
+        head, _, _ = self.fit(support, steps)
         new_version = self._save(tenant_id, head, support, steps, expected_version=version)
         return None if new_version is None else (new_version, head)
 
@@ -172,6 +283,8 @@ class AdaptationService:
     ) -> int | None:
         head_bytes = head.to_bytes()
         meta = build_meta(head_bytes, support.labels, support.counts(), self.encoder.fingerprint, steps)
+        meta["n_descriptions"] = len(support.descriptions)
+        meta["oos_threshold"] = head.oos_threshold
         return self.store.save(tenant_id, head_bytes, meta, support.as_json(), expected_version)
 
 

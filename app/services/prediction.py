@@ -18,15 +18,18 @@ from app.store.base import TenantStore
 
 @dataclass
 class Prediction:
-    label: str
+    label: str | None  # None when out of scope
     score: float
     top_k: list[tuple[str, float]]
+    out_of_scope: bool
+    oos_score: float
 
 
 @dataclass
 class PredictResult:
     tenant_id: str
     version: int
+    oos_threshold: float | None
     predictions: list[Prediction]
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -86,7 +89,27 @@ class PredictionService:
                 version, problem = stored.version, again
         raise ServiceError(409, "model_unusable", f"stored model is {problem.reason}: {problem}")
 
-    def predict(self, tenant_id: str, texts: list[str], top_k: int = 1) -> PredictResult:
+    def pinned_head(self, tenant_id: str, version: int) -> TenantHead:
+        """A retained earlier version, decoded (not cached: pinning is for audits and A/B checks)."""
+        stored = self.store.load(tenant_id, version=version)
+        if stored is None:
+            if self.store.current_version(tenant_id) is None:
+                raise unknown_tenant(tenant_id)
+            raise ServiceError(404, "unknown_version", f"version {version} of {tenant_id!r} is not retained")
+        try:
+            return open_record(stored, self.encoder.fingerprint)
+        except UnusableModel as exc:
+            raise ServiceError(409, "model_unusable", f"version {version} is {exc.reason}: {exc}") from exc
+
+    def predict(
+        self,
+        tenant_id: str,
+        texts: list[str],
+        top_k: int = 1,
+        version: int | None = None,
+        oos_threshold: float | None = None,
+    ) -> PredictResult:
+        """Labels and probabilities; `version` pins a retained version, `oos_threshold` overrides the tenant's."""
         started = time.perf_counter()
         if not texts:
             raise invalid("no_texts", "texts must hold at least one text")
@@ -96,17 +119,31 @@ class PredictionService:
             raise invalid("invalid_top_k", f"top_k must be between 1 and {self.limits.max_top_k}")
         for i, text in enumerate(texts):
             check_text(text, self.limits, f"texts[{i}]")
-        version, head = self.head_for(tenant_id)
+        if version is None:
+            version, head = self.head_for(tenant_id)
+        else:
+            head = self.pinned_head(tenant_id, version)
+        threshold = head.oos_threshold if oos_threshold is None else oos_threshold
         loaded = time.perf_counter()
         embeddings = self.encoder.embed(texts, batch_size=self.embed_batch_size)
         embedded = time.perf_counter()
         probabilities = head.probabilities(embeddings)
+        similarity = head.oos_scores(embeddings).tolist()
         k = min(top_k, len(head.labels))
         scores, indices = torch.topk(probabilities, k, dim=-1)
         predictions = []
-        for row_scores, row_indices in zip(scores.tolist(), indices.tolist(), strict=True):
+        for row_scores, row_indices, sim in zip(scores.tolist(), indices.tolist(), similarity, strict=True):
             ranked = [(head.labels[i], float(s)) for i, s in zip(row_indices, row_scores, strict=True)]
-            predictions.append(Prediction(label=ranked[0][0], score=ranked[0][1], top_k=ranked))
+            outside = threshold is not None and sim < threshold
+            predictions.append(
+                Prediction(
+                    label=None if outside else ranked[0][0],
+                    score=ranked[0][1],
+                    top_k=ranked,
+                    out_of_scope=outside,
+                    oos_score=round(float(sim), 6),
+                )
+            )
         done = time.perf_counter()
         timings = {
             "load": round((loaded - started) * 1000, 3),
@@ -114,4 +151,4 @@ class PredictionService:
             "head": round((done - embedded) * 1000, 3),
             "total": round((done - started) * 1000, 3),
         }
-        return PredictResult(tenant_id, version, predictions, timings)
+        return PredictResult(tenant_id, version, threshold, predictions, timings)

@@ -11,7 +11,8 @@ from app.config import Settings
 from app.ml.checkpoint import load_checkpoint
 from app.ml.encoder import SentenceEncoder, load_encoder
 from app.ml.learner import InnerLoopParams
-from app.services.adaptation import AdaptationService, Limits
+from app.services.adaptation import AdaptationService, Limits, OosRule
+from app.services.embedding_cache import EmbeddingCache
 from app.services.model_cache import HeadCache
 from app.services.prediction import PredictionService
 from app.services.tenants import TenantService
@@ -73,10 +74,19 @@ def build_runtime(
         prefix=settings.redis_prefix,
         ttl_s=settings.tenant_ttl_s,
         timeout_s=settings.redis_timeout_s,
+        keep_versions=settings.keep_versions,
     )
-    cache = HeadCache(settings.model_cache_size)
+    cache = HeadCache(settings.model_cache_size, max_bytes=int(settings.model_cache_mb * 2**20))
     limits = limits_from(settings)
-    adaptation = AdaptationService(encoder, inner, store, limits, settings.embed_batch_size)
+    adaptation = AdaptationService(
+        encoder,
+        inner,
+        store,
+        limits,
+        settings.embed_batch_size,
+        oos_rule=OosRule(settings.oos_quantile, settings.oos_fallback_threshold),
+        embedding_cache=EmbeddingCache(settings.embedding_cache_size),
+    )
     prediction = PredictionService(encoder, store, cache, adaptation, limits, settings.embed_batch_size)
     tenants = TenantService(store, cache, encoder.fingerprint)
     log.info(

@@ -1,13 +1,26 @@
-"""TenantService: describe and delete tenants."""
+"""TenantService: describe, list versions of, roll back and delete tenants."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from app.services.errors import unknown_tenant
+from app.services.errors import ServiceError, unknown_tenant
 from app.services.model_cache import HeadCache
 from app.services.records import UnusableModel, open_record
-from app.store.base import TenantStore
+from app.store.base import JSON, TenantStore
+
+
+def _summary(meta: JSON) -> dict[str, Any]:
+    return {
+        "labels": meta.get("labels", []),
+        "counts": meta.get("counts", {}),
+        "n_examples": meta.get("n_examples", 0),
+        "n_descriptions": meta.get("n_descriptions", 0),
+        "inner_steps": meta.get("inner_steps"),
+        "oos_threshold": meta.get("oos_threshold"),
+        "encoder_fingerprint": meta.get("encoder_fingerprint"),
+        "created_at": meta.get("created_at"),
+    }
 
 
 class TenantService:
@@ -20,7 +33,6 @@ class TenantService:
         stored = self.store.load(tenant_id)
         if stored is None:
             raise unknown_tenant(tenant_id)
-        meta = stored.meta
         try:
             open_record(stored, self.fingerprint)
             status = "ready"
@@ -30,14 +42,30 @@ class TenantService:
             "tenant_id": tenant_id,
             "version": stored.version,
             "status": status,
-            "labels": meta.get("labels", []),
-            "counts": meta.get("counts", {}),
-            "n_examples": meta.get("n_examples", 0),
-            "inner_steps": meta.get("inner_steps"),
-            "encoder_fingerprint": meta.get("encoder_fingerprint"),
-            "created_at": meta.get("created_at"),
+            **_summary(stored.meta),
             "head_bytes": len(stored.head),
         }
+
+    def versions(self, tenant_id: str) -> dict[str, Any]:
+        infos = self.store.versions(tenant_id)
+        if not infos:
+            raise unknown_tenant(tenant_id)
+        return {
+            "tenant_id": tenant_id,
+            "current": infos[0].version,
+            "versions": [
+                {"version": info.version, "head_bytes": info.head_bytes, **_summary(info.meta)} for info in infos
+            ],
+        }
+
+    def rollback(self, tenant_id: str, version: int) -> dict[str, Any]:
+        new_version = self.store.rollback(tenant_id, version)
+        if new_version is None:
+            if self.store.current_version(tenant_id) is None:
+                raise unknown_tenant(tenant_id)
+            raise ServiceError(404, "unknown_version", f"version {version} of {tenant_id!r} is not retained")
+        self.cache.drop(tenant_id)
+        return {"tenant_id": tenant_id, "version": new_version, "restored_from": version}
 
     def delete(self, tenant_id: str) -> None:
         existed = self.store.delete(tenant_id)

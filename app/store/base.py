@@ -21,6 +21,15 @@ class StoredModel:
     meta: JSON
 
 
+@dataclass(frozen=True)
+class VersionInfo:
+    """A retained version: its number, head size and metadata."""
+
+    version: int
+    head_bytes: int
+    meta: JSON
+
+
 @runtime_checkable
 class TenantStore(Protocol):
     """Where tenant models live. Every write is atomic and gets a new, strictly larger version."""
@@ -40,16 +49,24 @@ class TenantStore(Protocol):
         """
         ...
 
-    def load(self, tenant_id: str) -> StoredModel | None:
-        """The current model, or None for an unknown tenant."""
+    def load(self, tenant_id: str, version: int | None = None) -> StoredModel | None:
+        """The current model (or a retained `version`), or None for an unknown tenant/version."""
         ...
 
     def current_version(self, tenant_id: str) -> int | None:
         """The current version number alone (cheap cache validation)."""
         ...
 
-    def load_support(self, tenant_id: str) -> list[JSON] | None:
-        """The support set stored beside the current model."""
+    def load_support(self, tenant_id: str, version: int | None = None) -> list[JSON] | None:
+        """The support set stored beside the current model (or a retained `version`)."""
+        ...
+
+    def versions(self, tenant_id: str) -> list[VersionInfo]:
+        """Retained versions, newest first (the current one included)."""
+        ...
+
+    def rollback(self, tenant_id: str, version: int) -> int | None:
+        """Re-publish retained `version` as a new current version; None when it is not retained."""
         ...
 
     def delete(self, tenant_id: str) -> bool:

@@ -1,8 +1,10 @@
-"""Redis store: one hash per tenant written by a Lua script, so readers never see half a model.
+"""Redis store: every write is one Lua script, so readers never see half a model.
 
-Keys (the `{tenant}` hash tag keeps both in one Cluster slot):
-  <prefix>:{<tenant>}:model  hash {version, head (safetensors bytes), meta (JSON), support (JSON)}
-  <prefix>:{<tenant>}:seq    version counter; survives DELETE so versions never repeat
+Keys (the `{tenant}` hash tag keeps a tenant's keys in one Cluster slot):
+  <prefix>:{<tenant>}:model     hash {version, head (safetensors bytes), meta (JSON), support (JSON)}: current
+  <prefix>:{<tenant>}:v:<n>     the same hash for each retained version n (the newest `keep_versions`)
+  <prefix>:{<tenant>}:versions  list of retained version numbers, newest first
+  <prefix>:{<tenant>}:seq       version counter; survives DELETE so versions never repeat
 """
 
 from __future__ import annotations
@@ -13,23 +15,67 @@ from functools import wraps
 from typing import Any, TypeVar
 
 import redis
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 
-from app.store.base import JSON, StoredModel, StoreUnavailable
+from app.store.base import JSON, StoredModel, StoreUnavailable, VersionInfo
 
 T = TypeVar("T")
 
-_SAVE_SCRIPT = """
+CORRUPT_META: JSON = {"schema": None, "unreadable": "stored metadata is not a JSON object"}
+"""What `load` returns as metadata that cannot be parsed: `open_record` rejects it (schema check)."""
+
+# Shared tail of the write scripts: publish (head, meta, support) as a new version.
+# KEYS: model, seq, versions; ARGV[1..3] = head, meta, support; ARGV[4] ttl; ARGV[6] keep; ARGV[7] version-key prefix
+_PUBLISH = """
+local version = redis.call('INCR', KEYS[2])
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'version', version, 'head', ARGV[1], 'meta', ARGV[2], 'support', ARGV[3])
+redis.call('HSET', ARGV[7] .. version, 'version', version, 'head', ARGV[1], 'meta', ARGV[2], 'support', ARGV[3])
+redis.call('LPUSH', KEYS[3], version)
+local keep = tonumber(ARGV[6])
+for _, old in ipairs(redis.call('LRANGE', KEYS[3], keep, -1)) do redis.call('DEL', ARGV[7] .. old) end
+redis.call('LTRIM', KEYS[3], 0, keep - 1)
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[3], ttl)
+  for _, kept in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do redis.call('EXPIRE', ARGV[7] .. kept, ttl) end
+end
+return version
+"""
+
+# ARGV[5]: expected current version ('' = unconditional)
+_SAVE_SCRIPT = (
+    """
 if ARGV[5] ~= '' then
   local current = redis.call('HGET', KEYS[1], 'version')
   if current ~= ARGV[5] then return -1 end
 end
-local version = redis.call('INCR', KEYS[2])
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'version', version, 'head', ARGV[1], 'meta', ARGV[2], 'support', ARGV[3])
-if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
-return version
+"""
+    + _PUBLISH
+)
+
+# ARGV[5]: the version to restore; its data is re-published as a new version
+_ROLLBACK_SCRIPT = (
+    """
+local source = redis.call('HMGET', ARGV[7] .. ARGV[5], 'head', 'meta', 'support')
+if not source[1] then return -1 end
+ARGV[1] = source[1]
+ARGV[2] = source[2]
+ARGV[3] = source[3]
+"""
+    + _PUBLISH
+)
+
+# KEYS: model, versions; ARGV[1]: version-key prefix. Returns 1 when the tenant existed.
+_DELETE_SCRIPT = """
+local existed = redis.call('EXISTS', KEYS[1])
+for _, kept in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do redis.call('DEL', ARGV[1] .. kept) end
+redis.call('DEL', KEYS[1], KEYS[2])
+return existed
 """
 
 
@@ -46,6 +92,35 @@ def _translate_errors(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+def _decode_meta(raw: bytes) -> JSON:
+    """Stored metadata, or `CORRUPT_META` when it is not a JSON object (tampered, truncated)."""
+    try:
+        meta = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return dict(CORRUPT_META)
+    return meta if isinstance(meta, dict) else dict(CORRUPT_META)
+
+
+def _decode_support(raw: bytes) -> list[JSON] | None:
+    """A stored support set, or None when it is not a list of `{text, label}` strings."""
+    try:
+        support = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(support, list):
+        return None
+    for example in support:
+        if not isinstance(example, dict) or not all(isinstance(example.get(k), str) for k in ("text", "label")):
+            return None
+    return support
+
+
+
+def _glob_escape(text: str) -> str:
+    """`text` as a literal inside a Redis MATCH pattern."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
+
+
 class RedisStore:
     """`TenantStore` over redis-py with a connection pool and bounded timeouts."""
 
@@ -55,23 +130,34 @@ class RedisStore:
         prefix: str = "fewshot",
         ttl_s: int | None = None,
         timeout_s: float = 2.0,
+        keep_versions: int = 5,
     ) -> None:
         self._prefix = prefix
         self._ttl_s = ttl_s or 0
+        self._keep_versions = max(1, keep_versions)
+        # One immediate retry on a broken connection (a restarted Redis leaves stale pooled sockets),
+        # none on timeouts (a write's outcome is unknown): a call takes at most ~2 x timeout_s.
+        # redis-py's default (10 retries, backoff up to 1 s) would hold a worker for many seconds.
         self._client = redis.Redis.from_url(
             url,
             socket_timeout=timeout_s,
             socket_connect_timeout=timeout_s,
             health_check_interval=15,
+            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
             decode_responses=False,
         )
         self._save = self._client.register_script(_SAVE_SCRIPT)
+        self._rollback = self._client.register_script(_ROLLBACK_SCRIPT)
+        self._delete = self._client.register_script(_DELETE_SCRIPT)
 
-    def _model_key(self, tenant_id: str) -> str:
-        return f"{self._prefix}:{{{tenant_id}}}:model"
+    def _key(self, tenant_id: str, suffix: str) -> str:
+        return f"{self._prefix}:{{{tenant_id}}}:{suffix}"
 
-    def _seq_key(self, tenant_id: str) -> str:
-        return f"{self._prefix}:{{{tenant_id}}}:seq"
+    def _write_keys(self, tenant_id: str) -> list[str]:
+        return [self._key(tenant_id, "model"), self._key(tenant_id, "seq"), self._key(tenant_id, "versions")]
+
+    def _hash_key(self, tenant_id: str, version: int | None) -> str:
+        return self._key(tenant_id, "model" if version is None else f"v:{version}")
 
     @_translate_errors
     def save(
@@ -88,41 +174,64 @@ class RedisStore:
             json.dumps(support, ensure_ascii=False),
             self._ttl_s,
             "" if expected_version is None else str(expected_version),
+            self._keep_versions,
+            self._key(tenant_id, "v:"),
         ]
-        version = int(self._save(keys=[self._model_key(tenant_id), self._seq_key(tenant_id)], args=args))
+        version = int(self._save(keys=self._write_keys(tenant_id), args=args))
         return None if version < 0 else version
 
     @_translate_errors
-    def load(self, tenant_id: str) -> StoredModel | None:
-        version, head, meta = self._client.hmget(self._model_key(tenant_id), ["version", "head", "meta"])
-        if version is None or head is None or meta is None:
+    def rollback(self, tenant_id: str, version: int) -> int | None:
+        args = ["", "", "", self._ttl_s, str(version), self._keep_versions, self._key(tenant_id, "v:")]
+        new_version = int(self._rollback(keys=self._write_keys(tenant_id), args=args))
+        return None if new_version < 0 else new_version
+
+    @_translate_errors
+    def load(self, tenant_id: str, version: int | None = None) -> StoredModel | None:
+        stored, head, meta = self._client.hmget(self._hash_key(tenant_id, version), ["version", "head", "meta"])
+        if stored is None or head is None or meta is None:
             return None
-        return StoredModel(version=int(version), head=bytes(head), meta=json.loads(meta))
+        return StoredModel(version=int(stored), head=bytes(head), meta=_decode_meta(meta))
 
     @_translate_errors
     def current_version(self, tenant_id: str) -> int | None:
-        version = self._client.hget(self._model_key(tenant_id), "version")
+        version = self._client.hget(self._key(tenant_id, "model"), "version")
         return None if version is None else int(version)
 
     @_translate_errors
-    def load_support(self, tenant_id: str) -> list[JSON] | None:
-        support = self._client.hget(self._model_key(tenant_id), "support")
-        return None if support is None else json.loads(support)
+    def load_support(self, tenant_id: str, version: int | None = None) -> list[JSON] | None:
+        support = self._client.hget(self._hash_key(tenant_id, version), "support")
+        return None if support is None else _decode_support(support)
+
+    @_translate_errors
+    def versions(self, tenant_id: str) -> list[VersionInfo]:
+        numbers = [int(v) for v in self._client.lrange(self._key(tenant_id, "versions"), 0, -1)]
+        pipe = self._client.pipeline(transaction=False)
+        for number in numbers:
+            pipe.hget(self._hash_key(tenant_id, number), "meta")
+            pipe.hstrlen(self._hash_key(tenant_id, number), "head")
+        replies = pipe.execute()
+        infos = []
+        for number, meta, size in zip(numbers, replies[0::2], replies[1::2], strict=True):
+            if meta is not None:
+                infos.append(VersionInfo(version=number, head_bytes=int(size), meta=_decode_meta(meta)))
+        return infos
 
     @_translate_errors
     def delete(self, tenant_id: str) -> bool:
-        return bool(self._client.delete(self._model_key(tenant_id)))
+        keys = [self._key(tenant_id, "model"), self._key(tenant_id, "versions")]
+        return bool(self._delete(keys=keys, args=[self._key(tenant_id, "v:")]))
+
+    @_translate_errors
+    def tenant_ids(self) -> list[str]:
+        """Every tenant with a current model (SCAN over `<prefix>:{*}:model`; used by `GET /tenants`)."""
+        start = len(self._prefix) + 2
+        pattern = f"{_glob_escape(self._prefix)}:{{*}}:model"
+        return [key.decode()[start:-7] for key in self._client.scan_iter(match=pattern, count=1000)]
 
     @_translate_errors
     def ping(self) -> None:
         self._client.ping()
-
-    @_translate_errors
-    def memory_usage(self, tenant_id: str) -> int | None:
-        """Bytes Redis uses for the tenant's keys (MEMORY USAGE), for benchmarks."""
-        model = self._client.memory_usage(self._model_key(tenant_id), samples=0)
-        seq = self._client.memory_usage(self._seq_key(tenant_id), samples=0)
-        return None if model is None else int(model) + int(seq or 0)
 
     def close(self) -> None:
         self._client.close()

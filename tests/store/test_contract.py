@@ -104,7 +104,11 @@ def test_ttl_expires_tenants(kind: str, request: pytest.FixtureRequest) -> None:
 def test_redis_keys_are_namespaced(redis_store: RedisStore, redis_prefix: str) -> None:
     redis_store.save("t1", b"x", META, SUPPORT)
     keys = sorted(key.decode() for key in redis_store._client.scan_iter(match=f"{redis_prefix}:*"))
-    assert keys == [f"{redis_prefix}:{{t1}}:model", f"{redis_prefix}:{{t1}}:seq"]
+    tenant = f"{redis_prefix}:{{t1}}"
+    assert keys == [f"{tenant}:model", f"{tenant}:seq", f"{tenant}:v:1", f"{tenant}:versions"]
+    redis_store.delete("t1")
+    remaining = [key.decode() for key in redis_store._client.scan_iter(match=f"{redis_prefix}:*")]
+    assert remaining == [f"{tenant}:seq"]
 
 
 def test_unreachable_redis_raises_store_unavailable() -> None:
@@ -118,3 +122,47 @@ def test_unreachable_redis_raises_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
         store.ping()
     assert time.monotonic() - started < 10
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store3(request: pytest.FixtureRequest) -> Iterator[TenantStore]:
+    """Stores that keep the last 3 versions."""
+    if request.param == "memory":
+        yield MemoryStore(keep_versions=3)
+    else:
+        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
+        request.getfixturevalue("redis_store")  # cleans the prefix afterwards
+        yield RedisStore(url, prefix=prefix, keep_versions=3)
+
+
+def test_last_versions_are_retained(store3: TenantStore) -> None:
+    for i in range(1, 6):
+        store3.save("t1", f"head{i}".encode(), {"i": i}, [{"text": str(i), "label": "a"}])
+    infos = store3.versions("t1")
+    assert [info.version for info in infos] == [5, 4, 3]
+    assert [info.meta for info in infos] == [{"i": 5}, {"i": 4}, {"i": 3}]
+    assert all(info.head_bytes == 5 for info in infos)
+    old = store3.load("t1", version=3)
+    assert old is not None and old.head == b"head3" and old.version == 3
+    assert store3.load_support("t1", version=4) == [{"text": "4", "label": "a"}]
+    assert store3.load("t1", version=2) is None  # fell out of the window
+    assert store3.load("t1").version == 5  # type: ignore[union-attr]
+
+
+def test_rollback_republishes_an_old_version(store3: TenantStore) -> None:
+    for i in range(1, 4):
+        store3.save("t1", f"head{i}".encode(), {"i": i}, [{"text": str(i), "label": "a"}])
+    assert store3.rollback("t1", 1) == 4
+    current = store3.load("t1")
+    assert current is not None and current.version == 4 and current.head == b"head1" and current.meta == {"i": 1}
+    assert store3.load_support("t1") == [{"text": "1", "label": "a"}]
+    assert [info.version for info in store3.versions("t1")] == [4, 3, 2]
+    assert store3.rollback("t1", 1) is None  # no longer retained
+    assert store3.rollback("nobody", 1) is None
+
+
+def test_versions_of_unknown_tenant_is_empty(store: TenantStore) -> None:
+    assert store.versions("nobody") == []
+    store.save("t1", b"x", META, SUPPORT)
+    store.delete("t1")
+    assert store.versions("t1") == []

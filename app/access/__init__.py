@@ -1,0 +1,1 @@
+"""API keys, tenant scopes and per-key rate limits (everything between a request and the routes)."""

@@ -1,0 +1,176 @@
+"""ASGI middleware: authenticate the bearer key, rate-limit it, and check admin and tenant scope.
+
+Deny by default: every path except the public ones below needs a key when auth is enabled. The tenant
+scope check is generic, so it covers every current and future route: a tenant named in the path
+(`/tenants/{tenant_id}/...`), in the query (`?tenant_id=`) or in a JSON body (`{"tenant_id": ...}`) must be
+in the key's scope. The body is read once (bounded by the body-size middleware outside) and replayed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.access.guard import ANONYMOUS, AccessGuard, Principal
+from app.api.errors import error_response
+from app.ops import metrics
+from app.store.base import StoreUnavailable
+
+log = logging.getLogger("fewshot.access")
+
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+)
+PUBLIC_PREFIXES = ("/docs-assets/",)
+ADMIN_PREFIX = "/admin/"
+_TENANT_PATH = re.compile(r"^/tenants/([^/]+)(?:/|$)")
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+class _AmbiguousTenant(ValueError):
+    pass
+
+
+def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    keys = [key for key, _ in pairs]
+    if keys.count("tenant_id") > 1:
+        raise _AmbiguousTenant("the body names `tenant_id` more than once")
+    return dict(pairs)
+
+
+def body_tenant(body: bytes) -> tuple[bool, object]:
+    """(present, value) of the top-level `tenant_id` of a JSON body; absent when it is not a JSON object."""
+    if not body:
+        return False, None
+    try:
+        data = json.loads(body, object_pairs_hook=_pairs_hook)
+    except _AmbiguousTenant:
+        raise
+    except (ValueError, RecursionError):
+        return False, None  # not JSON: the route answers 422 and touches no tenant
+    if isinstance(data, dict) and "tenant_id" in data:
+        return True, data["tenant_id"]
+    return False, None
+
+
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return None
+    return None
+
+
+def _client_identity(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"addr:{client[0]}" if client else "addr:unknown"
+
+
+class AccessMiddleware:
+    def __init__(self, app: ASGIApp, guard: AccessGuard) -> None:
+        self.app = app
+        self.guard = guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self._guarded(scope, receive, send)
+        except StoreUnavailable as exc:
+            metrics.STORE_ERRORS.labels(source="access").inc()
+            log.warning("access store unavailable: %s", exc)
+            await error_response(503, "store_unavailable", "the key store is unreachable; retry shortly")(
+                scope, receive, send
+            )
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def deny(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+            metrics.ACCESS_DENIED.labels(code=code).inc()
+            response = error_response(status, code, message)
+            response.headers.update(headers or {})
+            await response(scope, receive, send)
+
+        principal = ANONYMOUS
+        if self.guard.enabled:
+            key = _bearer(scope)
+            if key is None:
+                await deny(401, "missing_api_key", "send `Authorization: Bearer <key>`", {"WWW-Authenticate": "Bearer"})
+                return
+            found = self.guard.authenticate(key)
+            if found is None:
+                await deny(401, "invalid_api_key", "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+                return
+            principal = found
+        scope.setdefault("state", {})["principal"] = principal
+
+        identity = f"key:{principal.key_id}" if self.guard.enabled else _client_identity(scope)
+        decision = self.guard.hit(identity)
+        if decision is not None and not decision.allowed:
+            await deny(
+                429,
+                "rate_limited",
+                f"rate limit exceeded; retry in {decision.retry_after_s} s",
+                {"Retry-After": str(decision.retry_after_s)},
+            )
+            return
+
+        path = scope["path"]
+        if (path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/")) and not principal.admin:
+            await deny(403, "admin_required", "this endpoint needs an admin key")
+            return
+        if principal.admin:
+            await self.app(scope, receive, send)
+            return
+        await self._scoped(scope, receive, send, principal, deny)
+
+    async def _scoped(self, scope: Scope, receive: Receive, send: Send, principal: Principal, deny: Any) -> None:
+        named: list[object] = []
+        match = _TENANT_PATH.match(scope["path"])
+        if match:
+            named.append(match.group(1))
+        named.extend(parse_qs(scope.get("query_string", b"").decode("latin-1")).get("tenant_id", []))
+
+        body, more, disconnected = b"", True, False
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected = True
+                break
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        if disconnected:
+            return
+        try:
+            present, value = body_tenant(body)
+        except _AmbiguousTenant as exc:
+            await deny(422, "invalid_json", str(exc))
+            return
+        if present:
+            named.append(value)
+
+        for tenant in named:
+            if not isinstance(tenant, str) or not principal.allows(tenant):
+                await deny(403, "forbidden_tenant", f"this key may not access tenant {str(tenant)[:64]!r}")
+                return
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

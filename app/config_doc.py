@@ -1,0 +1,78 @@
+"""Render the settings reference (env var, default, meaning) from `Settings` into README.md.
+
+`python -m app.config_doc` rewrites the table between the markers; `--check` exits 1 when it is stale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import typing
+from pathlib import Path
+
+from pydantic.fields import FieldInfo
+
+from app.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+START, END = "<!-- settings:start -->", "<!-- settings:end -->"
+
+
+def _default(field: FieldInfo) -> str:
+    value = field.get_default(call_default_factory=True)
+    if value is None:
+        return "*(unset)*"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    text = str(value)
+    if text.startswith(str(ROOT)):  # machine-independent: paths inside the checkout are shown relative
+        text = Path(text).relative_to(ROOT).as_posix()
+    return f"`{text}`" if text else '`""`'
+
+
+def _choices(field: FieldInfo) -> str:
+    literals = [arg for arg in typing.get_args(field.annotation) if typing.get_origin(arg) is typing.Literal]
+    if typing.get_origin(field.annotation) is typing.Literal:
+        literals.append(field.annotation)
+    values = [value for literal in literals for value in typing.get_args(literal)]
+    return f" One of: {', '.join(f'`{v}`' for v in values)}." if values else ""
+
+
+def render() -> str:
+    """The markdown table, one row per setting, in declaration order."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    rows = ["| env var | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        meaning = (field.description or "").replace("|", "\\|") + _choices(field)
+        default = _default(field).replace("|", "\\|")
+        rows.append(f"| `{prefix}{name.upper()}` | {default} | {meaning} |")
+    return "\n".join(rows)
+
+
+def update(text: str) -> str:
+    """`text` with the table between the markers replaced."""
+    head, start, rest = text.partition(START)
+    _, end, tail = rest.partition(END)
+    if not start or not end:
+        raise ValueError(f"README lacks the markers {START} ... {END}")
+    return f"{head}{START}\n{render()}\n{END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="exit 1 when README.md is out of date")
+    args = parser.parse_args(argv)
+    current = README.read_text(encoding="utf-8")
+    fresh = update(current)
+    if args.check:
+        if fresh != current:
+            print("README.md settings table is stale: run `python -m app.config_doc`", file=sys.stderr)
+            return 1
+        return 0
+    README.write_text(fresh, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Few-shot meta-learning algorithms behind one interface.
+
+Each algorithm maps (support embeddings, support targets, query embeddings, n_way) to query
+logits. The head-based ones (ProtoNet, MAML, FOMAML, Proto-MAML, Meta-SGD) all run THE inner
+loop, `app.ml.learner.adapt_head`, which is what `/adapt` runs too; with `differentiable=True`
+the outer loop back-propagates through its SGD steps (via `higher`) into the embeddings and the
+inner-loop tensors (learning rates, temperature). Matching and Relation Networks are metric
+baselines from the literature that have no head to hand to the service.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from app.ml.learner import (
+    HeadTensors,
+    InnerLoopParams,
+    adapt_head,
+    class_prototypes,
+    head_logits,
+    prototype_head,
+)
+
+
+class MetaAlgorithm(nn.Module):
+    """Interface: `logits(...)` is differentiable in training mode and no-grad-friendly in eval."""
+
+    name = "base"
+    exports_head = False  # True when /adapt can serve it (inner loop params in a checkpoint)
+
+    def __init__(self, scale: float = 10.0, learn_scale: bool = True) -> None:
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.tensor(math.log(scale)), requires_grad=learn_scale)
+
+    def logits(self, support: torch.Tensor, targets: torch.Tensor, query: torch.Tensor, n_way: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def loss(
+        self, support: torch.Tensor, targets: torch.Tensor, query: torch.Tensor, query_targets: torch.Tensor, n_way: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query cross-entropy and query accuracy (detached)."""
+        logits = self.logits(support, targets, query, n_way)
+        loss = F.cross_entropy(logits, query_targets)
+        accuracy = (logits.argmax(dim=-1) == query_targets).float().mean().detach()
+        return loss, accuracy
+
+    def inner_params(self) -> InnerLoopParams:
+        raise TypeError(f"{self.name} has no inner loop to export")
+
+
+class HeadAdaptation(MetaAlgorithm):
+    """Linear head + `steps` inner SGD steps of `adapt_head`.
+
+    `init`: "prototype" (Proto-MAML, ProtoNet) or "zero" (MAML). `first_order`: do not
+    back-propagate through the inner updates (FOMAML; the inner lr is then not learnable).
+    `per_dim_lr`: Meta-SGD's per-parameter learning rates (one per embedding dimension for the
+    weight, broadcast over classes so that any number of labels fits, and one for the bias).
+    """
+
+    exports_head = True
+
+    def __init__(
+        self,
+        name: str,
+        steps: int,
+        lr: float = 1.0,
+        scale: float = 10.0,
+        init: str = "prototype",
+        first_order: bool = False,
+        learn_lr: bool = True,
+        per_dim_lr: bool = False,
+        dim: int = 384,
+        learn_scale: bool = True,
+    ) -> None:
+        super().__init__(scale, learn_scale)
+        self.name = name
+        self.steps = steps
+        self.init = init
+        self.first_order = first_order
+        shape = (dim,) if per_dim_lr else ()
+        learn = learn_lr and not first_order and steps > 0
+        self.log_lr_weight = nn.Parameter(torch.full(shape, math.log(lr)), requires_grad=learn)
+        self.log_lr_bias = nn.Parameter(torch.tensor(math.log(lr)), requires_grad=learn)
+
+    def inner_params(self) -> InnerLoopParams:
+        return InnerLoopParams(self.steps, self.log_lr_weight.exp(), self.log_lr_bias.exp(), self.log_scale)
+
+    def adapted_head(self, support: torch.Tensor, targets: torch.Tensor, n_way: int) -> HeadTensors:
+        params = self.inner_params()
+        if not torch.is_grad_enabled():
+            return adapt_head(support, targets, n_way, params, differentiable=False, init=self.init)
+        if not self.first_order:
+            return adapt_head(support, targets, n_way, params, differentiable=True, init=self.init)
+        # first order: gradients reach the support only through the initial head, not the SGD steps
+        adapted = adapt_head(support, targets, n_way, params, differentiable=False, init=self.init)
+        if self.init != "prototype":
+            return adapted
+        start = prototype_head(support, targets, n_way)
+        return HeadTensors(
+            start.weight + (adapted.weight - start.weight).detach(), start.bias + (adapted.bias - start.bias).detach()
+        )
+
+    def logits(self, support: torch.Tensor, targets: torch.Tensor, query: torch.Tensor, n_way: int) -> torch.Tensor:
+        head = self.adapted_head(support, targets, n_way)
+        return head_logits(query, head, self.log_scale.exp())
+
+
+class MatchingNet(MetaAlgorithm):
+    """Matching Networks (Vinyals et al. 2016) without full-context embeddings: cosine attention over support."""
+
+    name = "matchingnet"
+
+    def logits(self, support: torch.Tensor, targets: torch.Tensor, query: torch.Tensor, n_way: int) -> torch.Tensor:
+        cosine = F.normalize(query, dim=-1) @ F.normalize(support, dim=-1).T
+        attention = torch.softmax(self.log_scale.exp() * cosine, dim=-1)
+        probs = attention @ F.one_hot(targets, n_way).to(attention.dtype)
+        return probs.clamp(min=1e-8).log()
+
+
+class RelationNet(MetaAlgorithm):
+    """Relation Networks (Sung et al. 2018) on sentence embeddings: a learned MLP comparator
+    scores (class prototype, query) pairs; trained with cross-entropy over the scores."""
+
+    name = "relationnet"
+
+    def __init__(self, dim: int = 384, hidden: int = 256, scale: float = 10.0) -> None:
+        super().__init__(scale)
+        self.comparator = nn.Sequential(nn.Linear(4 * dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        nn.init.zeros_(self.comparator[2].weight)
+        nn.init.zeros_(self.comparator[2].bias)
+
+    def logits(self, support: torch.Tensor, targets: torch.Tensor, query: torch.Tensor, n_way: int) -> torch.Tensor:
+        protos = class_prototypes(support, targets, n_way)
+        q = query[:, None, :].expand(-1, n_way, -1)
+        p = protos[None, :, :].expand(query.shape[0], -1, -1)
+        pairs = torch.cat([q, p, (q - p).abs(), q * p], dim=-1)
+        # residual on cosine similarity so that the untrained comparator starts as a prototype classifier
+        cosine = (F.normalize(q, dim=-1) * F.normalize(p, dim=-1)).sum(-1)
+        return self.log_scale.exp() * cosine + self.comparator(pairs).squeeze(-1)
+
+
+ALGORITHMS = ("protonet", "maml", "fomaml", "protomaml", "metasgd", "matchingnet", "relationnet")
+
+
+def build_algorithm(name: str, dim: int, options: dict[str, Any] | None = None) -> MetaAlgorithm:
+    """Factory; `options` may set steps, lr, scale (and hidden for relationnet)."""
+    opts = dict(options or {})
+    steps = int(opts.pop("steps", 10))
+    lr = float(opts.pop("lr", 1.0))
+    scale = float(opts.pop("scale", 10.0))
+    if name == "protonet":
+        return HeadAdaptation("protonet", 0, lr, scale, dim=dim, **opts)
+    if name == "maml":
+        return HeadAdaptation("maml", steps, lr, scale, init="zero", dim=dim, **opts)
+    if name == "fomaml":
+        return HeadAdaptation("fomaml", steps, lr, scale, init="zero", first_order=True, dim=dim, **opts)
+    if name == "protomaml":
+        return HeadAdaptation("protomaml", steps, lr, scale, dim=dim, **opts)
+    if name == "fo-protomaml":
+        return HeadAdaptation("fo-protomaml", steps, lr, scale, first_order=True, dim=dim, **opts)
+    if name == "metasgd":
+        return HeadAdaptation("metasgd", steps, lr, scale, per_dim_lr=True, dim=dim, **opts)
+    if name == "matchingnet":
+        return MatchingNet(scale)
+    if name == "relationnet":
+        return RelationNet(dim, int(opts.pop("hidden", 256)), scale)
+    raise ValueError(f"unknown algorithm {name!r}; choose from {ALGORITHMS}")

@@ -1,0 +1,1 @@
+"""Operations: body limits, metrics, structured logs, request ids, offline docs; `install_ops` wires them."""

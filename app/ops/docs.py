@@ -1,0 +1,93 @@
+"""Offline API docs: Swagger UI and ReDoc served from the installed `fastapi-offline` wheel, never a CDN.
+
+Also documents the bearer-key security scheme and the access errors (401/403/413/429) in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import fastapi_offline
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from app.access.middleware import is_public
+
+ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
+ASSETS_URL = "/docs-assets"
+
+_ERROR_REF = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+_ACCESS_ERRORS = {
+    "401": "Missing or unknown API key (`missing_api_key`, `invalid_api_key`).",
+    "403": "The key may not touch this tenant (`forbidden_tenant`) or this endpoint (`admin_required`).",
+    "413": "Request body too large (`payload_too_large`).",
+    "429": "Rate limit exceeded (`rate_limited`); see `Retry-After`.",
+}
+
+
+def install_docs(app: FastAPI) -> None:
+    """`/docs`, `/docs/oauth2-redirect`, `/redoc` and their assets; the app must be built with docs_url=None."""
+    app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
+
+    def asset(request: Request, name: str) -> str:
+        return f"{request.scope.get('root_path', '')}{ASSETS_URL}/{name}"
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url=asset(request, "swagger-ui-bundle.js"),
+            swagger_css_url=asset(request, "swagger-ui.css"),
+            swagger_favicon_url=asset(request, "favicon.png"),
+            oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
+            swagger_ui_parameters={"persistAuthorization": True},
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=f"{request.scope.get('root_path', '')}{app.openapi_url}",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=asset(request, "redoc.standalone.js"),
+            redoc_favicon_url=asset(request, "favicon.png"),
+            with_google_fonts=False,
+        )
+
+    _document_security(app)
+
+
+def _document_security(app: FastAPI) -> None:
+    """Bearer scheme on every non-public operation, plus the access error responses."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key (`fsk_...`); admin keys manage keys under /admin/keys.",
+        }
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                if is_public(path):
+                    operation["security"] = []
+                    continue
+                operation["security"] = [{"bearerAuth": []}]
+                responses = operation.setdefault("responses", {})
+                for status, description in _ACCESS_ERRORS.items():
+                    responses.setdefault(status, {"description": description, "content": _ERROR_REF})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

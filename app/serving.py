@@ -1,0 +1,93 @@
+"""uvicorn options that bound what a slow or idle client can hold (used by `fewshot serve`).
+
+uvicorn itself times out only idle keep-alive connections: a client that trickles its request line, headers or
+body one byte at a time keeps a connection (and its request task) forever. `DeadlineH11Protocol` gives every
+request a deadline: the whole request (headers and body) must arrive within `request_timeout_s` of the
+connection opening or the previous response completing; otherwise the server answers 408 and closes the
+connection. Worker threads are never involved: the app reads the body on the event loop before a sync
+route runs, so a slow client holds a connection and a coroutine, never a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from app.config import Settings
+
+_FINISHED = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
+
+
+def _timeout_response() -> bytes:
+    body = json.dumps(
+        {"error": {"code": "request_timeout", "message": "the request was not received in time"}}
+    ).encode()
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+class DeadlineH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol plus a deadline for receiving each whole request."""
+
+    request_timeout_s: float = 30.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._request_deadline: asyncio.TimerHandle | None = None
+
+    def _arm_request_deadline(self) -> None:
+        self._disarm_request_deadline()
+        self._request_deadline = self.loop.call_later(self.request_timeout_s, self._request_deadline_expired)
+
+    def _disarm_request_deadline(self) -> None:
+        if self._request_deadline is not None:
+            self._request_deadline.cancel()
+            self._request_deadline = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_request_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_request_deadline()
+        super().connection_lost(exc)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state in _FINISHED:
+            self._disarm_request_deadline()  # the whole request is in; the app may take its time
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state not in _FINISHED:
+            self._arm_request_deadline()  # the next request on this keep-alive connection
+
+    def _request_deadline_expired(self) -> None:
+        self._request_deadline = None
+        if self.transport.is_closing() or self.conn.their_state in _FINISHED:
+            return
+        self.logger.warning("closing a connection whose request took longer than %.1f s", self.request_timeout_s)
+        if self.cycle is None or not self.cycle.response_started or self.cycle.response_complete:
+            self.transport.write(_timeout_response())
+        self.transport.close()
+
+
+def deadline_protocol(request_timeout_s: float) -> type[DeadlineH11Protocol]:
+    """A `DeadlineH11Protocol` subclass with the given request deadline (uvicorn builds one per connection)."""
+    return type("DeadlineH11Protocol", (DeadlineH11Protocol,), {"request_timeout_s": float(request_timeout_s)})
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments for `uvicorn.run` / `uvicorn.Config` that bound slow and idle clients."""
+    return {
+        "http": deadline_protocol(settings.request_timeout_s),
+        "timeout_keep_alive": settings.timeout_keep_alive_s,
+        "limit_concurrency": settings.limit_concurrency,
+    }

@@ -1,0 +1,106 @@
+"""`meta-train` end to end (resume included) and `evaluate` on the CLINC150 fixture with a tiny encoder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.meta.config import MetaTrainConfig, load_config
+from app.meta.evaluate import EvalConfig, run_evaluation
+from app.meta.train import meta_train
+from app.ml.checkpoint import load_checkpoint
+
+
+def _config(tmp_path, clinc_sample, **extra) -> MetaTrainConfig:
+    return MetaTrainConfig(
+        name="tiny",
+        algorithm="protomaml",
+        algorithm_options={"steps": 2, "lr": 0.5, "scale": 5.0},
+        train_layers=1,
+        data_dir=str(clinc_sample.parent),
+        sources=[{"name": clinc_sample.stem, "way": (2, 3), "splits": ["train", "test"], "cap_per_class": 12}],
+        heldout_fraction=0.4,
+        shots=(1, 3),
+        n_query=3,
+        outer_lr=1e-3,
+        val_every=2,
+        val_shots=2,
+        val_queries=3,
+        banking77_val_per_class=0,
+        device="cpu",
+        max_tokens=32,
+        run_dir=str(tmp_path / "run"),
+        export_dir=str(tmp_path / "model"),
+        **extra,
+    )
+
+
+def test_meta_train_resumes_and_exports(make_tiny, tmp_path, clinc_sample) -> None:
+    first = meta_train(_config(tmp_path, clinc_sample, max_steps=2), progress=False, encoder=make_tiny())
+    assert first["steps"] == 2
+    second = meta_train(_config(tmp_path, clinc_sample, max_steps=4), progress=False, encoder=make_tiny())
+    assert second["steps"] == 4
+    assert [h["step"] for h in second["history"]] == [0, 2, 4]
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest["algorithm"] == "protomaml" and manifest["inner_loop"]["steps"] == 2
+    assert "clinc150_sample" in json.dumps(manifest["config"])
+    inner = load_checkpoint(tmp_path / "model", make_tiny())
+    assert inner.steps == 2
+
+
+def test_config_refuses_evaluation_set(tmp_path) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"name": "x", "sources": [{"name": "banking77"}]}))
+    with pytest.raises(ValueError, match="evaluation set"):
+        load_config(path)
+
+
+def test_evaluate_on_fixture(make_tiny, tmp_path, clinc_sample) -> None:
+    meta_train(_config(tmp_path, clinc_sample, max_steps=2), progress=False, encoder=make_tiny())
+    shipped = make_tiny()
+    inner = load_checkpoint(tmp_path / "model", shipped)
+    base = make_tiny()
+    from app.ml.learner import InnerLoopParams
+
+    cfg = EvalConfig(
+        data=clinc_sample,
+        runs=[tmp_path / "run" / "best"],
+        out_dir=tmp_path / "out",
+        name="fixture",
+        episodes=6,
+        seeds=2,
+        nway_shots=(1, 5),
+        allway_shots=(1, 5),
+        cache_dir=None,
+        base_model=(base, InnerLoopParams.constant(5, 1.0, 10.0)),
+        shipped_model=(shipped, inner),
+        plot=True,
+    )
+    result = run_evaluation(cfg)
+    methods = result["results"]
+    assert "**shipped checkpoint via /adapt**" in methods
+    assert set(methods["frozen base + nearest centroid"]) == {"5-way 1-shot", "5-way 5-shot", "all-way 1-shot",
+                                                              "all-way 5-shot"}
+    for cells in methods.values():
+        for cell in cells.values():
+            assert 0.0 <= cell["mean"] <= 1.0
+    assert (tmp_path / "out" / "eval_fixture.png").stat().st_size > 1000
+    assert "± " in (tmp_path / "out" / "eval_fixture.md").read_text()
+
+
+def test_memoised_adapt_path_equals_real_fit(make_tiny, clinc_sample) -> None:
+    import random
+
+    from app.meta.data import load_jsonl, sample_episode
+    from app.meta.evaluate import EmbeddingTable, adapt_path_scorer
+    from app.ml.learner import InnerLoopParams
+
+    encoder = make_tiny()
+    data = load_jsonl(clinc_sample)
+    table = EmbeddingTable(encoder, [t for t, _ in data.pairs()], None)
+    inner = InnerLoopParams.constant(5, 1.0, 10.0)
+    episode = sample_episode(data, 5, 3, 4, random.Random(0))
+    assert adapt_path_scorer(table, inner, memoise=True)(episode) == adapt_path_scorer(table, inner, memoise=False)(
+        episode
+    )

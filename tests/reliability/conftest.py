@@ -1,0 +1,77 @@
+"""Helpers for reliability tests: small-limit settings and a real uvicorn server running in a thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from app.serving import uvicorn_options
+from app.store import RedisStore
+from tests.redis_server import free_port
+
+
+def small_settings(redis_url: str, prefix: str, **overrides: Any) -> Settings:
+    """Redis-backed settings with small request limits, so generated requests stay cheap."""
+    values: dict[str, Any] = {
+        "store": "redis",
+        "redis_url": redis_url,
+        "redis_prefix": prefix,
+        "checkpoint": "none",
+        "inner_steps": 5,
+        "max_examples": 12,
+        "max_labels": 4,
+        "max_texts": 4,
+        "max_text_chars": 64,
+        "max_label_chars": 16,
+        "max_top_k": 4,
+        "log_level": "warning",
+        "_env_file": None,
+    }
+    return Settings(**(values | overrides))
+
+
+@contextmanager
+def serve_in_thread(app: FastAPI, settings: Settings) -> Iterator[str]:
+    """Run `app` under a real uvicorn server (the options `fewshot serve` uses) on a free loopback port."""
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="on", **uvicorn_options(settings)
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{config.port}"
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        yield base
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def module_app(redis_url: str, real_model: Any) -> Iterator[tuple[TestClient, RedisStore]]:
+    """One app per module (its embedding cache makes repeated support sets cheap) and a store on its prefix."""
+    prefix = f"fewshot-rel-{uuid.uuid4().hex[:8]}"
+    store = RedisStore(redis_url, prefix=prefix)
+    try:
+        with TestClient(create_app(small_settings(redis_url, prefix), model=real_model)) as client:
+            yield client, store
+    finally:
+        for key in store._client.scan_iter(match=f"{prefix}:*"):
+            store._client.delete(key)
+        store.close()

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     device: str = Field("auto", description="`auto` (cuda when available, else cpu), `cpu` or `cuda[:n]`.")
     max_tokens: int = Field(128, ge=8, le=512, description="Texts are truncated to this many tokens.")
     embed_batch_size: int = Field(64, ge=1, le=1024, description="Texts per encoder forward pass.")
+    batching_enabled: bool = Field(True, description="Merge concurrent embed calls of all tenants into shared passes.")
+    batch_max_texts: int = Field(128, ge=1, le=4096, description="Most texts in one merged encoder pass.")
+    batch_max_wait_ms: float = Field(2.0, ge=0, le=1000, description="How long a pass waits for more requests.")
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
 
     # --- inner loop (defaults; a checkpoint's meta-learned values take precedence) -------------

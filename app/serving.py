@@ -3,9 +3,10 @@
 uvicorn itself times out only idle keep-alive connections: a client that trickles its request line, headers or
 body one byte at a time keeps a connection (and its request task) forever. `DeadlineH11Protocol` gives every
 request a deadline: the whole request (headers and body) must arrive within `request_timeout_s` of the
-connection opening or the previous response completing; otherwise the server answers 408 and closes the
-connection. Worker threads are never involved: the app reads the body on the event loop before a sync
-route runs, so a slow client holds a connection and a coroutine, never a thread.
+connection opening or of the request's first byte on a kept-alive connection (idle kept-alive connections
+close after `timeout_keep_alive_s`, as in plain uvicorn); otherwise the server answers 408 and closes.
+Worker threads are never involved: the app reads the body on the event loop before a sync route runs, so a
+slow client holds a connection and a coroutine, never a thread. `limit_concurrency` caps connections.
 """
 
 from __future__ import annotations
@@ -64,10 +65,16 @@ class DeadlineH11Protocol(H11Protocol):
         if self.conn.their_state in _FINISHED:
             self._disarm_request_deadline()  # the whole request is in; the app may take its time
 
+    def data_received(self, data: bytes) -> None:
+        if self._request_deadline is None and self.conn.their_state not in _FINISHED:
+            self._arm_request_deadline()  # the first bytes of the next request on a keep-alive connection
+        super().data_received(data)
+
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing() and self.conn.their_state not in _FINISHED:
-            self._arm_request_deadline()  # the next request on this keep-alive connection
+        pipelined = bool(self.conn.trailing_data[0])
+        if pipelined and not self.transport.is_closing() and self.conn.their_state not in _FINISHED:
+            self._arm_request_deadline()  # part of the next request arrived while this one was served
 
     def _request_deadline_expired(self) -> None:
         self._request_deadline = None

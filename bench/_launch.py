@@ -1,4 +1,4 @@
-"""Start a throwaway redis-server and `fewshot serve` processes for benchmarks (real processes, real HTTP)."""
+"""Start a throwaway redis-server and HTTP server processes for benchmarks (real processes, real HTTP)."""
 
 from __future__ import annotations
 
@@ -8,45 +8,65 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 
 import httpx
 
 from tests.redis_server import free_port, throwaway_redis
 
 
+@dataclass(frozen=True)
+class ServerProcess:
+    url: str
+    pid: int
+
+
 @contextmanager
-def fewshot_server(redis_url: str, prefix: str = "bench", extra_env: dict[str, str] | None = None) -> Iterator[str]:
-    """A `fewshot serve` process on a free port; yields its base URL once /readyz answers."""
-    port = free_port()
-    env = (
-        os.environ
-        | {
-            "FEWSHOT_STORE": "redis",
-            "FEWSHOT_REDIS_URL": redis_url,
-            "FEWSHOT_REDIS_PREFIX": prefix,
-            "FEWSHOT_LOG_LEVEL": "warning",
-        }
-        | (extra_env or {})
-    )
-    process = subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)], env=env)
+def served(command: list[str], port: int, env: dict[str, str], ready_path: str = "/readyz") -> Iterator[ServerProcess]:
+    """Run `command` (an HTTP server listening on `port`) until `ready_path` answers 200; stop it afterwards."""
+    process = subprocess.Popen(command, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while True:
             if process.poll() is not None:
-                raise RuntimeError("server exited during start-up")
+                raise RuntimeError(f"{command[:4]} exited during start-up")
             try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                if httpx.get(f"{base}{ready_path}", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not become ready")
             time.sleep(0.2)
-        yield base
+        yield ServerProcess(base, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextmanager
+def fewshot_process(
+    redis_url: str, prefix: str = "bench", extra_env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    """A `fewshot serve` process on a free port backed by `redis_url`."""
+    port = free_port()
+    env = os.environ | {
+        "FEWSHOT_STORE": "redis",
+        "FEWSHOT_REDIS_URL": redis_url,
+        "FEWSHOT_REDIS_PREFIX": prefix,
+        "FEWSHOT_LOG_LEVEL": "warning",
+    }
+    command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+    with served(command, port, env | (extra_env or {})) as server:
+        yield server
+
+
+@contextmanager
+def fewshot_server(redis_url: str, prefix: str = "bench", extra_env: dict[str, str] | None = None) -> Iterator[str]:
+    """Like `fewshot_process`, yielding only the base URL."""
+    with fewshot_process(redis_url, prefix, extra_env) as server:
+        yield server.url
 
 
 @contextmanager

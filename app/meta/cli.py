@@ -55,5 +55,5 @@ def register_meta_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--seeds", type=int, default=5, help="seeds of the all-way protocol")
     evaluate.add_argument("--support-pool", type=int, default=0,
                           help="draw supports from a seeded pool of this many train texts per class (0 = all)")
-    evaluate.add_argument("--cache", default="runs/cache", help="embedding cache folder ('' = none)")
+    evaluate.add_argument("--cache", default="runs/embed-cache", help="embedding cache folder ('' = none)")
     evaluate.set_defaults(handler=_evaluate)

@@ -49,7 +49,7 @@ class EvalConfig:
     nway_shots: tuple[int, ...] = (1, 5)
     allway_shots: tuple[int, ...] = (1, 5, 10)
     support_pool: int = 0  # 0 = every train text may be drawn as support
-    cache_dir: Path | None = Path("runs/cache")
+    cache_dir: Path | None = Path("runs/embed-cache")
     logreg_c: float = 10.0
     base_model: Model | None = None  # injected by tests; default: the service's base encoder
     shipped_model: Model | None = None  # injected by tests; default: load_model(checkpoint)
@@ -75,10 +75,17 @@ def build_protocols(train: LabeledSet, test: LabeledSet, cfg: EvalConfig) -> dic
 class EmbeddingTable:
     """Text -> embedding of one encoder, computed once with `encoder.embed` (memoised on disk)."""
 
-    def __init__(self, encoder: SentenceEncoder, texts: Sequence[str], cache_dir: Path | None) -> None:
+    def __init__(self, encoder: SentenceEncoder, groups: Sequence[Sequence[str]], cache_dir: Path | None) -> None:
+        """`groups` (e.g. the train and the test texts) are embedded and cached separately."""
         self.encoder = encoder
-        self.rows = {text: i for i, text in enumerate(texts)}
-        self.matrix = embed_cached(encoder, list(texts), cache_dir)
+        self.rows: dict[str, int] = {}
+        parts = []
+        for texts in groups:
+            offset = sum(len(p) for p in parts)
+            parts.append(embed_cached(encoder, list(texts), cache_dir))
+            for i, text in enumerate(texts):
+                self.rows.setdefault(text, offset + i)
+        self.matrix = torch.cat(parts)
 
     def __call__(self, texts: Sequence[str]) -> torch.Tensor:
         return self.matrix[[self.rows[t] for t in texts]]
@@ -230,7 +237,7 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.support_pool:
         train = cap_per_class(train, cfg.support_pool, seed=0)
     protocols = build_protocols(train, test, cfg)
-    texts = list(dict.fromkeys([t for t, _ in train.pairs()] + [t for t, _ in test.pairs()]))
+    texts = [[t for t, _ in train.pairs()], [t for t, _ in test.pairs()]]
 
     base = cfg.base_model or _load(None)
     base_table = EmbeddingTable(base[0], texts, cfg.cache_dir)

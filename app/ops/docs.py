@@ -20,6 +20,7 @@ ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
 ASSETS_URL = "/docs-assets"
 
 _ERROR_REF = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+_AUTH_ONLY = {"401", "403"}
 _ACCESS_ERRORS = {
     "401": "Missing or unknown API key (`missing_api_key`, `invalid_api_key`).",
     "403": "The key may not touch this tenant (`forbidden_tenant`) or this endpoint (`admin_required`).",
@@ -28,7 +29,7 @@ _ACCESS_ERRORS = {
 }
 
 
-def install_docs(app: FastAPI) -> None:
+def install_docs(app: FastAPI, auth_enabled: bool) -> None:
     """`/docs`, `/docs/oauth2-redirect`, `/redoc` and their assets; the app must be built with docs_url=None."""
     app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
 
@@ -62,30 +63,35 @@ def install_docs(app: FastAPI) -> None:
             with_google_fonts=False,
         )
 
-    _document_security(app)
+    _document_access(app, auth_enabled)
 
 
-def _document_security(app: FastAPI) -> None:
-    """Bearer scheme on every non-public operation, plus the access error responses."""
+def _document_access(app: FastAPI, auth_enabled: bool) -> None:
+    """Limit errors on every non-public operation; with auth on, the bearer scheme and 401/403 too."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = build()
-        schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = {
-            "type": "http",
-            "scheme": "bearer",
-            "description": "An API key (`fsk_...`); admin keys manage keys under /admin/keys.",
-        }
+        if auth_enabled:
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key (`fsk_...`); admin keys manage keys under /admin/keys.",
+            }
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
                 if is_public(path):
-                    operation["security"] = []
+                    if auth_enabled:
+                        operation["security"] = []
                     continue
-                operation["security"] = [{"bearerAuth": []}]
+                if auth_enabled:
+                    operation["security"] = [{"bearerAuth": []}]
                 responses = operation.setdefault("responses", {})
                 for status, description in _ACCESS_ERRORS.items():
+                    if status in _AUTH_ONLY and not auth_enabled:
+                        continue
                     responses.setdefault(status, {"description": description, "content": _ERROR_REF})
         app.openapi_schema = schema
         return schema

@@ -35,7 +35,7 @@ def install_ops(app: FastAPI, settings: Settings) -> None:
     guard = AccessGuard(settings)
     app.state.access_guard = guard
     app.include_router(access_router)
-    install_docs(app)
+    install_docs(app, settings.auth_enabled)
     if settings.metrics_enabled:
         app.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], include_in_schema=False)
     _count_store_errors(app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -179,6 +180,7 @@ class AdaptationService:
         embed_batch_size: int = 64,
         oos_rule: OosRule | None = None,
         embedding_cache: EmbeddingCache | None = None,
+        embed: Callable[[list[str]], torch.Tensor] | None = None,
     ) -> None:
         self.encoder = encoder
         self.inner = inner
@@ -187,9 +189,7 @@ class AdaptationService:
         self.embed_batch_size = embed_batch_size
         self.oos_rule = oos_rule or OosRule()
         self.embeddings = embedding_cache if embedding_cache is not None else EmbeddingCache(0)
-
-    def _embed(self, texts: list[str]) -> torch.Tensor:
-        return self.encoder.embed(texts, batch_size=self.embed_batch_size)
+        self._embed = embed or (lambda texts: encoder.embed(texts, batch_size=embed_batch_size))
 
     def fit(self, support: SupportSet, inner_steps: int) -> tuple[TenantHead, dict[str, float], int]:
         """Embed the support set (cached texts reused) and run the inner loop; no store access.

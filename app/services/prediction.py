@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -45,6 +46,7 @@ class PredictionService:
         adaptation: AdaptationService,
         limits: Limits,
         embed_batch_size: int = 64,
+        embed: Callable[[list[str]], torch.Tensor] | None = None,
     ) -> None:
         self.encoder = encoder
         self.store = store
@@ -52,6 +54,7 @@ class PredictionService:
         self.adaptation = adaptation
         self.limits = limits
         self.embed_batch_size = embed_batch_size
+        self._embed = embed or (lambda texts: encoder.embed(texts, batch_size=embed_batch_size))
 
     def head_for(self, tenant_id: str) -> tuple[int, TenantHead]:
         """The tenant's current head, from the cache when its version is still current."""
@@ -125,7 +128,7 @@ class PredictionService:
             head = self.pinned_head(tenant_id, version)
         threshold = head.oos_threshold if oos_threshold is None else oos_threshold
         loaded = time.perf_counter()
-        embeddings = self.encoder.embed(texts, batch_size=self.embed_batch_size)
+        embeddings = self._embed(texts)
         embedded = time.perf_counter()
         probabilities = head.probabilities(embeddings)
         similarity = head.oos_scores(embeddings).tolist()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from app.config import Settings
+from app.ml.batching import MicroBatcher
 from app.ml.checkpoint import load_checkpoint
 from app.ml.encoder import SentenceEncoder, load_encoder
 from app.ml.learner import InnerLoopParams
@@ -32,8 +33,11 @@ class Runtime:
     prediction: PredictionService
     tenants: TenantService
     checkpoint: str | None
+    batcher: MicroBatcher | None = None
 
     def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
         self.store.close()
 
 
@@ -78,6 +82,14 @@ def build_runtime(
     )
     cache = HeadCache(settings.model_cache_size, max_bytes=int(settings.model_cache_mb * 2**20))
     limits = limits_from(settings)
+    batcher = None
+    if settings.batching_enabled:
+        batcher = MicroBatcher(
+            lambda texts: encoder.embed(texts, batch_size=settings.embed_batch_size),
+            max_batch_texts=settings.batch_max_texts,
+            max_wait_ms=settings.batch_max_wait_ms,
+        )
+    embed = batcher.embed if batcher is not None else None
     adaptation = AdaptationService(
         encoder,
         inner,
@@ -86,8 +98,9 @@ def build_runtime(
         settings.embed_batch_size,
         oos_rule=OosRule(settings.oos_quantile, settings.oos_fallback_threshold),
         embedding_cache=EmbeddingCache(settings.embedding_cache_size),
+        embed=embed,
     )
-    prediction = PredictionService(encoder, store, cache, adaptation, limits, settings.embed_batch_size)
+    prediction = PredictionService(encoder, store, cache, adaptation, limits, settings.embed_batch_size, embed=embed)
     tenants = TenantService(store, cache, encoder.fingerprint)
     log.info(
         "runtime ready: encoder=%s fingerprint=%s checkpoint=%s store=%s device=%s",
@@ -97,4 +110,4 @@ def build_runtime(
         settings.store,
         encoder.device,
     )
-    return Runtime(settings, encoder, inner, store, cache, adaptation, prediction, tenants, checkpoint)
+    return Runtime(settings, encoder, inner, store, cache, adaptation, prediction, tenants, checkpoint, batcher)

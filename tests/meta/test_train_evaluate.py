@@ -13,9 +13,9 @@ from app.ml.checkpoint import load_checkpoint
 
 
 def _config(tmp_path, clinc_sample, **extra) -> MetaTrainConfig:
+    extra.setdefault("algorithm", "protomaml")
     return MetaTrainConfig(
         name="tiny",
-        algorithm="protomaml",
         algorithm_options={"steps": 2, "lr": 0.5, "scale": 5.0},
         train_layers=1,
         data_dir=str(clinc_sample.parent),
@@ -57,18 +57,25 @@ def test_config_refuses_evaluation_set(tmp_path) -> None:
 
 
 def test_evaluate_on_fixture(make_tiny, tmp_path, clinc_sample) -> None:
-    meta_train(_config(tmp_path, clinc_sample, max_steps=2), progress=False, encoder=make_tiny())
-    shipped = make_tiny()
-    inner = load_checkpoint(tmp_path / "model", shipped)
-    base = make_tiny()
+    from app.meta.algorithms import build_algorithm
+    from app.meta.backbone import Backbone
+    from app.meta.train import save_best
     from app.ml.learner import InnerLoopParams
+
+    trained = make_tiny()
+    cfg = _config(tmp_path, clinc_sample, algorithm="metasgd")
+    algorithm = build_algorithm(cfg.algorithm, 32, cfg.algorithm_options)
+    save_best(tmp_path / "run" / "best", cfg, trained, Backbone(trained, 1), algorithm, {"heldout_acc": 0.5})
+    shipped = make_tiny()
+    inner = load_checkpoint(tmp_path / "run" / "best", shipped)
+    base = make_tiny()
 
     cfg = EvalConfig(
         data=clinc_sample,
         runs=[tmp_path / "run" / "best"],
         out_dir=tmp_path / "out",
         name="fixture",
-        episodes=6,
+        episodes=4,
         seeds=2,
         nway_shots=(1, 5),
         allway_shots=(1, 5),
@@ -98,7 +105,7 @@ def test_memoised_adapt_path_equals_real_fit(make_tiny, clinc_sample) -> None:
 
     encoder = make_tiny()
     data = load_jsonl(clinc_sample)
-    table = EmbeddingTable(encoder, [t for t, _ in data.pairs()], None)
+    table = EmbeddingTable(encoder, [[t for t, _ in data.pairs()]], None)
     inner = InnerLoopParams.constant(5, 1.0, 10.0)
     episode = sample_episode(data, 5, 3, 4, random.Random(0))
     assert adapt_path_scorer(table, inner, memoise=True)(episode) == adapt_path_scorer(table, inner, memoise=False)(

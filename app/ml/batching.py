@@ -1,0 +1,109 @@
+"""Cross-request micro-batching: concurrent embed calls (any tenant, /adapt or /predict) share one
+encoder pass.
+
+Callers block on `embed(texts)` from worker threads; one background thread collects requests for up
+to `max_wait_ms` (or until `max_batch_texts` texts are waiting), runs the encoder once on all of them
+(the encoder sorts by length and chunks, so padding stays small), and hands each caller its rows.
+The event loop is never blocked: FastAPI runs the sync routes in its thread pool.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import torch
+
+EmbedFn = Callable[[list[str]], torch.Tensor]
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    future: Future = field(default_factory=Future)
+
+
+class MicroBatcher:
+    """Merges concurrent `embed` calls into shared encoder passes."""
+
+    def __init__(
+        self,
+        embed_fn: EmbedFn,
+        max_batch_texts: int = 128,
+        max_wait_ms: float = 2.0,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
+        self._embed_fn = embed_fn
+        self._max_batch_texts = max_batch_texts
+        self._max_wait_s = max_wait_ms / 1000.0
+        self._on_batch = on_batch
+        self._pending: list[_Request] = []
+        self._condition = threading.Condition()
+        self._closed = False
+        self.batches = 0  # encoder passes run
+        self.texts = 0  # texts embedded
+        self._thread = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
+        self._thread.start()
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embeddings for `texts`, `[len(texts), dim]`; blocks until the shared pass ran."""
+        request = _Request(list(texts))
+        if not request.texts:
+            return self._embed_fn([])
+        with self._condition:
+            if self._closed:
+                raise RuntimeError("micro-batcher is closed")
+            self._pending.append(request)
+            self._condition.notify()
+        return request.future.result()
+
+    def _take_batch(self) -> list[_Request]:
+        """Wait for work, then linger up to max_wait for more (or until the batch is full)."""
+        with self._condition:
+            while not self._pending and not self._closed:
+                self._condition.wait()
+            if not self._pending:
+                return []
+            deadline = time.monotonic() + self._max_wait_s
+            while sum(len(r.texts) for r in self._pending) < self._max_batch_texts:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    break
+                self._condition.wait(remaining)
+            batch, size = [], 0
+            while self._pending and (not batch or size + len(self._pending[0].texts) <= self._max_batch_texts):
+                request = self._pending.pop(0)
+                batch.append(request)
+                size += len(request.texts)
+            return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if not batch:
+                return
+            texts = [text for request in batch for text in request.texts]
+            try:
+                embeddings = self._embed_fn(texts)
+            except BaseException as exc:  # hand the failure to every waiting caller
+                for request in batch:
+                    request.future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.texts += len(texts)
+            if self._on_batch is not None:
+                self._on_batch(len(texts))
+            start = 0
+            for request in batch:
+                request.future.set_result(embeddings[start : start + len(request.texts)])
+                start += len(request.texts)
+
+    def close(self) -> None:
+        """Finish queued work and stop the thread."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify_all()
+        self._thread.join(timeout=30)

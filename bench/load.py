@@ -1,0 +1,198 @@
+"""Load benchmark over real HTTP: M tenants, C concurrent clients, mixed /predict and /adapt.
+
+Systems: this service with micro-batching, the same with batching off, a naive per-request
+`SentenceTransformer.encode` service (bench/naive_server.py), and the raw encoder on the same texts
+(the machine's ceiling, no HTTP). Prints a table, writes JSON and a PNG.
+
+    .venv/bin/python -m bench.load --data ../shared/data --tenants 50 --clients 32 --duration 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+import psutil
+
+from app.config import Settings
+from app.meta.data import load_jsonl
+from app.services.runtime import load_model
+from bench._launch import ServerProcess, fewshot_process, served
+from tests.redis_server import free_port, throwaway_redis
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def support(train: dict[str, list[str]], rng: random.Random, n_way: int = 5, shots: int = 5) -> list[dict]:
+    labels = rng.sample(sorted(train), n_way)
+    return [{"text": t, "label": label} for label in labels for t in rng.sample(train[label], shots)]
+
+
+async def drive(
+    url: str, train: dict[str, list[str]], queries: list[str], args: argparse.Namespace
+) -> dict[str, object]:
+    """Adapt the tenants, then run the clients for `duration` seconds."""
+    rng = random.Random(0)
+    limits = httpx.Limits(max_connections=args.clients + 4, max_keepalive_connections=args.clients + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+        for tenant in range(args.tenants):
+            response = await http.post("/adapt", json={"tenant_id": f"t{tenant}", "examples": support(train, rng)})
+            response.raise_for_status()
+        latencies: dict[str, list[float]] = {"predict": [], "adapt": []}
+        errors = 0
+        texts_done = 0
+        stop_at = time.monotonic() + args.duration
+
+        async def client(index: int) -> None:
+            nonlocal errors, texts_done
+            local = random.Random(index)
+            while time.monotonic() < stop_at:
+                tenant = f"t{local.randrange(args.tenants)}"
+                if local.random() < args.adapt_fraction:
+                    path, body = "/adapt", {"tenant_id": tenant, "examples": support(train, local)}
+                else:
+                    texts = local.sample(queries, args.texts_per_request)
+                    path, body = "/predict", {"tenant_id": tenant, "texts": texts}
+                started = time.perf_counter()
+                try:
+                    response = await http.post(path, json=body)
+                    ok = response.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                elapsed = (time.perf_counter() - started) * 1000
+                if not ok:
+                    errors += 1
+                    continue
+                op = path.strip("/")
+                latencies[op].append(elapsed)
+                if op == "predict":
+                    texts_done += args.texts_per_request
+
+        started = time.monotonic()
+        await asyncio.gather(*(client(i) for i in range(args.clients)))
+        wall = time.monotonic() - started
+    return {
+        "predict_texts_per_s": texts_done / wall,
+        "predict_ms": {q: pct(latencies["predict"], p) for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
+        "adapt_ms": {q: pct(latencies["adapt"], p) for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
+        "requests": {op: len(v) for op, v in latencies.items()},
+        "errors": errors,
+        "wall_s": wall,
+    }
+
+
+def measure(server: ServerProcess, train, queries, args) -> dict[str, object]:
+    process = psutil.Process(server.pid)
+    rss_start = process.memory_info().rss
+    cpu_start = process.cpu_times()
+    result = asyncio.run(drive(server.url, train, queries, args))
+    cpu_end = process.cpu_times()
+    busy = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
+    result["cpu_percent"] = 100 * busy / float(result["wall_s"])  # of one core; 200 = both cores busy
+    result["rss_mb"] = {"start": rss_start / 2**20, "end": process.memory_info().rss / 2**20}
+    return result
+
+
+@contextmanager
+def naive_server() -> Iterator[ServerProcess]:
+    port = free_port()
+    with served([sys.executable, "-m", "bench.naive_server", "--port", str(port)], port, dict(os.environ)) as srv:
+        yield srv
+
+
+def raw_encoder_throughput(queries: list[str], args: argparse.Namespace) -> float:
+    """Texts per second of `encoder.embed` on the same query texts, in-process, batches of 128."""
+    encoder, _, _ = load_model(Settings())
+    texts = [random.Random(i).choice(queries) for i in range(args.raw_texts)]
+    encoder.embed(texts[:128])  # warm-up
+    started = time.perf_counter()
+    encoder.embed(texts, batch_size=128)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--tenants", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--texts-per-request", type=int, default=1)
+    parser.add_argument("--adapt-fraction", type=float, default=0.02)
+    parser.add_argument("--raw-texts", type=int, default=2048)
+    parser.add_argument("--systems", nargs="+", default=["batched", "unbatched", "naive"])
+    parser.add_argument("--out", type=Path, default=Path("bench/results/load.json"))
+    args = parser.parse_args()
+
+    banking = args.data / "banking77.jsonl"
+    train = load_jsonl(banking, ["train"]).by_label
+    queries = [t for texts in load_jsonl(banking, ["test"]).by_label.values() for t in texts]
+    results: dict[str, object] = {}
+    for system in args.systems:
+        with ExitStack() as stack:
+            if system == "naive":
+                server = stack.enter_context(naive_server())
+            else:
+                redis_url = stack.enter_context(throwaway_redis())
+                env = {"FEWSHOT_BATCHING_ENABLED": "true" if system == "batched" else "false"}
+                server = stack.enter_context(fewshot_process(redis_url, extra_env=env))
+            results[system] = measure(server, train, queries, args)
+            print(f"{system}: {json.dumps(results[system])}", flush=True)
+    raw = raw_encoder_throughput(queries, args)
+    report = {
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "raw_encoder_texts_per_s": raw,
+        "systems": results,
+    }
+    print(
+        f"\n{args.clients} clients, {args.tenants} tenants, {args.texts_per_request} text(s) per /predict, "
+        f"{100 * args.adapt_fraction:.0f}% /adapt, {args.duration:.0f} s each; raw encoder {raw:.0f} texts/s\n"
+    )
+    print("| system | texts/s | % of raw | predict p50/p95/p99 (ms) | adapt p50/p95 (ms) | errors | CPU % | RSS MB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, row in results.items():
+        p, a = row["predict_ms"], row["adapt_ms"]
+        print(
+            f"| {name} | {row['predict_texts_per_s']:.0f} | {100 * row['predict_texts_per_s'] / raw:.0f} % | "
+            f"{p['p50']:.0f} / {p['p95']:.0f} / {p['p99']:.0f} | {a['p50']:.0f} / {a['p95']:.0f} | "
+            f"{row['errors']} | {row['cpu_percent']:.0f} | {row['rss_mb']['end']:.0f} |"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    plot(report, args.out.with_suffix(".png"))
+
+
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [*report["systems"], "raw encoder"]
+    values = [report["systems"][n]["predict_texts_per_s"] for n in report["systems"]]
+    values.append(report["raw_encoder_texts_per_s"])
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    axis.bar(names, values, color=["#2b7bba", "#8fb8de", "#d98c8c", "#888888"][: len(names)])
+    axis.set_ylabel("texts / s")
+    axis.set_title("/predict throughput (statistics in load.json)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

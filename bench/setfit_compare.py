@@ -1,0 +1,87 @@
+"""SetFit (same MiniLM base, library defaults) vs this service's adaptation on the same BANKING77
+77-way K-shot task: fit time and test accuracy.
+
+    .venv/bin/pip install setfit   # bench-only dependency (pyproject extra `bench`)
+    .venv/bin/python -m bench.setfit_compare --data ../shared/data --shots 5 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+import torch
+
+from app.config import PACKAGED_ENCODER, Settings
+from app.meta.data import load_jsonl
+from app.ml.encoder import resolve_source
+from app.services.adaptation import AdaptationService, validate_support
+from app.services.runtime import limits_from, load_model
+from app.store import MemoryStore
+
+
+def ours(examples: list[dict], test: list[tuple[str, str]]) -> dict[str, float]:
+    """The /adapt code path (AdaptationService.fit) then the served head on the test texts."""
+    settings = Settings()
+    encoder, inner, checkpoint = load_model(settings)
+    service = AdaptationService(encoder, inner, MemoryStore(), limits_from(settings))
+    support = validate_support(examples, None, service.limits)
+    service.fit(validate_support(examples[:10], None, service.limits), inner.steps)  # warm-up
+    started = time.perf_counter()
+    head, _, _ = service.fit(support, inner.steps)
+    fit_s = time.perf_counter() - started
+    embeddings = encoder.embed([t for t, _ in test], batch_size=128)
+    predicted = head.probabilities(embeddings).argmax(dim=-1).tolist()
+    accuracy = sum(head.labels[p] == label for p, (_, label) in zip(predicted, test, strict=True)) / len(test)
+    return {"fit_s": fit_s, "accuracy": accuracy, "checkpoint": checkpoint}
+
+
+def setfit(examples: list[dict], test: list[tuple[str, str]], seed: int) -> dict[str, float]:
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    torch.manual_seed(seed)
+    model = SetFitModel.from_pretrained(str(resolve_source(PACKAGED_ENCODER)))
+    train = Dataset.from_list([{"text": e["text"], "label": e["label"]} for e in examples])
+    trainer = Trainer(model=model, args=TrainingArguments(seed=seed), train_dataset=train)
+    started = time.perf_counter()
+    trainer.train()
+    fit_s = time.perf_counter() - started
+    predicted = model.predict([t for t, _ in test])
+    accuracy = sum(str(p) == label for p, (_, label) in zip(predicted, test, strict=True)) / len(test)
+    return {"fit_s": fit_s, "accuracy": accuracy}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--shots", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-setfit", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/setfit_compare.json"))
+    args = parser.parse_args()
+    banking = args.data / "banking77.jsonl"
+    train = load_jsonl(banking, ["train"])
+    test = load_jsonl(banking, ["test"]).pairs()
+    rng = random.Random(args.seed)
+    examples = [{"text": t, "label": lab} for lab in train.labels for t in rng.sample(train.by_label[lab], args.shots)]
+    report = {"task": f"BANKING77 77-way {args.shots}-shot, seed {args.seed}", "ours": ours(examples, test)}
+    print(f"ours: {report['ours']}", flush=True)
+    if not args.skip_setfit:
+        report["setfit"] = setfit(examples, test, args.seed)
+        report["speedup"] = report["setfit"]["fit_s"] / report["ours"]["fit_s"]
+    print("| system | fit time (s) | accuracy |\n|---|---|---|")
+    for name in ("ours", "setfit"):
+        if name in report:
+            print(f"| {name} | {report[name]['fit_s']:.2f} | {100 * report[name]['accuracy']:.1f} % |")
+    if "speedup" in report:
+        print(f"\nadaptation speed-up over SetFit: {report['speedup']:.0f}x")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint bench-latency bench-accuracy clean
+.PHONY: install run test lint settings-doc bench-latency bench-accuracy clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/fewshot serve
+
+# regenerate the settings table in README.md from app/config.py (tests/ops/test_config_doc.py checks it)
+settings-doc: install
+	$(BIN)/python -m app.config_doc
 
 lint: install
 	$(BIN)/ruff check app tests bench

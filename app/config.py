@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     batching_enabled: bool = Field(True, description="Merge concurrent embed calls of all tenants into shared passes.")
     batch_max_texts: int = Field(128, ge=1, le=4096, description="Most texts in one merged encoder pass.")
     batch_max_wait_ms: float = Field(2.0, ge=0, le=1000, description="How long a pass waits for more requests.")
+    quantize_int8: bool = Field(
+        False, description="Int8 dynamic quantization of the encoder's linear layers (CPU); changes the fingerprint."
+    )
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
 
     # --- inner loop (defaults; a checkpoint's meta-learned values take precedence) -------------

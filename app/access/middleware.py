@@ -61,6 +61,12 @@ def body_tenant(body: bytes) -> tuple[bool, object]:
     return False, None
 
 
+def route_path(scope: Scope) -> str:
+    """The path the router matches: without the `root_path` prefix a proxy may have added."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 def _bearer(scope: Scope) -> str | None:
     for name, value in scope.get("headers", ()):
         if name == b"authorization":
@@ -82,7 +88,7 @@ class AccessMiddleware:
         self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_public(scope["path"]):
+        if scope["type"] != "http" or is_public(route_path(scope)):
             await self.app(scope, receive, send)
             return
         try:
@@ -125,7 +131,7 @@ class AccessMiddleware:
             )
             return
 
-        path = scope["path"]
+        path = route_path(scope)
         if (path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/")) and not principal.admin:
             await deny(403, "admin_required", "this endpoint needs an admin key")
             return
@@ -136,7 +142,7 @@ class AccessMiddleware:
 
     async def _scoped(self, scope: Scope, receive: Receive, send: Send, principal: Principal, deny: Any) -> None:
         named: list[object] = []
-        match = _TENANT_PATH.match(scope["path"])
+        match = _TENANT_PATH.match(route_path(scope))
         if match:
             named.append(match.group(1))
         named.extend(parse_qs(scope.get("query_string", b"").decode("latin-1")).get("tenant_id", []))

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from app.config import Settings
 from app.meta.data import Episode, LabeledSet, all_way_episode, cap_per_class, load_jsonl, sample_episode
@@ -116,14 +117,28 @@ def centroid_scorer(table: EmbeddingTable) -> Scorer:
     return score
 
 
-def logreg_scorer(table: EmbeddingTable, c: float) -> Scorer:
-    from sklearn.linear_model import LogisticRegression
+def fit_logreg(x: torch.Tensor, y: torch.Tensor, n_classes: int, c: float, max_iter: int = 200) -> torch.Tensor:
+    """Multinomial logistic regression (sklearn's objective: C * sum CE + ||W||^2 / 2), LBFGS; returns [W | b]."""
+    x = torch.cat([x.double(), torch.ones(len(x), 1, dtype=torch.float64)], dim=1)
+    w = torch.zeros(x.shape[1], n_classes, dtype=torch.float64, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w], max_iter=max_iter, line_search_fn="strong_wolfe", tolerance_grad=1e-9)
 
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(x @ w, y) + (w[:-1] ** 2).sum() / (2 * c * len(x))
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    return w.detach()
+
+
+def logreg_scorer(table: EmbeddingTable, c: float) -> Scorer:
     def score(episode: Episode) -> float:
-        model = LogisticRegression(C=c, max_iter=1000)
-        model.fit(table(episode.support_texts).numpy(), episode.support_targets)
-        predicted = model.predict(table(episode.query_texts).numpy())
-        return float(np.mean(predicted == np.array(episode.query_targets)))
+        w = fit_logreg(table(episode.support_texts), torch.tensor(episode.support_targets), episode.n_way, c)
+        query = table(episode.query_texts).double()
+        logits = query @ w[:-1] + w[-1]
+        return _accuracy(logits, episode)
 
     return score
 

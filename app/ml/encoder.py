@@ -87,6 +87,7 @@ class SentenceEncoder(nn.Module):
         self.info = info
         self.max_tokens = max_tokens
         self.delta_sha256: str | None = None  # set when a meta-trained checkpoint is applied
+        self.quantized = False  # int8 dynamic quantization of the linear layers (CPU serving)
         self._embed_lock = threading.Lock()  # fast tokenizers are not safe for concurrent calls
 
     @property
@@ -101,7 +102,8 @@ class SentenceEncoder(nn.Module):
     def fingerprint(self) -> str:
         """Stable id of (base weights, checkpoint delta, pooling): models adapted under another one are stale."""
         payload = json.dumps(
-            {"base": self.info.weights_sha256, "delta": self.delta_sha256, "pooling": POOLING},
+            {"base": self.info.weights_sha256, "delta": self.delta_sha256, "pooling": POOLING}
+            | ({"int8": True} if self.quantized else {}),
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -138,6 +140,13 @@ class SentenceEncoder(nn.Module):
                 out[idx] = self.forward([texts[i] for i in idx]).float().cpu()
             self.train(was_training)
         return out
+
+
+def quantize_int8(encoder: SentenceEncoder) -> SentenceEncoder:
+    """Int8 dynamic quantization of the transformer's linear layers (CPU inference only; no gradients)."""
+    encoder.transformer = torch.ao.quantization.quantize_dynamic(encoder.transformer, {nn.Linear}, dtype=torch.qint8)
+    encoder.quantized = True
+    return encoder
 
 
 def pick_device(device: str) -> torch.device:

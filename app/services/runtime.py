@@ -10,7 +10,7 @@ import torch
 from app.config import Settings
 from app.ml.batching import MicroBatcher
 from app.ml.checkpoint import load_checkpoint
-from app.ml.encoder import SentenceEncoder, load_encoder
+from app.ml.encoder import SentenceEncoder, load_encoder, quantize_int8
 from app.ml.learner import InnerLoopParams
 from app.services.adaptation import AdaptationService, Limits, OosRule
 from app.services.embedding_cache import EmbeddingCache
@@ -62,9 +62,11 @@ def load_model(settings: Settings) -> tuple[SentenceEncoder, InnerLoopParams, st
     checkpoint = settings.checkpoint_path()
     if checkpoint is None:
         inner = InnerLoopParams.constant(settings.inner_steps, settings.inner_lr, settings.logit_scale)
-        return encoder, inner, None
-    inner = load_checkpoint(checkpoint, encoder)
-    return encoder, inner, str(checkpoint)
+    else:
+        inner = load_checkpoint(checkpoint, encoder)
+    if settings.quantize_int8:
+        quantize_int8(encoder)
+    return encoder, inner, None if checkpoint is None else str(checkpoint)
 
 
 def build_runtime(

@@ -115,7 +115,6 @@ def _decode_support(raw: bytes) -> list[JSON] | None:
     return support
 
 
-
 def _glob_escape(text: str) -> str:
     """`text` as a literal inside a Redis MATCH pattern."""
     return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)

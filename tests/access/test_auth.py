@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
+from app.access.middleware import route_path
 from app.store import RedisStore
 from tests.access.conftest import ADMIN, ADMIN_KEY, bearer
 from tests.api.conftest import SUPPORT
@@ -131,3 +132,9 @@ def test_key_store_down_is_503_not_500(make_client: Callable[..., TestClient]) -
     response = client.get("/tenants/a", headers=bearer("fsk_any"))
     assert response.status_code == 503 and response.json()["error"]["code"] == "store_unavailable"
     assert 'fewshot_store_errors_total{source="access"}' in client.get("/metrics").text
+
+
+def test_scope_checks_ignore_a_proxy_root_path() -> None:
+    scope = {"type": "http", "path": "/api/tenants/tenant-b/versions", "root_path": "/api"}
+    assert route_path(scope) == "/tenants/tenant-b/versions"
+    assert route_path({"type": "http", "path": "/tenants/x"}) == "/tenants/x"

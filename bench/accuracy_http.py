@@ -43,12 +43,15 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--checkpoint", default=None, help="FEWSHOT_CHECKPOINT for a spawned server")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for a spawned server (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/accuracy_http.json"))
     args = parser.parse_args()
     with ExitStack() as stack:
         url = args.url
         if url is None:
-            env = {"FEWSHOT_CHECKPOINT": args.checkpoint} if args.checkpoint else None
+            env = dict(item.split("=", 1) for item in args.env)
+            if args.checkpoint:
+                env["FEWSHOT_CHECKPOINT"] = args.checkpoint
             _, url = stack.enter_context(redis_and_server(extra_env=env))
         with httpx.Client(base_url=url) as http:
             ready = http.get("/readyz").json()

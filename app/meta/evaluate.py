@@ -52,6 +52,7 @@ class EvalConfig:
     support_pool: int = 0  # 0 = every train text may be drawn as support
     cache_dir: Path | None = Path("runs/embed-cache")
     logreg_c: float = 10.0
+    logreg_iters: int = 100
     base_model: Model | None = None  # injected by tests; default: the service's base encoder
     shipped_model: Model | None = None  # injected by tests; default: load_model(checkpoint)
     plot: bool = True
@@ -133,9 +134,9 @@ def fit_logreg(x: torch.Tensor, y: torch.Tensor, n_classes: int, c: float, max_i
     return w.detach()
 
 
-def logreg_scorer(table: EmbeddingTable, c: float) -> Scorer:
+def logreg_scorer(table: EmbeddingTable, c: float, max_iter: int = 100) -> Scorer:
     def score(episode: Episode) -> float:
-        w = fit_logreg(table(episode.support_texts), torch.tensor(episode.support_targets), episode.n_way, c)
+        w = fit_logreg(table(episode.support_texts), torch.tensor(episode.support_targets), episode.n_way, c, max_iter)
         query = table(episode.query_texts).double()
         logits = query @ w[:-1] + w[-1]
         return _accuracy(logits, episode)
@@ -260,7 +261,7 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, Any]:
     default_desc = f"{defaults.steps} steps, lr {float(defaults.lr_weight):g}, scale {float(defaults.scale):g}"
     methods: dict[str, Scorer] = {
         "frozen base + nearest centroid": centroid_scorer(base_table),
-        "frozen base + logistic regression": logreg_scorer(base_table, cfg.logreg_c),
+        "frozen base + logistic regression": logreg_scorer(base_table, cfg.logreg_c, cfg.logreg_iters),
         f"frozen base + /adapt inner loop ({default_desc})": adapt_path_scorer(base_table, defaults),
     }
     for folder in cfg.runs:
@@ -277,7 +278,8 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, Any]:
         shipped = cfg.shipped_model or _load(cfg.checkpoint)
         shipped_table = EmbeddingTable(shipped[0], texts, cfg.cache_dir)
         methods["shipped checkpoint + nearest centroid"] = centroid_scorer(shipped_table)
-        methods["shipped checkpoint + logistic regression"] = logreg_scorer(shipped_table, cfg.logreg_c)
+        logreg = logreg_scorer(shipped_table, cfg.logreg_c, cfg.logreg_iters)
+        methods["shipped checkpoint + logistic regression"] = logreg
         methods["**shipped checkpoint via /adapt**"] = adapt_path_scorer(shipped_table, shipped[1])
 
     results: dict[str, dict[str, dict[str, float]]] = {}

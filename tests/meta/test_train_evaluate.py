@@ -76,6 +76,7 @@ def test_evaluate_on_fixture(make_tiny, tmp_path, clinc_sample) -> None:
         out_dir=tmp_path / "out",
         name="fixture",
         episodes=4,
+        logreg_iters=10,
         seeds=2,
         nway_shots=(1, 5),
         allway_shots=(1, 5),

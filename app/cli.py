@@ -12,9 +12,10 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
-    from app.serving import uvicorn_options
+    from app.serving import tune_malloc, uvicorn_options
 
     settings = Settings()
+    tune_malloc(settings)
     host = args.host or settings.host
     port = args.port or settings.port
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, **uvicorn_options(settings))

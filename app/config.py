@@ -52,7 +52,9 @@ class Settings(BaseSettings):
     # --- inner loop (defaults; a checkpoint's meta-learned values take precedence) -------------
     # chosen on BANKING77's train split by bench/tune_inner_loop.py (results in bench/results/)
     inner_steps: int = Field(50, ge=0, le=200, description="Default SGD steps of the inner loop in /adapt.")
-    inner_lr: float = Field(3.0, gt=0, description="Inner-loop learning rate when no checkpoint sets one.")
+    inner_lr: float = Field(
+        0.04, gt=0, description="Inner-loop learning rate (per class: the loss is summed over labels) without checkpoint."
+    )
     logit_scale: float = Field(10.0, gt=0, description="Inverse temperature when no checkpoint sets one.")
 
     # --- tenant models ---------------------------------------------------------------------------
@@ -115,6 +117,9 @@ class Settings(BaseSettings):
     timeout_keep_alive_s: int = Field(5, ge=1, description="Idle keep-alive connections close after this long.")
     limit_concurrency: int | None = Field(
         None, ge=1, description="Most concurrent connections/requests before answering 503 (none = unbounded)."
+    )
+    malloc_mmap_threshold_kb: int = Field(
+        128, ge=0, description="`fewshot serve`: fixed glibc mmap threshold against heap growth; 0 keeps glibc's."
     )
 
     def checkpoint_path(self) -> Path | None:

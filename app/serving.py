@@ -1,4 +1,4 @@
-"""uvicorn options that bound what a slow or idle client can hold (used by `fewshot serve`).
+"""Server-process limits for `fewshot serve`: what a slow or idle client can hold, and heap fragmentation.
 
 uvicorn itself times out only idle keep-alive connections: a client that trickles its request line, headers or
 body one byte at a time keeps a connection (and its request task) forever. `DeadlineH11Protocol` gives every
@@ -12,7 +12,9 @@ slow client holds a connection and a coroutine, never a thread. `limit_concurren
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
+import os
 from typing import Any
 
 import h11
@@ -89,6 +91,28 @@ class DeadlineH11Protocol(H11Protocol):
 def deadline_protocol(request_timeout_s: float) -> type[DeadlineH11Protocol]:
     """A `DeadlineH11Protocol` subclass with the given request deadline (uvicorn builds one per connection)."""
     return type("DeadlineH11Protocol", (DeadlineH11Protocol,), {"request_timeout_s": float(request_timeout_s)})
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
+
+
+def tune_malloc(settings: Settings) -> bool:
+    """Cap glibc's dynamic mmap threshold so freed tensor buffers go back to the OS.
+
+    Tensors of varying shapes (every batch has its own length) fragment glibc's heap once its adaptive mmap
+    threshold has grown: a soak showed RSS climbing ~3 MiB/s without end. A fixed threshold keeps large blocks
+    in mmap (returned on free). No-op without glibc, when jemalloc/tcmalloc is preloaded, when the
+    `MALLOC_MMAP_THRESHOLD_` env var already decides, or with `malloc_mmap_threshold_kb=0`. True when applied.
+    """
+    threshold = settings.malloc_mmap_threshold_kb * 1024
+    preloaded = os.environ.get("LD_PRELOAD", "")
+    if not threshold or "MALLOC_MMAP_THRESHOLD_" in os.environ or "jemalloc" in preloaded or "tcmalloc" in preloaded:
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, threshold))
+    except (OSError, AttributeError):
+        return False
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:

@@ -1,9 +1,11 @@
 """Choose the inner loop's default steps / learning rate / scale on BANKING77's *train* split.
 
-Support: K shots per class from train; queries: other train examples of the same classes (the test
-split is never touched). Reports accuracy and NLL per setting and writes JSON.
+Two tasks, both drawn from the train split only (the test split is never touched): all-way (77) K-shot
+(`--seeds` episodes) and 5-way K-shot (`--small-episodes` episodes); support K shots per class, queries
+other train examples of the same classes. Settings are ranked by the mean accuracy of the two tasks
+(ties: NLL). Writes JSON.
 
-    .venv/bin/python bench/tune_inner_loop.py --data ../shared/data --out bench/results/tune_inner_loop.json
+    .venv/bin/python -m bench.tune_inner_loop --data ../shared/data --out bench/results/tune_inner_loop.json
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--queries", type=int, default=20)
+    parser.add_argument("--small-episodes", type=int, default=100, help="5-way episodes")
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -45,40 +48,55 @@ def main() -> None:
     print(f"embedded {len(pairs)} train texts in {time.perf_counter() - started:.1f}s")
     row_of = {(t, label): i for i, (t, label) in enumerate(pairs)}
 
-    episodes = []
-    for seed in range(args.seeds):
-        ep = sample_episode(train, len(train.labels), args.shots, args.queries, random.Random(seed))
+    def episode_tensors(ep):
         s_idx = [row_of[(t, ep.labels[y])] for t, y in zip(ep.support_texts, ep.support_targets, strict=True)]
         q_idx = [row_of[(t, ep.labels[y])] for t, y in zip(ep.query_texts, ep.query_targets, strict=True)]
-        episodes.append(
-            (
-                embeddings[s_idx],
-                torch.tensor(ep.support_targets),
-                embeddings[q_idx],
-                torch.tensor(ep.query_targets),
-                ep.n_way,
-            )
+        return (
+            embeddings[s_idx],
+            torch.tensor(ep.support_targets),
+            embeddings[q_idx],
+            torch.tensor(ep.query_targets),
+            ep.n_way,
         )
 
-    grid = {"steps": [0, 10, 20, 50, 100], "lr": [0.3, 1.0, 3.0, 10.0, 30.0], "scale": [5.0, 10.0, 15.0, 20.0]}
+    n_all = len(train.labels)
+    tasks = {
+        f"{n_all}-way": [
+            episode_tensors(sample_episode(train, n_all, args.shots, args.queries, random.Random(seed)))
+            for seed in range(args.seeds)
+        ],
+        "5-way": [
+            episode_tensors(sample_episode(train, 5, args.shots, args.queries, random.Random(1000 + seed)))
+            for seed in range(args.small_episodes)
+        ],
+    }
+
+    grid = {"steps": [0, 10, 25, 50, 100], "lr": [0.01, 0.02, 0.04, 0.08, 0.16], "scale": [5.0, 10.0, 15.0, 20.0]}
     rows = []
     for steps, lr, scale in itertools.product(grid["steps"], grid["lr"], grid["scale"]):
         if steps == 0 and lr != grid["lr"][0]:
             continue
         params = InnerLoopParams.constant(steps, lr, scale)
-        accs, nlls = [], []
-        for s_emb, s_y, q_emb, q_y, n_way in episodes:
-            head = adapt_head(s_emb, s_y, n_way, params, differentiable=False)
-            logits = head_logits(q_emb, head, scale)
-            accs.append((logits.argmax(-1) == q_y).float().mean().item())
-            nlls.append(F.cross_entropy(logits, q_y).item())
-        rows.append(
-            {"steps": steps, "lr": lr, "scale": scale, "accuracy": sum(accs) / len(accs), "nll": sum(nlls) / len(nlls)}
-        )
+        row = {"steps": steps, "lr": lr, "scale": scale}
+        for name, episodes in tasks.items():
+            accs, nlls = [], []
+            for s_emb, s_y, q_emb, q_y, n_way in episodes:
+                head = adapt_head(s_emb, s_y, n_way, params, differentiable=False)
+                logits = head_logits(q_emb, head, scale)
+                accs.append((logits.argmax(-1) == q_y).float().mean().item())
+                nlls.append(F.cross_entropy(logits, q_y).item())
+            row[f"accuracy {name}"] = sum(accs) / len(accs)
+            row[f"nll {name}"] = sum(nlls) / len(nlls)
+        row["accuracy"] = sum(row[f"accuracy {name}"] for name in tasks) / len(tasks)
+        row["nll"] = sum(row[f"nll {name}"] for name in tasks) / len(tasks)
+        rows.append(row)
     rows.sort(key=lambda r: (-round(r["accuracy"], 3), r["nll"]))
-    print("| steps | lr | scale | accuracy | NLL |\n|---|---|---|---|---|")
+    names = list(tasks)
+    print("| steps | lr | scale | " + " | ".join(f"accuracy {n}" for n in names) + " | mean | NLL |")
+    print("|---|---|---|" + "---|" * (len(names) + 2))
     for r in rows[:15]:
-        print(f"| {r['steps']} | {r['lr']} | {r['scale']} | {100 * r['accuracy']:.2f} | {r['nll']:.3f} |")
+        cells = " | ".join(f"{100 * r[f'accuracy {n}']:.2f}" for n in names)
+        print(f"| {r['steps']} | {r['lr']} | {r['scale']} | {cells} | {100 * r['accuracy']:.2f} | {r['nll']:.3f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
         json.dumps(

@@ -121,7 +121,9 @@ class Backbone(nn.Module):
             tokens, lengths = self._encode_bottom(texts, batch_size, progress)
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                save_file({"tokens": tokens.contiguous(), "lengths": lengths}, str(path))
+                tmp = path.with_suffix(".tmp")
+                save_file({"tokens": tokens.contiguous(), "lengths": lengths}, str(tmp))
+                tmp.replace(path)
         base = len(self._index)
         for i, text in enumerate(texts):
             self._index[text] = base + i
@@ -129,9 +131,19 @@ class Backbone(nn.Module):
         last = self._offsets[-1]
         self._offsets = torch.cat([self._offsets, last + lengths.cumsum(0)])
         if self.train_layers in ("none", 0):
-            every = list(self._index)
-            chunks = [self._run_top(every[i : i + 256], grad=False).cpu() for i in range(0, len(every), 256)]
-            self._frozen = torch.cat(chunks)
+            self._frozen = self._frozen_embeddings(list(self._index))
+
+    def _frozen_embeddings(self, texts: list[str]) -> torch.Tensor:
+        """Final embeddings of every prepared text through the frozen top (memoised on disk)."""
+        path = self._cache_path(["frozen", *texts])
+        if path is not None and path.exists():
+            return load_file(str(path))["embeddings"]
+        chunks = [self._run_top(texts[i : i + 256], grad=False).cpu() for i in range(0, len(texts), 256)]
+        embeddings = torch.cat(chunks)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file({"embeddings": embeddings.contiguous()}, str(path))
+        return embeddings
 
     def _encode_bottom(self, texts: list[str], batch_size: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
         from tqdm import tqdm

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 
@@ -13,7 +14,8 @@ def _meta_train(args: argparse.Namespace) -> int:
 
     overrides = json.loads(args.set) if args.set else {}
     summary = meta_train(load_config(Path(args.config), overrides), progress=not args.quiet)
-    print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=1))
+    if os.environ.get("RANK", "0") == "0":
+        print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=1))
     return 0
 
 

@@ -35,6 +35,7 @@ class MetaTrainConfig:
     heldout_fraction: float = 0.15
     shots: tuple[int, int] = (1, 5)
     n_query: int = 5
+    hard_fraction: float = 0.0  # episodes of an anchor class + its nearest classes (by frozen prototypes)
     outer_lr: float = 2e-5
     inner_param_lr: float = 1e-2
     weight_decay: float = 0.0

@@ -155,13 +155,31 @@ def all_way_episode(
     return episode
 
 
+def sample_hard_episode(
+    data: LabeledSet,
+    n_way: int,
+    k_shot: int,
+    n_query: int,
+    rng: random.Random,
+    similar: dict[str, list[str]],
+) -> Episode:
+    """Episode of an anchor class and its `n_way - 1` most similar classes (`similar[c]`: nearest first)."""
+    need = k_shot + n_query
+    eligible = [c for c in data.labels if len(data.by_label[c]) >= need]
+    anchor = rng.choice(eligible)
+    allowed = set(eligible)
+    classes = [anchor, *[c for c in similar[anchor] if c in allowed and c != anchor][:n_way - 1]]
+    return sample_episode(data.restrict(classes), len(classes), k_shot, n_query, rng)
+
+
 @dataclass
 class SourceSpec:
-    """One meta-training source in a mixture."""
+    """One meta-training source in a mixture; `similar` (class -> nearest classes) enables hard episodes."""
 
     data: LabeledSet
     weight: float = 1.0
     way_range: tuple[int, int] = (5, 20)
+    similar: dict[str, list[str]] | None = None
 
 
 @dataclass
@@ -171,11 +189,15 @@ class EpisodeMixture:
     sources: list[SourceSpec]
     k_shot_range: tuple[int, int] = (1, 5)
     n_query: int = 5
+    hard_fraction: float = 0.0  # share of episodes built from an anchor class and its nearest classes
 
     def sample(self, rng: random.Random) -> Episode:
         weights = [spec.weight for spec in self.sources]
         spec = rng.choices(self.sources, weights=weights, k=1)[0]
         k_shot = rng.randint(*self.k_shot_range)
+        if spec.similar is not None and rng.random() < self.hard_fraction:
+            n_way = rng.randint(*spec.way_range)
+            return sample_hard_episode(spec.data, n_way, k_shot, self.n_query, rng, spec.similar)
         return sample_variable_way(spec.data, spec.way_range, k_shot, self.n_query, rng)
 
 

@@ -57,6 +57,11 @@ def broadcast_flag(flag: bool, ctx: DistContext) -> bool:
     return bool(tensor.item())
 
 
+def barrier(ctx: DistContext) -> None:
+    if ctx.world_size > 1:
+        dist.barrier()
+
+
 def shutdown(ctx: DistContext) -> None:
     if ctx.world_size > 1 and dist.is_initialized():
         dist.barrier()

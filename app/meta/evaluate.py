@@ -237,6 +237,16 @@ def _load(checkpoint: str | None) -> Model:
     return encoder, inner
 
 
+def encoder_tensors(folder: Path) -> list[str]:
+    """Names of the encoder tensors a checkpoint changes (empty: the base encoder as is)."""
+    from safetensors import safe_open
+
+    from app.ml.checkpoint import DELTA_FILE
+
+    with safe_open(str(folder / DELTA_FILE), framework="pt") as handle:
+        return [key for key in handle.keys() if key.startswith("encoder.")]  # noqa: SIM118
+
+
 def _run_label(folder: Path) -> tuple[str, bool]:
     manifest = json.loads((folder / "manifest.json").read_text())
     layers = manifest["config"].get("train_layers")
@@ -276,7 +286,10 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, Any]:
         methods[label] = algorithm_scorer(table, folder)
     if cfg.shipped_model is not None or cfg.checkpoint.lower() != "none":
         shipped = cfg.shipped_model or _load(cfg.checkpoint)
-        shipped_table = EmbeddingTable(shipped[0], texts, cfg.cache_dir)
+        if cfg.shipped_model is None and not encoder_tensors(Path(cfg.checkpoint)):
+            shipped_table = base_table  # same weights as the base: same embeddings, no need to recompute
+        else:
+            shipped_table = EmbeddingTable(shipped[0], texts, cfg.cache_dir)
         methods["shipped checkpoint + nearest centroid"] = centroid_scorer(shipped_table)
         logreg = logreg_scorer(shipped_table, cfg.logreg_c, cfg.logreg_iters)
         methods["shipped checkpoint + logistic regression"] = logreg

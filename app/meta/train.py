@@ -35,7 +35,14 @@ from app.meta.data import (
     sample_episode,
     split_classes,
 )
-from app.meta.distributed import DistContext, average_gradients, broadcast_flag, init_distributed, shutdown
+from app.meta.distributed import (
+    DistContext,
+    average_gradients,
+    barrier,
+    broadcast_flag,
+    init_distributed,
+    shutdown,
+)
 from app.meta.state import load_state, save_state
 from app.ml.checkpoint import save_checkpoint
 from app.ml.encoder import SentenceEncoder, load_encoder
@@ -85,7 +92,7 @@ def build_training_data(cfg: MetaTrainConfig) -> TrainingData:
         held = cap_per_class(held, need, cfg.seed).restrict([c for c in held.labels if len(held.by_label[c]) >= need])
         if len(held.labels) >= 2:
             heldout += [sample_episode(held, len(held.labels), cfg.val_shots, cfg.val_queries, rng) for _ in range(2)]
-    mixture = EpisodeMixture(specs, cfg.shots, cfg.n_query)
+    mixture = EpisodeMixture(specs, cfg.shots, cfg.n_query, cfg.hard_fraction)
     banking: list[Episode] = []
     if cfg.select_on == "banking77_train" or cfg.banking77_val_per_class:
         path = root / "banking77.jsonl"
@@ -94,6 +101,16 @@ def build_training_data(cfg: MetaTrainConfig) -> TrainingData:
             queries = cfg.banking77_val_per_class - cfg.val_shots
             banking = [sample_episode(data, len(data.labels), cfg.val_shots, queries, rng) for _ in range(2)]
     return TrainingData(mixture, heldout, banking)
+
+
+def attach_similar_classes(mixture: EpisodeMixture, backbone: Backbone) -> None:
+    """For hard episodes: each class's other classes of the same source, nearest prototype first."""
+    for spec in mixture.sources:
+        labels = spec.data.labels
+        protos = torch.stack([backbone.embed(spec.data.by_label[c]).mean(0) for c in labels])
+        similarity = torch.nn.functional.normalize(protos, dim=-1) @ torch.nn.functional.normalize(protos, dim=-1).T
+        order = similarity.argsort(dim=1, descending=True)
+        spec.similar = {c: [labels[j] for j in order[i].tolist()] for i, c in enumerate(labels)}
 
 
 def episode_accuracy(backbone: Backbone, algorithm: MetaAlgorithm, episodes: list[Episode]) -> float:
@@ -198,7 +215,13 @@ def meta_train(cfg: MetaTrainConfig, progress: bool = True, encoder: SentenceEnc
     encoder.eval()  # deterministic features (no dropout), the same as at inference
     data = build_training_data(cfg)
     backbone = Backbone(encoder, cfg.train_layers, cache_dir=run.parent / "cache", cache_layer=cfg.cache_layer)
+    if not ctx.is_main:
+        barrier(ctx)  # rank 0 fills the on-disk cache first; the others then read it
     backbone.prepare(data.texts(), progress=progress and ctx.is_main)
+    if ctx.is_main:
+        barrier(ctx)
+    if cfg.hard_fraction > 0:
+        attach_similar_classes(data.mixture, backbone)
     algorithm = build_algorithm(cfg.algorithm, encoder.dim, cfg.algorithm_options).to(ctx.device)
     encoder_params = backbone.trainable_parameters()
     algo_params = [p for p in algorithm.parameters() if p.requires_grad]

@@ -24,7 +24,7 @@ class TenantHead:
     """Everything needed to score embeddings for one tenant."""
 
     labels: list[str]
-    weight: torch.Tensor  # [n_labels, dim], float32
+    weight: torch.Tensor  # [n_labels, dim], float32 holding float16-representable values (stored as float16)
     bias: torch.Tensor  # [n_labels]
     scale: float  # inverse temperature applied to the logits
     prototypes: torch.Tensor  # [n_labels, dim], unit-norm class means (float16), for out-of-scope scores
@@ -41,7 +41,7 @@ class TenantHead:
     ) -> TenantHead:
         return cls(
             labels=list(labels),
-            weight=head.weight.detach().float().cpu().contiguous(),
+            weight=head.weight.detach().half().float().cpu().contiguous(),  # float16 at rest: 2 bytes/weight
             bias=head.bias.detach().float().cpu().contiguous(),
             scale=float(scale),
             prototypes=prototypes.detach().half().cpu().contiguous(),
@@ -69,7 +69,7 @@ class TenantHead:
             "scale": repr(self.scale),
             "oos_threshold": json.dumps(self.oos_threshold),
         }
-        tensors = {"weight": self.weight, "bias": self.bias, "prototypes": self.prototypes}
+        tensors = {"weight": self.weight.half(), "bias": self.bias, "prototypes": self.prototypes}
         return st_save(tensors, metadata=metadata)
 
     @classmethod
@@ -84,7 +84,7 @@ class TenantHead:
             threshold = json.loads(metadata["oos_threshold"])
             head = cls(
                 labels=labels,
-                weight=tensors["weight"],
+                weight=tensors["weight"].float(),
                 bias=tensors["bias"],
                 scale=float(metadata["scale"]),
                 prototypes=tensors["prototypes"],

@@ -99,6 +99,10 @@ def adapt_head(
 ) -> HeadTensors:
     """Prototype init (or `init="zero"`, plain MAML), then `params.steps` SGD steps on the support cross-entropy.
 
+    The support loss is the mean cross-entropy times `n_classes`: a class row's gradient does not
+    shrink as labels are added, so one learning rate fits 5-way and 300-way tasks alike (with the plain
+    mean, 50 steps at a rate tuned for 77 labels overfit 5-way tasks: 93.6 % vs 96.3 % on BANKING77).
+
     With `differentiable=True` the result keeps the graph back to `embeddings` and to the
     tensors in `params` (MAML / Proto-MAML / Meta-SGD). With `False` each step is first-order
     and detached, which is what serving needs.
@@ -130,7 +134,7 @@ def adapt_head(
             scale = params.scale
             for _ in range(params.steps):
                 logits = scale * fmodel(embeddings, params=fast)
-                loss = F.cross_entropy(logits, targets)
+                loss = F.cross_entropy(logits, targets) * n_classes
                 fast = diffopt.step(loss, params=fast)
     if not differentiable:
         fast = [p.detach() for p in fast]

@@ -10,17 +10,28 @@ from app.services.records import UnusableModel, open_record
 from app.store.base import JSON, TenantStore
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_SUMMARY_FIELDS: dict[str, tuple[Any, Any]] = {  # name: (default, type check); tampered fields read as absent
+    "labels": ([], lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "counts": ({}, lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_int(n) for k, n in v.items())),
+    "n_examples": (0, _is_int),
+    "n_descriptions": (0, _is_int),
+    "inner_steps": (None, lambda v: v is None or _is_int(v)),
+    "oos_threshold": (None, lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool))),
+    "encoder_fingerprint": (None, lambda v: v is None or isinstance(v, str)),
+    "created_at": (None, lambda v: v is None or isinstance(v, str)),
+}
+
+
 def _summary(meta: JSON) -> dict[str, Any]:
-    return {
-        "labels": meta.get("labels", []),
-        "counts": meta.get("counts", {}),
-        "n_examples": meta.get("n_examples", 0),
-        "n_descriptions": meta.get("n_descriptions", 0),
-        "inner_steps": meta.get("inner_steps"),
-        "oos_threshold": meta.get("oos_threshold"),
-        "encoder_fingerprint": meta.get("encoder_fingerprint"),
-        "created_at": meta.get("created_at"),
-    }
+    summary = {}
+    for name, (default, valid) in _SUMMARY_FIELDS.items():
+        value = meta.get(name, default)
+        summary[name] = value if valid(value) else default
+    return summary
 
 
 class TenantService:

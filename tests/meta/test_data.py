@@ -92,3 +92,17 @@ def test_load_jsonl_excludes_labels(tmp_path) -> None:
     )
     data = load_jsonl(path, ["train"], exclude_labels=["oos"])
     assert data.by_label == {"x": ["a"]}
+
+
+def test_hard_episode_takes_the_anchors_nearest_classes() -> None:
+    from app.meta.data import sample_hard_episode
+
+    data = _synthetic("s", 6, 6)
+    labels = data.labels
+    similar = {c: sorted(labels, key=lambda other: abs(labels.index(other) - labels.index(c))) for c in labels}
+    for seed in range(10):
+        ep = sample_hard_episode(data, 3, 2, 2, random.Random(seed), similar)
+        idx = sorted(labels.index(c) for c in ep.labels)
+        assert idx[-1] - idx[0] <= 2  # neighbours of the anchor only
+        assert Counter(ep.support_targets) == dict.fromkeys(range(3), 2)
+        assert not set(ep.support_texts) & set(ep.query_texts)

@@ -11,7 +11,8 @@ from app.ml.head import HeadDecodeError, TenantHead
 def _head() -> TenantHead:
     torch.manual_seed(1)
     prototypes = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1).half()
-    return TenantHead(["a", "b", "c ü"], torch.randn(3, 8), torch.randn(3), 17.5, prototypes, 0.42)
+    weight = torch.randn(3, 8).half().float()  # heads hold float16-representable weights
+    return TenantHead(["a", "b", "c ü"], weight, torch.randn(3), 17.5, prototypes, 0.42)
 
 
 def test_round_trip_is_exact() -> None:
@@ -54,3 +55,13 @@ def test_label_count_mismatch_is_refused() -> None:
     head.labels = ["a", "b"]
     with pytest.raises(HeadDecodeError):
         TenantHead.from_bytes(head.to_bytes())
+
+
+def test_weights_are_stored_as_float16() -> None:
+    from app.ml.learner import HeadTensors
+
+    tensors = HeadTensors(torch.randn(4, 384), torch.randn(4))
+    prototypes = torch.nn.functional.normalize(torch.randn(4, 384), dim=-1)
+    head = TenantHead.from_tensors(["a", "b", "c", "d"], tensors, 10.0, prototypes, None)
+    torch.testing.assert_close(head.weight, tensors.weight, atol=2e-3, rtol=1e-3)
+    assert len(head.to_bytes()) < 4 * 384 * 2 * 2 + 1024  # two float16 matrices + header

@@ -34,9 +34,10 @@ def test_one_inner_step_equals_hand_computed_sgd() -> None:
     init = prototype_head(emb, y, n)
     adapted = adapt_head(emb, y, n, InnerLoopParams.constant(1, lr, scale), differentiable=False)
 
-    # d CE / d logits = (softmax - onehot) / batch; logits = scale * (x W^T + b)
+    # loss = n_classes * mean CE: d loss / d logits = n_classes * (softmax - onehot) / batch;
+    # logits = scale * (x W^T + b)
     probs = torch.softmax(scale * (emb @ init.weight.T + init.bias), dim=-1)
-    delta = (probs - F.one_hot(y, n).float()) / len(y)
+    delta = n * (probs - F.one_hot(y, n).float()) / len(y)
     grad_w = scale * delta.T @ emb
     grad_b = scale * delta.sum(dim=0)
     torch.testing.assert_close(adapted.weight, init.weight - lr * grad_w, atol=1e-6, rtol=1e-5)

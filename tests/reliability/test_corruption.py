@@ -79,6 +79,10 @@ def rename_meta_label(store: RedisStore, tenant: str) -> None:
     _set_meta(store, tenant, meta)
 
 
+def meta_fields_of_wrong_types(store: RedisStore, tenant: str) -> None:
+    _set_meta(store, tenant, _meta(store, tenant) | {"labels": "card", "counts": [1], "n_examples": "9"})
+
+
 def truncate_meta(store: RedisStore, tenant: str) -> None:
     """Metadata cut mid-JSON (not parseable)."""
     raw = store._client.hget(_key(store, tenant), "meta")
@@ -115,6 +119,7 @@ REPAIRABLE: dict[str, tuple[Tamper, str]] = {
     "record schema missing": (drop_record_schema, "schema"),
     "meta labels swapped": (swap_meta_labels, "corrupt"),
     "meta label renamed": (rename_meta_label, "corrupt"),
+    "meta fields of wrong types": (meta_fields_of_wrong_types, "corrupt"),
     "meta truncated": (truncate_meta, "schema"),
     "meta not an object": (meta_not_an_object, "schema"),
     "head schema 99, checksum updated": (head_schema_with_valid_checksum, "corrupt"),

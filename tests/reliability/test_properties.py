@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import uuid
 from typing import Any
 
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.ml.head import HeadDecodeError, TenantHead
+from app.ml.learner import HeadTensors
 from app.services.records import UnusableModel, build_meta, open_record
 from app.store import MemoryStore, RedisStore, StoredModel, TenantStore
 
@@ -35,13 +37,21 @@ def heads(draw: st.DrawFn) -> TenantHead:
     bias = torch.tensor(draw(st.lists(finite, min_size=n, max_size=n)))
     scale = draw(st.floats(1e-3, 1e3, allow_nan=False))
     threshold = draw(st.none() | st.floats(-1, 1, allow_nan=False))
-    fields = {field.name for field in dataclasses.fields(TenantHead)}
-    extra: dict[str, Any] = {}
-    if "prototypes" in fields:
-        extra["prototypes"] = torch.nn.functional.normalize(weight, dim=-1).half()
-    if "oos_threshold" in fields:
-        extra["oos_threshold"] = threshold
-    return TenantHead(labels=labels, weight=weight.float(), bias=bias.float(), scale=scale, **extra)
+    return make_head(labels, weight, bias, scale, threshold)
+
+
+def make_head(
+    labels: list[str], weight: torch.Tensor, bias: torch.Tensor, scale: float, threshold: float | None = None
+) -> TenantHead:
+    """A head built the way the service builds one (`TenantHead.from_tensors`, whatever its precision rules);
+    prototypes, where the head has them, derived from the weights."""
+    params = inspect.signature(TenantHead.from_tensors).parameters
+    kwargs: dict[str, Any] = {"labels": labels, "head": HeadTensors(weight.float(), bias.float()), "scale": scale}
+    if "prototypes" in params:
+        kwargs["prototypes"] = torch.nn.functional.normalize(weight.float(), dim=-1)
+    if "oos_threshold" in params:
+        kwargs["oos_threshold"] = threshold
+    return TenantHead.from_tensors(**kwargs)
 
 
 def assert_same_head(a: TenantHead, b: TenantHead) -> None:

@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--queries", type=int, default=20)
-    parser.add_argument("--small-episodes", type=int, default=100, help="5-way episodes")
+    parser.add_argument("--small-episodes", type=int, default=40, help="5-way episodes")
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -71,7 +71,7 @@ def main() -> None:
         ],
     }
 
-    grid = {"steps": [0, 10, 25, 50, 100], "lr": [0.01, 0.02, 0.04, 0.08, 0.16], "scale": [5.0, 10.0, 15.0, 20.0]}
+    grid = {"steps": [0, 25, 50, 100], "lr": [0.02, 0.04, 0.08], "scale": [7.5, 10.0, 15.0]}
     rows = []
     for steps, lr, scale in itertools.product(grid["steps"], grid["lr"], grid["scale"]):
         if steps == 0 and lr != grid["lr"][0]:

@@ -210,6 +210,7 @@ def plot(results: dict[str, dict[str, dict[str, float]]], cfg: EvalConfig, path:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     groups = [(f"{cfg.n_way}-way", cfg.nway_shots), ("all-way", cfg.allway_shots)]
     for ax, (prefix, shots) in zip(axes, groups, strict=True):
+        ax.set_prop_cycle(color=plt.cm.tab20.colors)
         for method, cells in results.items():
             keys = [f"{prefix} {k}-shot" for k in shots]
             if not all(k in cells for k in keys):
@@ -252,6 +253,8 @@ def _run_label(folder: Path) -> tuple[str, bool]:
     layers = manifest["config"].get("train_layers")
     trained = bool(manifest.get("trained_encoder_prefixes"))
     what = "frozen encoder, inner/metric params meta-trained" if not trained else f"top-{layers} layers meta-trained"
+    if manifest.get("serves_via_adapt") and manifest["algorithm"] != "protonet":
+        what += f", {manifest['inner_loop']['steps']} inner steps"
     return f"{manifest['algorithm']} ({what})", trained
 
 
@@ -290,16 +293,22 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, Any]:
             shipped_table = base_table  # same weights as the base: same embeddings, no need to recompute
         else:
             shipped_table = EmbeddingTable(shipped[0], texts, cfg.cache_dir)
-        methods["shipped checkpoint + nearest centroid"] = centroid_scorer(shipped_table)
-        logreg = logreg_scorer(shipped_table, cfg.logreg_c, cfg.logreg_iters)
-        methods["shipped checkpoint + logistic regression"] = logreg
+        if shipped_table is not base_table:  # otherwise these equal the frozen-base rows
+            methods["shipped checkpoint + nearest centroid"] = centroid_scorer(shipped_table)
+            logreg = logreg_scorer(shipped_table, cfg.logreg_c, cfg.logreg_iters)
+            methods["shipped checkpoint + logistic regression"] = logreg
         methods["**shipped checkpoint via /adapt**"] = adapt_path_scorer(shipped_table, shipped[1])
 
     results: dict[str, dict[str, dict[str, float]]] = {}
-    for method, scorer in methods.items():
-        results[method] = {}
-        for protocol, episodes in protocols.items():
-            results[method][protocol] = summarise([scorer(episode) for episode in episodes])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny per-episode ops: one thread is faster and immune to CPU contention
+    try:
+        for method, scorer in methods.items():
+            results[method] = {}
+            for protocol, episodes in protocols.items():
+                results[method][protocol] = summarise([scorer(episode) for episode in episodes])
+    finally:
+        torch.set_num_threads(threads)
     order = list(protocols)
     table_md = markdown_table(results, order)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)

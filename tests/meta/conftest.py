@@ -37,3 +37,12 @@ def make_tiny(tokenizer) -> Callable[..., SentenceEncoder]:
 @pytest.fixture(scope="session")
 def clinc_sample() -> Path:
     return FIXTURES / "clinc150_sample.jsonl"
+
+
+@pytest.fixture(autouse=True, scope="package")
+def _one_thread():
+    """Tiny models: one intra-op thread is faster and immune to contention; restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

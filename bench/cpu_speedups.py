@@ -1,0 +1,106 @@
+"""CPU speed-ups of the encoder, each measured for speed and for BANKING77 accuracy (through the /adapt
+code path: AdaptationService.fit on 77-way 5-shot support from train, the whole test split scored):
+
+- torch intra-op threads (1 vs the default),
+- int8 dynamic quantization (`FEWSHOT_QUANTIZE_INT8`),
+- `torch.compile(dynamic=True)` of the transformer.
+
+A variant is worth keeping only if it is faster and moves accuracy by less than 0.2 points.
+
+    .venv/bin/python -m bench.cpu_speedups --data ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from app.config import Settings
+from app.meta.data import load_jsonl
+from app.ml.encoder import SentenceEncoder, quantize_int8
+from app.services.adaptation import AdaptationService, validate_support
+from app.services.runtime import limits_from, load_model
+from app.store import MemoryStore
+
+
+def latency_ms(encoder: SentenceEncoder, text: str, reps: int = 40) -> float:
+    for _ in range(5):
+        encoder.embed([text])
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        encoder.embed([text])
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def throughput(encoder: SentenceEncoder, texts: list[str]) -> float:
+    encoder.embed(texts[:64], batch_size=64)
+    started = time.perf_counter()
+    encoder.embed(texts, batch_size=64)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def accuracy(encoder: SentenceEncoder, inner, data: Path, seeds: int) -> float:
+    settings = Settings()
+    service = AdaptationService(encoder, inner, MemoryStore(), limits_from(settings))
+    train = load_jsonl(data / "banking77.jsonl", ["train"])
+    test = load_jsonl(data / "banking77.jsonl", ["test"]).pairs()
+    test_emb = encoder.embed([t for t, _ in test], batch_size=128)
+    scores = []
+    for seed in range(seeds):
+        rng = random.Random(seed)
+        examples = [{"text": t, "label": lab} for lab in train.labels for t in rng.sample(train.by_label[lab], 5)]
+        head, _, _ = service.fit(validate_support(examples, None, service.limits), inner.steps)
+        predicted = head.probabilities(test_emb).argmax(-1).tolist()
+        scores.append(sum(head.labels[p] == lab for p, (_, lab) in zip(predicted, test, strict=True)) / len(test))
+    return statistics.mean(scores)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--texts", type=int, default=512)
+    parser.add_argument("--variants", nargs="+", default=["default", "threads=1", "int8", "compile"])
+    parser.add_argument("--out", type=Path, default=Path("bench/results/cpu_speedups.json"))
+    args = parser.parse_args()
+    queries = [t for t, _ in load_jsonl(args.data / "banking77.jsonl", ["test"]).pairs()]
+    sample = random.Random(0).sample(queries, args.texts)
+    default_threads = torch.get_num_threads()
+    rows = {}
+    for variant in args.variants:
+        torch.set_num_threads(1 if variant == "threads=1" else default_threads)
+        encoder, inner, _ = load_model(Settings())
+        if variant == "int8":
+            quantize_int8(encoder)
+        if variant == "compile":
+            encoder.transformer = torch.compile(encoder.transformer, dynamic=True)
+            encoder.embed(sample[:64])  # compile outside the timings
+        rows[variant] = {
+            "one_text_ms": latency_ms(encoder, "where is my new card?"),
+            "texts_per_s": throughput(encoder, sample),
+            "accuracy": accuracy(encoder, inner, args.data, args.seeds),
+        }
+        print(variant, json.dumps(rows[variant]), flush=True)
+    base = rows.get("default")
+    print("\n| variant | 1 text (ms) | texts/s (batches of 64) | BANKING77 77-way 5-shot | Δ accuracy |")
+    print("|---|---|---|---|---|")
+    for name, row in rows.items():
+        delta = f"{100 * (row['accuracy'] - base['accuracy']):+.2f}" if base else "—"
+        speed = f"{row['one_text_ms']:.1f} | {row['texts_per_s']:.0f}"
+        print(f"| {name} | {speed} | {100 * row['accuracy']:.2f} % | {delta} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"machine": platform.platform(), "default_threads": default_threads, "variants": rows}
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

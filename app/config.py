@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     quantize_int8: bool = Field(
         False, description="Int8 dynamic quantization of the encoder's linear layers (CPU); changes the fingerprint."
     )
+    compile_encoder: bool = Field(
+        False, description="torch.compile(dynamic=True) the encoder at startup (measured faster on CPU; slower start)."
+    )
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
 
     # --- inner loop (defaults; a checkpoint's meta-learned values take precedence) -------------

@@ -135,6 +135,7 @@ def main() -> None:
     parser.add_argument("--adapt-fraction", type=float, default=0.02)
     parser.add_argument("--raw-texts", type=int, default=2048)
     parser.add_argument("--systems", nargs="+", default=["batched", "unbatched", "naive"])
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the fewshot servers (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/load.json"))
     args = parser.parse_args()
 
@@ -148,7 +149,8 @@ def main() -> None:
                 server = stack.enter_context(naive_server())
             else:
                 redis_url = stack.enter_context(throwaway_redis())
-                env = {"FEWSHOT_BATCHING_ENABLED": "true" if system == "batched" else "false"}
+                env = dict(item.split("=", 1) for item in args.env)
+                env["FEWSHOT_BATCHING_ENABLED"] = "true" if system == "batched" else "false"
                 server = stack.enter_context(fewshot_process(redis_url, extra_env=env))
             results[system] = measure(server, train, queries, args)
             print(f"{system}: {json.dumps(results[system])}", flush=True)

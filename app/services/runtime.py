@@ -66,6 +66,8 @@ def load_model(settings: Settings) -> tuple[SentenceEncoder, InnerLoopParams, st
         inner = load_checkpoint(checkpoint, encoder)
     if settings.quantize_int8:
         quantize_int8(encoder)
+    if settings.compile_encoder:
+        encoder.transformer = torch.compile(encoder.transformer, dynamic=True)
     return encoder, inner, None if checkpoint is None else str(checkpoint)
 
 

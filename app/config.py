@@ -56,7 +56,9 @@ class Settings(BaseSettings):
     # chosen on BANKING77's train split by bench/tune_inner_loop.py (results in bench/results/)
     inner_steps: int = Field(50, ge=0, le=200, description="Default SGD steps of the inner loop in /adapt.")
     inner_lr: float = Field(
-        0.04, gt=0, description="Inner-loop learning rate (per class: the loss is summed over labels) without checkpoint."
+        0.04,
+        gt=0,
+        description="Inner-loop learning rate per label (the loss is summed over labels) without a checkpoint.",
     )
     logit_scale: float = Field(10.0, gt=0, description="Inverse temperature when no checkpoint sets one.")
 

@@ -42,20 +42,27 @@ def register_meta_commands(commands: argparse._SubParsersAction) -> None:
     """Add the meta-learning subcommands to the `fewshot` parser."""
     train = commands.add_parser("meta-train", help="episodic meta-training of the encoder + inner loop")
     train.add_argument("--config", required=True, help="YAML or JSON config (see configs/)")
-    train.add_argument("--set", default="", help='JSON object of top-level overrides, e.g. \'{"max_steps": 10}\'')
+    train.add_argument("--set", default="", help="JSON object of top-level overrides, e.g. '{\"max_steps\": 10}'")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_meta_train)
 
     evaluate = commands.add_parser("evaluate", help="few-shot protocols on a JSONL set (default BANKING77)")
     evaluate.add_argument("--data", default="../shared/data/banking77.jsonl", help="JSONL with train and test splits")
-    evaluate.add_argument("--checkpoint", default="models/minilm-protomaml",
-                          help="shipped checkpoint, scored through the /adapt code path ('none' to skip)")
+    evaluate.add_argument(
+        "--checkpoint",
+        default="models/minilm-protomaml",
+        help="shipped checkpoint, scored through the /adapt code path ('none' to skip)",
+    )
     evaluate.add_argument("--run", action="append", default=[], help="runs/<name>/best folder of an algorithm")
     evaluate.add_argument("--out", default="bench/results", help="folder for eval_<name>.json|md|png")
     evaluate.add_argument("--name", default="banking77")
     evaluate.add_argument("--episodes", type=int, default=600, help="episodes per N-way K-shot protocol")
     evaluate.add_argument("--seeds", type=int, default=5, help="seeds of the all-way protocol")
-    evaluate.add_argument("--support-pool", type=int, default=0,
-                          help="draw supports from a seeded pool of this many train texts per class (0 = all)")
+    evaluate.add_argument(
+        "--support-pool",
+        type=int,
+        default=0,
+        help="draw supports from a seeded pool of this many train texts per class (0 = all)",
+    )
     evaluate.add_argument("--cache", default="runs/embed-cache", help="embedding cache folder ('' = none)")
     evaluate.set_defaults(handler=_evaluate)

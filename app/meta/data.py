@@ -168,7 +168,7 @@ def sample_hard_episode(
     eligible = [c for c in data.labels if len(data.by_label[c]) >= need]
     anchor = rng.choice(eligible)
     allowed = set(eligible)
-    classes = [anchor, *[c for c in similar[anchor] if c in allowed and c != anchor][:n_way - 1]]
+    classes = [anchor, *[c for c in similar[anchor] if c in allowed and c != anchor][: n_way - 1]]
     return sample_episode(data.restrict(classes), len(classes), k_shot, n_query, rng)
 
 

@@ -172,7 +172,9 @@ def algorithm_scorer(table: EmbeddingTable, folder: Path) -> Scorer:
     def score(episode: Episode) -> float:
         with torch.no_grad():
             logits = algorithm.logits(
-                table(episode.support_texts), torch.tensor(episode.support_targets), table(episode.query_texts),
+                table(episode.support_texts),
+                torch.tensor(episode.support_targets),
+                table(episode.query_texts),
                 episode.n_way,
             )
         return _accuracy(logits, episode)

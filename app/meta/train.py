@@ -147,7 +147,11 @@ def inner_for_export(algorithm: MetaAlgorithm) -> InnerLoopParams:
 
 
 def save_best(
-    folder: Path, cfg: MetaTrainConfig, encoder: SentenceEncoder, backbone: Backbone, algorithm: MetaAlgorithm,
+    folder: Path,
+    cfg: MetaTrainConfig,
+    encoder: SentenceEncoder,
+    backbone: Backbone,
+    algorithm: MetaAlgorithm,
     metrics: dict[str, Any],
 ) -> None:
     """The best model so far as a service checkpoint (+ the algorithm's own tensors)."""
@@ -301,8 +305,9 @@ def meta_train(cfg: MetaTrainConfig, progress: bool = True, encoder: SentenceEnc
                     save_best(run / "best", cfg, encoder, backbone, algorithm, metrics)
                 else:
                     bad += 1
-                tqdm.write(f"step {step} {json.dumps({k: round(v, 4) for k, v in metrics.items()})}"
-                           f"{' *' if improved else ''}")
+                tqdm.write(
+                    f"step {step} {json.dumps({k: round(v, 4) for k, v in metrics.items()})}{' *' if improved else ''}"
+                )
                 want_stop = bad >= cfg.patience or step >= cfg.max_steps or out_of_time
                 save_state(
                     run / "state",

@@ -25,8 +25,14 @@ def make_tiny(tokenizer) -> Callable[..., SentenceEncoder]:
 
     def build(seed: int = 0, sha: str = "0" * 64) -> SentenceEncoder:
         torch.manual_seed(seed)
-        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
-                            num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+        config = BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
         config._attn_implementation = "eager"
         model = BertModel(config, add_pooling_layer=False).eval()
         return SentenceEncoder(model, tokenizer, EncoderInfo("tiny-random", sha, 32), max_tokens=32)

@@ -88,8 +88,12 @@ def test_evaluate_on_fixture(make_tiny, tmp_path, clinc_sample) -> None:
     result = run_evaluation(cfg)
     methods = result["results"]
     assert "**shipped checkpoint via /adapt**" in methods
-    assert set(methods["frozen base + nearest centroid"]) == {"5-way 1-shot", "5-way 5-shot", "all-way 1-shot",
-                                                              "all-way 5-shot"}
+    assert set(methods["frozen base + nearest centroid"]) == {
+        "5-way 1-shot",
+        "5-way 5-shot",
+        "all-way 1-shot",
+        "all-way 5-shot",
+    }
     for cells in methods.values():
         for cell in cells.values():
             assert 0.0 <= cell["mean"] <= 1.0

@@ -39,14 +39,15 @@ def ours(examples: list[dict], test: list[tuple[str, str]]) -> dict[str, float]:
     return {"fit_s": fit_s, "accuracy": accuracy, "checkpoint": checkpoint}
 
 
-def setfit(examples: list[dict], test: list[tuple[str, str]], seed: int) -> dict[str, float]:
+def setfit(examples: list[dict], test: list[tuple[str, str]], seed: int, iterations: int | None) -> dict[str, float]:
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     torch.manual_seed(seed)
     model = SetFitModel.from_pretrained(str(resolve_source(PACKAGED_ENCODER)))
     train = Dataset.from_list([{"text": e["text"], "label": e["label"]} for e in examples])
-    trainer = Trainer(model=model, args=TrainingArguments(seed=seed), train_dataset=train)
+    options = {"seed": seed} | ({"num_iterations": iterations} if iterations else {})
+    trainer = Trainer(model=model, args=TrainingArguments(**options), train_dataset=train)
     started = time.perf_counter()
     trainer.train()
     fit_s = time.perf_counter() - started
@@ -61,6 +62,9 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-setfit", action="store_true")
+    parser.add_argument(
+        "--setfit-iterations", type=int, default=None, help="SetFit `num_iterations` (default: the library's)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/setfit_compare.json"))
     args = parser.parse_args()
     banking = args.data / "banking77.jsonl"
@@ -71,7 +75,7 @@ def main() -> None:
     report = {"task": f"BANKING77 77-way {args.shots}-shot, seed {args.seed}", "ours": ours(examples, test)}
     print(f"ours: {report['ours']}", flush=True)
     if not args.skip_setfit:
-        report["setfit"] = setfit(examples, test, args.seed)
+        report["setfit"] = setfit(examples, test, args.seed, args.setfit_iterations)
         report["speedup"] = report["setfit"]["fit_s"] / report["ours"]["fit_s"]
     print("| system | fit time (s) | accuracy |\n|---|---|---|")
     for name in ("ours", "setfit"):

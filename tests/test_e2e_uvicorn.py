@@ -2,53 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from bench._launch import fewshot_server
 from tests.api.conftest import SUPPORT
-from tests.redis_server import free_port
 
 
 @pytest.fixture
 def server(redis_url: str, redis_prefix: str) -> Iterator[str]:
-    port = free_port()
-    env = os.environ | {
-        "FEWSHOT_STORE": "redis",
-        "FEWSHOT_REDIS_URL": redis_url,
-        "FEWSHOT_REDIS_PREFIX": redis_prefix,
-        "FEWSHOT_CHECKPOINT": "none",
-        "FEWSHOT_LOG_LEVEL": "warning",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited: {process.stdout.read().decode() if process.stdout else ''}")
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not become ready")
-            time.sleep(0.2)
-        yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
+    """`python -m app.cli serve` (what `fewshot serve` runs) on a free port, backed by the test Redis."""
+    with fewshot_server(redis_url, prefix=redis_prefix, extra_env={"FEWSHOT_CHECKPOINT": "none"}) as url:
+        yield url
 
 
 def test_adapt_and_predict_over_http(server: str) -> None:

@@ -150,7 +150,22 @@ class PredictResponse(BaseModel):
     timings_ms: dict[str, float]
 
 
-class TenantInfo(BaseModel):
+class ModelSummary(BaseModel):
+    """What a stored version was adapted from and how (one entry of `VersionList`; `TenantInfo` adds the tenant)."""
+
+    version: int
+    head_bytes: int = Field(description="Size of the stored head (safetensors bytes).")
+    labels: list[str]
+    counts: dict[str, int] = Field(description="Examples per label.")
+    n_examples: int
+    n_descriptions: int = 0
+    inner_steps: int | None
+    oos_threshold: float | None = None
+    encoder_fingerprint: str | None
+    created_at: str | None
+
+
+class TenantInfo(ModelSummary):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
@@ -158,42 +173,21 @@ class TenantInfo(BaseModel):
                     "tenant_id": "acme-support",
                     "version": 3,
                     "status": "ready",
+                    "head_bytes": 3320,
                     "labels": ["card_arrival", "exchange_rate"],
                     "counts": {"card_arrival": 5, "exchange_rate": 5},
                     "n_examples": 10,
-                    "inner_steps": 10,
+                    "n_descriptions": 0,
+                    "inner_steps": 50,
+                    "oos_threshold": 0.41,
                     "encoder_fingerprint": "3f1c9a0b7d2e4f51",
                     "created_at": "2026-11-24T08:00:00.000+00:00",
-                    "head_bytes": 3320,
                 }
             ]
         }
     )
     tenant_id: str
-    version: int
     status: str = Field(description="`ready`, or why the stored head cannot serve as is: `stale`, `corrupt`, `schema`.")
-    labels: list[str]
-    counts: dict[str, int]
-    n_examples: int
-    n_descriptions: int = 0
-    inner_steps: int | None
-    oos_threshold: float | None = None
-    encoder_fingerprint: str | None
-    created_at: str | None
-    head_bytes: int
-
-
-class VersionOut(BaseModel):
-    version: int
-    head_bytes: int
-    labels: list[str]
-    counts: dict[str, int]
-    n_examples: int
-    n_descriptions: int = 0
-    inner_steps: int | None
-    oos_threshold: float | None = None
-    encoder_fingerprint: str | None
-    created_at: str | None
 
 
 class VersionList(BaseModel):
@@ -223,7 +217,7 @@ class VersionList(BaseModel):
     )
     tenant_id: str
     current: int
-    versions: list[VersionOut] = Field(description="Retained versions, newest first.")
+    versions: list[ModelSummary] = Field(description="Retained versions, newest first.")
 
 
 class RollbackRequest(BaseModel):

@@ -25,12 +25,16 @@ from bench._launch import redis_and_server
 
 
 def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (`q` in [0, 1]); NaN for no values."""
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
     return ordered[index]
 
 
 def support_set(by_label: dict[str, list[str]], n_way: int, k_shot: int, rng: random.Random) -> list[dict]:
+    """`n_way` random labels x `k_shot` random texts each, as /adapt examples."""
     labels = rng.sample(sorted(by_label), n_way)
     return [{"text": t, "label": label} for label in labels for t in rng.sample(by_label[label], k_shot)]
 

@@ -28,19 +28,8 @@ from app.config import Settings
 from app.meta.data import load_jsonl
 from app.services.runtime import load_model
 from bench._launch import ServerProcess, fewshot_process, served
+from bench.latency import percentile, support_set
 from tests.redis_server import free_port, throwaway_redis
-
-
-def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def support(train: dict[str, list[str]], rng: random.Random, n_way: int = 5, shots: int = 5) -> list[dict]:
-    labels = rng.sample(sorted(train), n_way)
-    return [{"text": t, "label": label} for label in labels for t in rng.sample(train[label], shots)]
 
 
 async def drive(
@@ -51,7 +40,9 @@ async def drive(
     limits = httpx.Limits(max_connections=args.clients + 4, max_keepalive_connections=args.clients + 4)
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
         for tenant in range(args.tenants):
-            response = await http.post("/adapt", json={"tenant_id": f"t{tenant}", "examples": support(train, rng)})
+            response = await http.post(
+                "/adapt", json={"tenant_id": f"t{tenant}", "examples": support_set(train, 5, 5, rng)}
+            )
             response.raise_for_status()
         latencies: dict[str, list[float]] = {"predict": [], "adapt": []}
         errors = 0
@@ -64,7 +55,7 @@ async def drive(
             while time.monotonic() < stop_at:
                 tenant = f"t{local.randrange(args.tenants)}"
                 if local.random() < args.adapt_fraction:
-                    path, body = "/adapt", {"tenant_id": tenant, "examples": support(train, local)}
+                    path, body = "/adapt", {"tenant_id": tenant, "examples": support_set(train, 5, 5, local)}
                 else:
                     texts = local.sample(queries, args.texts_per_request)
                     path, body = "/predict", {"tenant_id": tenant, "texts": texts}
@@ -88,8 +79,8 @@ async def drive(
         wall = time.monotonic() - started
     return {
         "predict_texts_per_s": texts_done / wall,
-        "predict_ms": {q: pct(latencies["predict"], p) for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
-        "adapt_ms": {q: pct(latencies["adapt"], p) for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
+        "predict_ms": {q: percentile(latencies["predict"], p) for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
+        "adapt_ms": {q: percentile(latencies["adapt"], p) for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
         "requests": {op: len(v) for op, v in latencies.items()},
         "errors": errors,
         "wall_s": wall,

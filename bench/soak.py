@@ -31,7 +31,7 @@ import httpx
 
 from app.meta.data import load_jsonl
 from bench._launch import redis_and_server
-from bench.latency import percentile
+from bench.latency import percentile, support_set
 
 
 @dataclass
@@ -78,11 +78,6 @@ def _pid_listening_on(url: str) -> int | None:
     return None
 
 
-def support_set(by_label: dict[str, list[str]], rng: random.Random, n_way: int = 5, k_shot: int = 3) -> list[dict]:
-    labels = rng.sample(sorted(by_label), n_way)
-    return [{"text": t, "label": label} for label in labels for t in rng.sample(by_label[label], k_shot)]
-
-
 def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     train = load_jsonl(args.data / "banking77.jsonl", splits=["train"]).by_label
     test = [t for texts in load_jsonl(args.data / "banking77.jsonl", splits=["test"]).by_label.values() for t in texts]
@@ -93,7 +88,9 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     rng = random.Random(args.seed)
     with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
         for tenant in tenants:  # warm-up: every tenant has a model before the measured window
-            http.post("/adapt", json={"tenant_id": tenant, "examples": support_set(train, rng)}).raise_for_status()
+            http.post(
+                "/adapt", json={"tenant_id": tenant, "examples": support_set(train, 5, 3, rng)}
+            ).raise_for_status()
 
     rss_after_setup = memory.rss_mb()
     samples: list[Sample] = []
@@ -109,7 +106,7 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 tenant = local.choice(tenants)
                 if local.random() < args.adapt_ratio:
                     op, path = "adapt", "/adapt"
-                    body: dict[str, Any] = {"tenant_id": tenant, "examples": support_set(train, local)}
+                    body: dict[str, Any] = {"tenant_id": tenant, "examples": support_set(train, 5, 3, local)}
                 else:
                     op, path = "predict", "/predict"
                     body = {"tenant_id": tenant, "texts": local.sample(test, local.randint(1, 8)), "top_k": 3}

@@ -39,7 +39,7 @@ class MicroBatcher:
         self._embed_fn = embed_fn
         self._max_batch_texts = max_batch_texts
         self._max_wait_s = max_wait_ms / 1000.0
-        self._on_batch = on_batch
+        self.on_batch = on_batch  # called with the size of every merged encoder pass (metrics)
         self._pending: list[_Request] = []
         self._condition = threading.Condition()
         self._closed = False
@@ -94,8 +94,8 @@ class MicroBatcher:
                 continue
             self.batches += 1
             self.texts += len(texts)
-            if self._on_batch is not None:
-                self._on_batch(len(texts))
+            if self.on_batch is not None:
+                self.on_batch(len(texts))
             start = 0
             for request in batch:
                 request.future.set_result(embeddings[start : start + len(request.texts)])

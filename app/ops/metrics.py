@@ -75,6 +75,9 @@ def instrument_runtime(runtime: Any) -> None:
         runtime.adaptation = InstrumentedAdaptation(runtime.adaptation)
     if not isinstance(runtime.prediction, InstrumentedPrediction):
         runtime.prediction = InstrumentedPrediction(runtime.prediction)
+    batcher = getattr(runtime, "batcher", None)
+    if batcher is not None:  # the merged passes the encoder really runs (several requests, several tenants)
+        batcher.on_batch = ENCODER_BATCH.labels(operation="encoder_pass").observe
 
 
 def metrics_endpoint(request: Request) -> Response:

@@ -46,6 +46,7 @@ def test_metrics_cover_routes_operations_and_cache(make_client: Callable[..., Te
     assert 'fewshot_operation_seconds_count{operation="adapt",stage="total"}' in text
     assert 'fewshot_operation_seconds_count{operation="predict",stage="embed"}' in text
     assert 'fewshot_encoder_batch_texts_count{operation="predict"}' in text
+    assert 'fewshot_encoder_batch_texts_count{operation="encoder_pass"}' in text  # the micro-batcher's passes
     assert 'fewshot_access_denied_total{code="missing_api_key"}' in text
     assert "fewshot_tenants_cached 1.0" in text
     assert "fewshot_store_errors_total" in text

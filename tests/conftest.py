@@ -42,7 +42,7 @@ def redis_store(redis_url: str, redis_prefix: str) -> Iterator[RedisStore]:
 
 @pytest.fixture(scope="session")
 def base_settings() -> Settings:
-    return Settings(checkpoint="none", _env_file=None)
+    return Settings(checkpoint="none", encoder_precision="float32", _env_file=None)  # exact-match tests
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import redis
 
+from app.store import RedisStore
+
 INSTALL_HINT = (
     "redis-server not found: install it (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install redis`)"
 )
@@ -80,3 +82,9 @@ def test_redis_url() -> Iterator[str]:
         return
     with throwaway_redis() as started:
         yield started
+
+
+def current_version_key(store: RedisStore, tenant: str) -> str:
+    """The Redis hash holding a tenant's current version (what tampering tests damage)."""
+    version = int(store._client.hget(f"{store._prefix}:{{{tenant}}}:model", "version"))
+    return f"{store._prefix}:{{{tenant}}}:v:{version}"

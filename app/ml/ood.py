@@ -37,8 +37,3 @@ def oos_threshold(
     if scores.numel() == 0:
         return fallback
     return float(torch.quantile(scores, quantile))
-
-
-def oos_scores(embeddings: torch.Tensor, prototypes: torch.Tensor) -> torch.Tensor:
-    """Highest cosine to any prototype, `[n]` (embeddings are unit-norm)."""
-    return (embeddings.float() @ prototypes.float().T).max(dim=-1).values

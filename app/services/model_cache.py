@@ -18,7 +18,7 @@ class CachedHead:
 
 def head_nbytes(head: TenantHead) -> int:
     """Approximate memory a decoded head holds: its tensors plus its label strings."""
-    tensors = sum(t.numel() * t.element_size() for t in (head.weight, head.bias, head.prototypes))
+    tensors = head.weight.nbytes + head.prototypes.nbytes + head.bias.numel() * head.bias.element_size()
     return tensors + sum(len(label) + 64 for label in head.labels)
 
 

@@ -31,7 +31,7 @@ def build_meta(
     return {
         "schema": RECORD_SCHEMA,
         "labels": labels,
-        "counts": counts,
+        "counts": [counts[label] for label in labels],  # aligned with `labels` (label names stored once)
         "n_examples": sum(counts.values()),
         "encoder_fingerprint": fingerprint,
         "inner_steps": inner_steps,

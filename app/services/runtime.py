@@ -10,7 +10,7 @@ import torch
 from app.config import Settings
 from app.ml.batching import MicroBatcher
 from app.ml.checkpoint import load_checkpoint
-from app.ml.encoder import SentenceEncoder, load_encoder, quantize_int8
+from app.ml.encoder import SentenceEncoder, bf16_is_fast, load_encoder, quantize_int8, use_bf16
 from app.ml.learner import InnerLoopParams
 from app.services.adaptation import AdaptationService, Limits, OosRule
 from app.services.embedding_cache import EmbeddingCache
@@ -66,9 +66,18 @@ def load_model(settings: Settings) -> tuple[SentenceEncoder, InnerLoopParams, st
         inner = load_checkpoint(checkpoint, encoder)
     if settings.quantize_int8:
         quantize_int8(encoder)
+    elif serve_in_bf16(settings.encoder_precision, encoder):
+        use_bf16(encoder)
     if settings.compile_encoder:
         encoder.transformer = torch.compile(encoder.transformer, dynamic=True)
     return encoder, inner, None if checkpoint is None else str(checkpoint)
+
+
+def serve_in_bf16(precision: str, encoder: SentenceEncoder) -> bool:
+    """`bfloat16`, or `auto` on a CPU with native bf16 math (elsewhere bf16 is emulated and slower)."""
+    if precision == "bfloat16":
+        return True
+    return precision == "auto" and encoder.device.type == "cpu" and bf16_is_fast()
 
 
 def build_runtime(

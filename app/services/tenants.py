@@ -27,11 +27,19 @@ _SUMMARY_FIELDS: dict[str, tuple[Any, Any]] = {  # name: (default, type check); 
 
 
 def _summary(meta: JSON) -> dict[str, Any]:
+    meta = {**meta, "counts": _counts_by_label(meta.get("labels"), meta.get("counts"))}
     summary = {}
     for name, (default, valid) in _SUMMARY_FIELDS.items():
         value = meta.get(name, default)
         summary[name] = value if valid(value) else default
     return summary
+
+
+def _counts_by_label(labels: Any, counts: Any) -> Any:
+    """Stored counts are a list aligned with `labels` (older records: a dict); both read as a dict."""
+    if isinstance(labels, list) and isinstance(counts, list) and len(labels) == len(counts):
+        return dict(zip(labels, counts, strict=True)) if all(isinstance(x, str) for x in labels) else None
+    return counts
 
 
 class TenantService:

@@ -1,15 +1,21 @@
 """Redis store: every write is one Lua script, so readers never see half a model.
 
 Keys (the `{tenant}` hash tag keeps a tenant's keys in one Cluster slot):
-  <prefix>:{<tenant>}:model     hash {version, head (safetensors bytes), meta (JSON), support (JSON)}: current
-  <prefix>:{<tenant>}:v:<n>     the same hash for each retained version n (the newest `keep_versions`)
+  <prefix>:{<tenant>}:model     hash {version}: which retained version is current
+  <prefix>:{<tenant>}:v:<n>     hash {version, head (safetensors bytes), meta (JSON), support (zlib'd JSON)}
+                                for each retained version n (the newest `keep_versions`)
   <prefix>:{<tenant>}:versions  list of retained version numbers, newest first
   <prefix>:{<tenant>}:seq       version counter; survives DELETE so versions never repeat
+
+Each version's bytes are stored once: reads of the current model go through a Lua script that
+follows the `model` pointer atomically. (Records written before this layout also kept a copy in
+`model`; they are read the same way, through their `v:<n>` hash.)
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -32,7 +38,7 @@ CORRUPT_META: JSON = {"schema": None, "unreadable": "stored metadata is not a JS
 _PUBLISH = """
 local version = redis.call('INCR', KEYS[2])
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'version', version, 'head', ARGV[1], 'meta', ARGV[2], 'support', ARGV[3])
+redis.call('HSET', KEYS[1], 'version', version)
 redis.call('HSET', ARGV[7] .. version, 'version', version, 'head', ARGV[1], 'meta', ARGV[2], 'support', ARGV[3])
 redis.call('LPUSH', KEYS[3], version)
 local keep = tonumber(ARGV[6])
@@ -70,6 +76,13 @@ ARGV[3] = source[3]
     + _PUBLISH
 )
 
+# KEYS: model; ARGV[1]: version-key prefix, ARGV[2..]: fields of the current version's hash (nil: no tenant)
+_READ_CURRENT_SCRIPT = """
+local version = redis.call('HGET', KEYS[1], 'version')
+if not version then return nil end
+return redis.call('HMGET', ARGV[1] .. version, unpack(ARGV, 2))
+"""
+
 # KEYS: model, versions; ARGV[1]: version-key prefix. Returns 1 when the tenant existed.
 _DELETE_SCRIPT = """
 local existed = redis.call('EXISTS', KEYS[1])
@@ -101,11 +114,25 @@ def _decode_meta(raw: bytes) -> JSON:
     return meta if isinstance(meta, dict) else dict(CORRUPT_META)
 
 
+SUPPORT_MAX_BYTES = 64 << 20
+"""Refuse to inflate a stored support set beyond this (a tampered value must not exhaust memory)."""
+
+
+def encode_support(support: list[JSON]) -> bytes:
+    """zlib-compressed JSON: support texts shrink to ~40 % (BANKING77 5-shot: ~120 bytes per label)."""
+    return zlib.compress(json.dumps(support, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), 9)
+
+
 def _decode_support(raw: bytes) -> list[JSON] | None:
     """A stored support set, or None when it is not a list of `{text, label}` strings."""
     try:
+        if not raw.startswith(b"["):  # plain JSON: written before support sets were compressed
+            inflater = zlib.decompressobj()
+            raw = inflater.decompress(raw, SUPPORT_MAX_BYTES)
+            if inflater.unconsumed_tail or not inflater.eof:
+                return None
         support = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, zlib.error):
         return None
     if not isinstance(support, list):
         return None
@@ -148,15 +175,13 @@ class RedisStore:
         self._save = self._client.register_script(_SAVE_SCRIPT)
         self._rollback = self._client.register_script(_ROLLBACK_SCRIPT)
         self._delete = self._client.register_script(_DELETE_SCRIPT)
+        self._read_current = self._client.register_script(_READ_CURRENT_SCRIPT)
 
     def _key(self, tenant_id: str, suffix: str) -> str:
         return f"{self._prefix}:{{{tenant_id}}}:{suffix}"
 
     def _write_keys(self, tenant_id: str) -> list[str]:
         return [self._key(tenant_id, "model"), self._key(tenant_id, "seq"), self._key(tenant_id, "versions")]
-
-    def _hash_key(self, tenant_id: str, version: int | None) -> str:
-        return self._key(tenant_id, "model" if version is None else f"v:{version}")
 
     @_translate_errors
     def save(
@@ -169,8 +194,8 @@ class RedisStore:
     ) -> int | None:
         args = [
             head,
-            json.dumps(meta, ensure_ascii=False),
-            json.dumps(support, ensure_ascii=False),
+            json.dumps(meta, ensure_ascii=False, separators=(",", ":")),
+            encode_support(support),
             self._ttl_s,
             "" if expected_version is None else str(expected_version),
             self._keep_versions,
@@ -185,9 +210,16 @@ class RedisStore:
         new_version = int(self._rollback(keys=self._write_keys(tenant_id), args=args))
         return None if new_version < 0 else new_version
 
+    def _fields(self, tenant_id: str, version: int | None, fields: list[str]) -> list[bytes | None]:
+        """Fields of a retained version's hash, or of the current one (one atomic round trip)."""
+        if version is not None:
+            return list(self._client.hmget(self._key(tenant_id, f"v:{version}"), fields))
+        values = self._read_current(keys=[self._key(tenant_id, "model")], args=[self._key(tenant_id, "v:"), *fields])
+        return [None] * len(fields) if values is None else list(values)
+
     @_translate_errors
     def load(self, tenant_id: str, version: int | None = None) -> StoredModel | None:
-        stored, head, meta = self._client.hmget(self._hash_key(tenant_id, version), ["version", "head", "meta"])
+        stored, head, meta = self._fields(tenant_id, version, ["version", "head", "meta"])
         if stored is None or head is None or meta is None:
             return None
         return StoredModel(version=int(stored), head=bytes(head), meta=_decode_meta(meta))
@@ -199,7 +231,7 @@ class RedisStore:
 
     @_translate_errors
     def load_support(self, tenant_id: str, version: int | None = None) -> list[JSON] | None:
-        support = self._client.hget(self._hash_key(tenant_id, version), "support")
+        (support,) = self._fields(tenant_id, version, ["support"])
         return None if support is None else _decode_support(support)
 
     @_translate_errors
@@ -207,8 +239,8 @@ class RedisStore:
         numbers = [int(v) for v in self._client.lrange(self._key(tenant_id, "versions"), 0, -1)]
         pipe = self._client.pipeline(transaction=False)
         for number in numbers:
-            pipe.hget(self._hash_key(tenant_id, number), "meta")
-            pipe.hstrlen(self._hash_key(tenant_id, number), "head")
+            pipe.hget(self._key(tenant_id, f"v:{number}"), "meta")
+            pipe.hstrlen(self._key(tenant_id, f"v:{number}"), "head")
         replies = pipe.execute()
         infos = []
         for number, meta, size in zip(numbers, replies[0::2], replies[1::2], strict=True):

@@ -10,11 +10,9 @@ from app.config import Settings
 from app.main import create_app
 from app.store import RedisStore
 from tests.api.conftest import SUPPORT
-from tests.redis_server import free_port
+from tests.redis_server import current_version_key, free_port
 
-
-def _model_key(store: RedisStore, tenant: str) -> str:
-    return f"{store._prefix}:{{{tenant}}}:model"
+_model_key = current_version_key
 
 
 def test_model_from_another_encoder_is_readapted(client: TestClient, redis_store: RedisStore) -> None:

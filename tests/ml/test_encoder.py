@@ -86,3 +86,37 @@ def test_int8_quantization_stays_close_and_changes_the_fingerprint() -> None:
     assert encoder.fingerprint != fingerprint
     cosine = torch.nn.functional.cosine_similarity(reference, quantized, dim=-1)
     assert cosine.min().item() > 0.85  # measured 0.90-0.96: int8 is lossy for MiniLM, hence off by default
+
+
+def test_length_groups_cover_all_texts_in_order_within_limits() -> None:
+    from app.ml.encoder import length_groups
+
+    lengths = sorted([7, 8, 9, 9, 10, 12, 13, 16, 19, 39, 47, 98, 98, 98])
+    groups = length_groups(lengths, max_size=4, overhead=48)
+    assert [i for group in groups for i in group] == list(range(len(lengths)))
+    assert all(0 < len(group) <= 4 for group in groups)
+    # passes of at most 4; 19 shares a pass with 39 and 47 (28 padding tokens < 48, the cost of a
+    # pass), the 98s do not (47 + 2 x 51 padding tokens would cost more than a pass of their own)
+    assert [[lengths[i] for i in g] for g in groups] == [[7, 8, 9, 9], [10, 12, 13, 16], [19, 39, 47], [98, 98, 98]]
+    assert length_groups([], 4) == [] and length_groups([5] * 10, 64) == [range(0, 10)]
+
+
+def test_forward_after_embed_is_deterministic(real_model) -> None:
+    """`embed` restores the module's mode; a loaded encoder is in eval mode (no dropout)."""
+    encoder = real_model[0]
+    assert not encoder.training
+    before = encoder.forward(SENTENCES[:2]).detach()
+    encoder.embed(SENTENCES)
+    torch.testing.assert_close(encoder.forward(SENTENCES[:2]).detach(), before)
+
+
+def test_bf16_serving_stays_within_a_cosine_of_float32(real_model) -> None:
+    from app.ml.encoder import use_bf16
+    from app.services.runtime import serve_in_bf16
+
+    fp32 = real_model[0]
+    bf16 = use_bf16(load_encoder(PACKAGED_ENCODER, None, device="cpu"))
+    cosine = torch.nn.functional.cosine_similarity(bf16.embed(SENTENCES), fp32.embed(SENTENCES), dim=-1)
+    assert cosine.min().item() >= 0.999
+    assert bf16.fingerprint == fp32.fingerprint  # interchangeable heads: no re-adaptation across a fleet
+    assert not serve_in_bf16("float32", fp32) and serve_in_bf16("bfloat16", fp32)

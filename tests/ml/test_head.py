@@ -5,14 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.ml.head import HeadDecodeError, TenantHead
+from app.ml.head import HeadDecodeError, Int8Rows, TenantHead
+from app.ml.learner import HeadTensors
 
 
 def _head() -> TenantHead:
     torch.manual_seed(1)
-    prototypes = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1).half()
-    weight = torch.randn(3, 8).half().float()  # heads hold float16-representable weights
-    return TenantHead(["a", "b", "c ü"], weight, torch.randn(3), 17.5, prototypes, 0.42)
+    prototypes = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    return TenantHead.from_tensors(
+        ["a", "b", "c ü"], HeadTensors(torch.randn(3, 8), torch.randn(3)), 17.5, prototypes, 0.42
+    )
 
 
 def test_round_trip_is_exact() -> None:
@@ -20,8 +22,8 @@ def test_round_trip_is_exact() -> None:
     decoded = TenantHead.from_bytes(head.to_bytes())
     assert decoded.labels == head.labels and decoded.scale == head.scale
     assert decoded.oos_threshold == head.oos_threshold
-    assert torch.equal(decoded.weight, head.weight) and torch.equal(decoded.bias, head.bias)
-    assert torch.equal(decoded.prototypes, head.prototypes)
+    assert decoded.weight == head.weight and torch.equal(decoded.bias, head.bias)
+    assert decoded.prototypes == head.prototypes
 
 
 def test_threshold_may_be_absent() -> None:
@@ -44,8 +46,8 @@ def test_truncated_bytes_are_refused(cut: int) -> None:
 
 def test_other_schema_is_refused() -> None:
     data = _head().to_bytes()
-    assert data.count(b'"schema":"1"') == 1
-    tampered = data.replace(b'"schema":"1"', b'"schema":"9"')  # same length, header stays valid JSON
+    assert data.count(b'"schema":"2"') == 1
+    tampered = data.replace(b'"schema":"2"', b'"schema":"9"')  # same length, header stays valid JSON
     with pytest.raises(HeadDecodeError, match="schema"):
         TenantHead.from_bytes(tampered)
 
@@ -57,11 +59,32 @@ def test_label_count_mismatch_is_refused() -> None:
         TenantHead.from_bytes(head.to_bytes())
 
 
-def test_weights_are_stored_as_float16() -> None:
-    from app.ml.learner import HeadTensors
-
+def test_rows_are_stored_as_int8_with_small_error() -> None:
+    torch.manual_seed(3)
     tensors = HeadTensors(torch.randn(4, 384), torch.randn(4))
     prototypes = torch.nn.functional.normalize(torch.randn(4, 384), dim=-1)
     head = TenantHead.from_tensors(["a", "b", "c", "d"], tensors, 10.0, prototypes, None)
-    torch.testing.assert_close(head.weight, tensors.weight, atol=2e-3, rtol=1e-3)
-    assert len(head.to_bytes()) < 4 * 384 * 2 * 2 + 1024  # two float16 matrices + header
+    assert head.weight.values.dtype == torch.int8 and head.prototypes.values.dtype == torch.int8
+    row_max = tensors.weight.abs().amax(dim=1, keepdim=True)
+    assert ((head.weight.dequantize() - tensors.weight).abs() <= row_max / 254 + 1e-6).all()
+    x = torch.nn.functional.normalize(torch.randn(6, 384), dim=-1)
+    exact = torch.softmax(10.0 * (x @ tensors.weight.T + tensors.bias), dim=-1)
+    torch.testing.assert_close(head.probabilities(x), exact, atol=5e-3, rtol=0)
+    assert len(head.to_bytes()) < 4 * (2 * 384 + 12) + 600  # two int8 matrices, scales, bias + header
+
+
+def test_zero_rows_quantize_without_nan() -> None:
+    rows = Int8Rows.quantize(torch.zeros(2, 5))
+    assert torch.equal(rows.dequantize(), torch.zeros(2, 5))
+
+
+def test_schema_1_heads_are_still_read() -> None:
+    """Heads written before int8 rows: float16 weight and prototypes tensors, schema "1"."""
+    from safetensors.torch import save
+
+    weight, prototypes = torch.randn(2, 8).half(), torch.nn.functional.normalize(torch.randn(2, 8), dim=-1).half()
+    metadata = {"schema": "1", "labels": '["x", "y"]', "scale": "10.0", "oos_threshold": "0.3"}
+    old = save({"weight": weight, "bias": torch.zeros(2), "prototypes": prototypes}, metadata=metadata)
+    head = TenantHead.from_bytes(old)
+    assert head.labels == ["x", "y"] and head.oos_threshold == 0.3
+    torch.testing.assert_close(head.weight.dequantize(), weight.float(), atol=0.02, rtol=0)

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from app.store import RedisStore
 from tests.api.conftest import CARDS, FX, REFUND, support
+from tests.redis_server import current_version_key
 
 
 @pytest.fixture
@@ -29,8 +30,7 @@ SUPPORT = support(("card", CARDS), ("fx", FX), ("refund", REFUND))
 Tamper = Callable[[RedisStore, str], None]
 
 
-def _key(store: RedisStore, tenant: str) -> str:
-    return f"{store._prefix}:{{{tenant}}}:model"
+_key = current_version_key
 
 
 def _meta(store: RedisStore, tenant: str) -> dict:

@@ -166,3 +166,42 @@ def test_versions_of_unknown_tenant_is_empty(store: TenantStore) -> None:
     store.save("t1", b"x", META, SUPPORT)
     store.delete("t1")
     assert store.versions("t1") == []
+
+
+def test_redis_stores_each_version_once_with_compressed_support(redis_store: RedisStore, redis_prefix: str) -> None:
+    texts = [f"please tell me where my card number {i} is, it has not arrived yet" for i in range(40)]
+    support = [{"text": text, "label": "card"} for text in texts]
+    head = bytes(range(256)) * 8
+    redis_store.save("t1", head, META, support)
+    client, tenant = redis_store._client, f"{redis_prefix}:{{t1}}"
+    assert client.hgetall(f"{tenant}:model") == {b"version": b"1"}  # a pointer, not a second copy
+    stored_support = client.hget(f"{tenant}:v:1", "support")
+    assert len(stored_support) < 0.5 * sum(len(t) for t in texts)  # zlib'd JSON, not plain JSON
+    assert redis_store.load_support("t1") == support and redis_store.load("t1").head == head
+
+
+def test_redis_reads_records_written_by_the_previous_layout(redis_store: RedisStore, redis_prefix: str) -> None:
+    """Before compression and de-duplication: plain-JSON support, and a full copy in `model` as well."""
+    import json
+
+    tenant = f"{redis_prefix}:{{old}}"
+    fields = {"version": 3, "head": b"old-head", "meta": json.dumps(META), "support": json.dumps(SUPPORT)}
+    client = redis_store._client
+    client.hset(f"{tenant}:model", mapping=fields)
+    client.hset(f"{tenant}:v:3", mapping=fields)
+    client.lpush(f"{tenant}:versions", 3)
+    client.set(f"{tenant}:seq", 3)
+    loaded = redis_store.load("old")
+    assert loaded is not None and loaded.version == 3 and loaded.head == b"old-head" and loaded.meta == META
+    assert redis_store.load_support("old") == SUPPORT
+    assert redis_store.save("old", b"new", META, SUPPORT, expected_version=3) == 4
+    assert redis_store.load("old").head == b"new" and client.hgetall(f"{tenant}:model") == {b"version": b"4"}
+
+
+def test_redis_refuses_a_support_value_that_inflates_without_end(redis_store: RedisStore, redis_prefix: str) -> None:
+    import zlib
+
+    redis_store.save("t1", b"x", META, SUPPORT)
+    bomb = zlib.compress(b"[" + b" " * (80 << 20) + b"]", 9)
+    redis_store._client.hset(f"{redis_prefix}:{{t1}}:v:1", "support", bomb)
+    assert redis_store.load_support("t1") is None

@@ -60,6 +60,8 @@ class HeadAdaptation(MetaAlgorithm):
     back-propagate through the inner updates (FOMAML; the inner lr is then not learnable).
     `per_dim_lr`: Meta-SGD's per-parameter learning rates (one per embedding dimension for the
     weight, broadcast over classes so that any number of labels fits, and one for the bias).
+    `adapt_norm`: the inner loop adapts the last-layer norm too ("head + last-layer norms"), with
+    its own learnable rate starting at `norm_lr`.
     """
 
     exports_head = True
@@ -76,6 +78,8 @@ class HeadAdaptation(MetaAlgorithm):
         per_dim_lr: bool = False,
         dim: int = 384,
         learn_scale: bool = True,
+        adapt_norm: bool = False,
+        norm_lr: float = 0.1,
     ) -> None:
         super().__init__(scale, learn_scale)
         self.name = name
@@ -86,9 +90,11 @@ class HeadAdaptation(MetaAlgorithm):
         learn = learn_lr and not first_order and steps > 0
         self.log_lr_weight = nn.Parameter(torch.full(shape, math.log(lr)), requires_grad=learn)
         self.log_lr_bias = nn.Parameter(torch.tensor(math.log(lr)), requires_grad=learn)
+        self.log_lr_norm = nn.Parameter(torch.tensor(math.log(norm_lr)), requires_grad=learn) if adapt_norm else None
 
     def inner_params(self) -> InnerLoopParams:
-        return InnerLoopParams(self.steps, self.log_lr_weight.exp(), self.log_lr_bias.exp(), self.log_scale)
+        lr_norm = None if self.log_lr_norm is None else self.log_lr_norm.exp()
+        return InnerLoopParams(self.steps, self.log_lr_weight.exp(), self.log_lr_bias.exp(), self.log_scale, lr_norm)
 
     def adapted_head(self, support: torch.Tensor, targets: torch.Tensor, n_way: int) -> HeadTensors:
         params = self.inner_params()
@@ -102,7 +108,10 @@ class HeadAdaptation(MetaAlgorithm):
             return adapted
         start = prototype_head(support, targets, n_way)
         return HeadTensors(
-            start.weight + (adapted.weight - start.weight).detach(), start.bias + (adapted.bias - start.bias).detach()
+            start.weight + (adapted.weight - start.weight).detach(),
+            start.bias + (adapted.bias - start.bias).detach(),
+            adapted.norm_gain,
+            adapted.norm_shift,
         )
 
     def logits(self, support: torch.Tensor, targets: torch.Tensor, query: torch.Tensor, n_way: int) -> torch.Tensor:

@@ -1,8 +1,14 @@
 """The trainable part of the encoder for meta-training, with the frozen bottom cached.
 
 `train_layers` selects what the outer loop trains: `"none"` (frozen encoder: embeddings are
-computed once), `k` (the top k transformer layers; the hidden states entering them are computed
-once per text by the frozen bottom and kept on CPU), or `"all"` (every encoder weight, no cache).
+computed once), `"norm"` (only the affine of the last layer's output LayerNorm), `k` (the top k
+transformer layers; the hidden states entering them are computed once per text by the frozen
+bottom and kept on CPU), or `"all"` (every encoder weight, no cache).
+
+`"norm"` is exact and cheap: the last LayerNorm applies `gamma * n_t + beta` to normalised token
+states `n_t`, and mean pooling commutes with that affine, so the pooled output is `gamma * m + beta`
+with `m` the mean of the `n_t`. `m` is computed once per text; training then costs no transformer
+passes at all.
 The cached path is numerically the same as `SentenceEncoder.forward` (see tests/meta).
 """
 
@@ -32,6 +38,8 @@ def trained_prefixes(encoder: SentenceEncoder, train_layers: TrainLayers) -> lis
     if train_layers == "all":
         return [""]
     total = n_layers(encoder)
+    if train_layers == "norm":
+        return [f"encoder.layer.{total - 1}.output.LayerNorm."]
     k = int(train_layers)
     if not 0 < k <= total:
         raise ValueError(f"train_layers={k} but the encoder has {total} layers")
@@ -61,7 +69,7 @@ class Backbone(nn.Module):
         total = n_layers(encoder)
         if train_layers == "all":
             self.cut = 0
-        elif train_layers in ("none", 0):  # frozen: cache a layer's input, run the rest once without grad
+        elif train_layers in ("none", 0, "norm"):  # cache a layer's input, run the rest once without grad
             self.cut = total - 1 if cache_layer is None else cache_layer
         else:
             self.cut = total - int(train_layers)
@@ -71,6 +79,7 @@ class Backbone(nn.Module):
         self._tokens = torch.empty(0)  # [total_tokens, dim] hidden states entering layer `cut`
         self._offsets = torch.zeros(1, dtype=torch.long)
         self._frozen: torch.Tensor | None = None  # final embeddings when nothing is trained
+        self._normalised_means: torch.Tensor | None = None  # `m` per text for train_layers="norm"
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.encoder.transformer.parameters() if p.requires_grad]
@@ -132,6 +141,8 @@ class Backbone(nn.Module):
         self._offsets = torch.cat([self._offsets, last + lengths.cumsum(0)])
         if self.train_layers in ("none", 0):
             self._frozen = self._frozen_embeddings(list(self._index))
+        if self.train_layers == "norm":
+            self._normalised_means = self._means(list(self._index))
 
     def _frozen_embeddings(self, texts: list[str]) -> torch.Tensor:
         """Final embeddings of every prepared text through the frozen top (memoised on disk)."""
@@ -144,6 +155,19 @@ class Backbone(nn.Module):
             path.parent.mkdir(parents=True, exist_ok=True)
             save_file({"embeddings": embeddings.contiguous()}, str(path))
         return embeddings
+
+    @property
+    def last_norm(self) -> nn.LayerNorm:
+        return self.encoder.transformer.encoder.layer[-1].output.LayerNorm
+
+    @torch.no_grad()
+    def _means(self, texts: list[str]) -> torch.Tensor:
+        """`m = (pooled - beta) / gamma` per text under the current last-norm affine (exact inverse)."""
+        pooled = torch.cat(
+            [self._run_top(texts[i : i + 256], grad=False, unit=False).cpu() for i in range(0, len(texts), 256)]
+        )
+        norm = self.last_norm
+        return (pooled - norm.bias.detach().cpu()) / norm.weight.detach().cpu()
 
     def _encode_bottom(self, texts: list[str], batch_size: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
         from tqdm import tqdm
@@ -161,7 +185,7 @@ class Backbone(nn.Module):
         return torch.cat(pieces), lengths  # type: ignore[arg-type]
 
     # --- the trained top -----------------------------------------------------------------------
-    def _run_top(self, texts: Sequence[str], grad: bool) -> torch.Tensor:
+    def _run_top(self, texts: Sequence[str], grad: bool, unit: bool = True) -> torch.Tensor:
         rows = [self._index[t] for t in texts]
         lengths = [int(self._offsets[r + 1] - self._offsets[r]) for r in rows]
         width = max(lengths)
@@ -177,7 +201,7 @@ class Backbone(nn.Module):
             for layer in self.encoder.transformer.encoder.layer[self.cut :]:
                 hidden = _layer_out(layer(hidden, attn))
             pooled = mean_pool(hidden, mask)
-            return nn.functional.normalize(pooled, p=2, dim=-1)
+            return nn.functional.normalize(pooled, p=2, dim=-1) if unit else pooled
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
         if self.train_layers == "all":
@@ -187,6 +211,10 @@ class Backbone(nn.Module):
             self.prepare(missing)
         if self._frozen is not None:
             return self._frozen[[self._index[t] for t in texts]].to(self.encoder.device)
+        if self._normalised_means is not None:
+            means = self._normalised_means[[self._index[t] for t in texts]].to(self.encoder.device)
+            norm = self.last_norm
+            return nn.functional.normalize(norm.weight * means + norm.bias, p=2, dim=-1)
         return self._run_top(texts, grad=torch.is_grad_enabled())
 
     @torch.no_grad()

@@ -255,6 +255,8 @@ def _run_label(folder: Path) -> tuple[str, bool]:
     layers = manifest["config"].get("train_layers")
     trained = bool(manifest.get("trained_encoder_prefixes"))
     what = "frozen encoder, inner/metric params meta-trained" if not trained else f"top-{layers} layers meta-trained"
+    if layers == "norm":
+        what = "last LayerNorm + inner-loop params meta-trained"
     if manifest.get("serves_via_adapt") and manifest["algorithm"] != "protonet":
         what += f", {manifest['inner_loop']['steps']} inner steps"
     return f"{manifest['algorithm']} ({what})", trained

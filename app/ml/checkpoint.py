@@ -92,6 +92,7 @@ def load_checkpoint(folder: Path, encoder: SentenceEncoder) -> InnerLoopParams:
             lr_weight=tensors["inner.lr_weight"],
             lr_bias=tensors["inner.lr_bias"],
             log_scale=tensors["inner.log_scale"],
+            lr_norm=tensors.get("inner.lr_norm"),  # only in checkpoints whose inner loop adapts the norm
         )
     except KeyError as exc:
         raise CheckpointError(f"checkpoint lacks inner-loop parameter {exc}") from exc

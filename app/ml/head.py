@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from app.ml.learner import HeadTensors
+from app.ml.learner import HeadTensors, normed_features
 
 HEAD_SCHEMA = "2"  # 2: int8 rows + per-row scales; 1 (still read): float16 weights and prototypes
 READABLE_SCHEMAS = ("1", HEAD_SCHEMA)
@@ -72,6 +72,8 @@ class TenantHead:
     scale: float  # inverse temperature applied to the logits
     prototypes: Int8Rows  # [n_labels, dim], unit-norm class means, for out-of-scope scores
     oos_threshold: float | None  # below this prototype similarity a text is out of scope; None = off
+    norm_gain: torch.Tensor | None = None  # [dim] adapted last-layer norm (float16 values), if the inner loop adapts it
+    norm_shift: torch.Tensor | None = None  # [dim]
 
     @classmethod
     def from_tensors(
@@ -89,6 +91,8 @@ class TenantHead:
             scale=float(scale),
             prototypes=Int8Rows.quantize(prototypes),
             oos_threshold=oos_threshold,
+            norm_gain=_float16_values(head.norm_gain),
+            norm_shift=_float16_values(head.norm_shift),
         )
 
     @property
@@ -97,7 +101,8 @@ class TenantHead:
 
     def probabilities(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Softmax over labels, `[n, n_labels]`."""
-        return torch.softmax(self.scale * (self.weight.matmul_t(embeddings) + self.bias), dim=-1)
+        features = normed_features(embeddings.float(), self.norm_gain, self.norm_shift)
+        return torch.softmax(self.scale * (self.weight.matmul_t(features) + self.bias), dim=-1)
 
     def oos_scores(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Similarity to the nearest label prototype, `[n]` (embeddings are unit-norm); compare with `oos_threshold`."""
@@ -118,6 +123,8 @@ class TenantHead:
             "prototypes": self.prototypes.values,
             "prototypes_scale": self.prototypes.scales,
         }
+        if self.norm_gain is not None and self.norm_shift is not None:
+            tensors |= {"norm_gain": self.norm_gain.half(), "norm_shift": self.norm_shift.half()}
         return st_save(tensors, metadata=metadata)
 
     @classmethod
@@ -143,6 +150,8 @@ class TenantHead:
                 scale=float(metadata["scale"]),
                 prototypes=prototypes,
                 oos_threshold=None if threshold is None else float(threshold),
+                norm_gain=_optional_float(tensors.get("norm_gain")),
+                norm_shift=_optional_float(tensors.get("norm_shift")),
             )
         except HeadDecodeError:
             raise
@@ -156,9 +165,19 @@ class TenantHead:
             or head.weight.shape[0] != n_labels
             or head.bias.shape != (n_labels,)
             or head.prototypes.shape != head.weight.shape
+            or (head.norm_gain is None) != (head.norm_shift is None)
+            or any(t is not None and t.shape != (head.dim,) for t in (head.norm_gain, head.norm_shift))
         ):
             raise HeadDecodeError("head tensors and labels disagree in shape")
         return head
+
+
+def _float16_values(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    return None if tensor is None else tensor.detach().half().float().cpu().contiguous()
+
+
+def _optional_float(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    return None if tensor is None else tensor.float()
 
 
 def _int8_rows(values: torch.Tensor, scales: torch.Tensor) -> Int8Rows:

@@ -21,12 +21,14 @@ class InnerLoopParams:
 
     `lr_weight` is a scalar or a per-embedding-dimension vector `[dim]` (Meta-SGD), broadcast over
     classes so that it fits any number of labels. `log_scale` is the log inverse temperature.
+    `lr_norm`, when set, makes the inner loop adapt the last-layer norm as well (see `adapt_head`).
     """
 
     steps: int
     lr_weight: torch.Tensor
     lr_bias: torch.Tensor
     log_scale: torch.Tensor
+    lr_norm: torch.Tensor | None = None
 
     @classmethod
     def constant(cls, steps: int, lr: float, scale: float) -> InnerLoopParams:
@@ -41,31 +43,55 @@ class InnerLoopParams:
     def scale(self) -> torch.Tensor:
         return self.log_scale.exp()
 
+    @property
+    def adapts_norm(self) -> bool:
+        return self.lr_norm is not None
+
     def with_steps(self, steps: int) -> InnerLoopParams:
-        return InnerLoopParams(steps, self.lr_weight, self.lr_bias, self.log_scale)
+        return InnerLoopParams(steps, self.lr_weight, self.lr_bias, self.log_scale, self.lr_norm)
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"lr_weight": self.lr_weight, "lr_bias": self.lr_bias, "log_scale": self.log_scale}
+        named = {"lr_weight": self.lr_weight, "lr_bias": self.lr_bias, "log_scale": self.log_scale}
+        return named | ({"lr_norm": self.lr_norm} if self.lr_norm is not None else {})
 
 
 @dataclass
 class HeadTensors:
-    """A linear head: logits = scale * (x @ weight.T + bias)."""
+    """A linear head: logits = scale * (features @ weight.T + bias).
+
+    With a last-layer norm (`norm_gain`, `norm_shift`, `[dim]`), features = l2-normalise(gain * x + shift):
+    the affine of the encoder's last LayerNorm re-applied to the pooled embedding, adapted per tenant.
+    The gain part is exactly the LayerNorm's (mean pooling commutes with it); the shift acts after the
+    pooled vector's normalisation. Without them, features = x.
+    """
 
     weight: torch.Tensor  # [n_classes, dim]
     bias: torch.Tensor  # [n_classes]
+    norm_gain: torch.Tensor | None = None  # [dim]
+    norm_shift: torch.Tensor | None = None  # [dim]
+
+
+def normed_features(x: torch.Tensor, gain: torch.Tensor | None, shift: torch.Tensor | None) -> torch.Tensor:
+    """`x` through an adapted last-layer norm (identity when there is none)."""
+    if gain is None or shift is None:
+        return x
+    return F.normalize(x * gain + shift, dim=-1)
 
 
 class _LinearHead(nn.Module):
     """Placeholder module that `higher` patches; its own parameters are never used."""
 
-    def __init__(self, n_classes: int, dim: int) -> None:
+    def __init__(self, n_classes: int, dim: int, with_norm: bool) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.zeros(n_classes, dim))
         self.bias = nn.Parameter(torch.zeros(n_classes))
+        if with_norm:
+            self.norm_gain = nn.Parameter(torch.ones(dim))
+            self.norm_shift = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
+        gain, shift = getattr(self, "norm_gain", None), getattr(self, "norm_shift", None)
+        return F.linear(normed_features(x, gain, shift), self.weight, self.bias)
 
 
 def class_prototypes(embeddings: torch.Tensor, targets: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -86,7 +112,7 @@ def prototype_head(embeddings: torch.Tensor, targets: torch.Tensor, n_classes: i
 
 def head_logits(embeddings: torch.Tensor, head: HeadTensors, scale: torch.Tensor | float) -> torch.Tensor:
     """Scaled logits `[n, n_classes]`."""
-    return scale * F.linear(embeddings, head.weight, head.bias)
+    return scale * F.linear(normed_features(embeddings, head.norm_gain, head.norm_shift), head.weight, head.bias)
 
 
 def adapt_head(
@@ -103,6 +129,9 @@ def adapt_head(
     shrink as labels are added, so one learning rate fits 5-way and 300-way tasks alike (with the plain
     mean, 50 steps at a rate tuned for 77 labels overfit 5-way tasks: 93.6 % vs 96.3 % on BANKING77).
 
+    With `params.lr_norm` set, the steps also adapt a last-layer norm (gain from 1, shift from 0;
+    see `HeadTensors`): "head + last-layer norms".
+
     With `differentiable=True` the result keeps the graph back to `embeddings` and to the
     tensors in `params` (MAML / Proto-MAML / Meta-SGD). With `False` each step is first-order
     and detached, which is what serving needs.
@@ -117,6 +146,8 @@ def adapt_head(
         else:
             raise ValueError(f"unknown head init {init!r}")
         fast = [start.weight, start.bias]
+        if params.adapts_norm:
+            fast += [embeddings.new_ones(embeddings.shape[1]), embeddings.new_zeros(embeddings.shape[1])]
         if not differentiable:
             fast = [p.detach().requires_grad_() for p in fast]
         else:
@@ -124,9 +155,14 @@ def adapt_head(
         if params.steps == 0:
             return HeadTensors(*fast)
 
-        module = _LinearHead(n_classes, embeddings.shape[1]).to(embeddings.device)
-        optimizer = torch.optim.SGD([{"params": [module.weight]}, {"params": [module.bias]}], lr=1.0)
-        override = {"lr": [params.lr_weight, params.lr_bias]}
+        module = _LinearHead(n_classes, embeddings.shape[1], params.adapts_norm).to(embeddings.device)
+        groups = [{"params": [module.weight]}, {"params": [module.bias]}]
+        lrs = [params.lr_weight, params.lr_bias]
+        if params.lr_norm is not None:
+            groups += [{"params": [module.norm_gain]}, {"params": [module.norm_shift]}]
+            lrs += [params.lr_norm / n_classes] * 2  # shared by all classes: a step on the mean CE
+        optimizer = torch.optim.SGD(groups, lr=1.0)
+        override = {"lr": lrs}
         with higher.innerloop_ctx(module, optimizer, override=override, track_higher_grads=differentiable) as (
             fmodel,
             diffopt,

@@ -29,7 +29,7 @@ def _query_loss(backbone, algorithm, episodes) -> float:
     return total / len(episodes)
 
 
-@pytest.mark.parametrize("name", [*ALGORITHMS, "fo-protomaml"])
+@pytest.mark.parametrize("name", [*ALGORITHMS, "fo-protomaml", "metasgd+norm"])
 def test_algorithm_lowers_query_loss(name: str, make_tiny, clinc_sample) -> None:
     torch.manual_seed(0)
     encoder = make_tiny()
@@ -37,6 +37,8 @@ def test_algorithm_lowers_query_loss(name: str, make_tiny, clinc_sample) -> None
     # FOMAML's zero-init head with 2 small steps gives a first-order direction that does not descend
     # on this random encoder (support and query move together); a longer inner loop does.
     options = {"steps": 5, "lr": 2.0, "scale": 5.0} if name == "fomaml" else {"steps": 2, "lr": 0.5, "scale": 5.0}
+    if name.endswith("+norm"):  # the inner loop adapts head + last-layer norm
+        name, options = name.removesuffix("+norm"), options | {"adapt_norm": True}
     algorithm = build_algorithm(name, encoder.dim, options)
     params = backbone.trainable_parameters() + [p for p in algorithm.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=3e-3)
@@ -83,3 +85,23 @@ def test_maml_meta_gradient_matches_finite_differences(init: str) -> None:
     # second-order terms matter: the first-order gradient alone would not match
     torch.testing.assert_close(grad_support, numeric(support), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(grad_lr, numeric(lr), atol=1e-6, rtol=1e-5)
+
+
+def test_inner_loop_can_adapt_the_last_layer_norm() -> None:
+    """Head + last-layer norm: the norm moves from identity, the support loss falls, and the
+    meta-gradient reaches the norm's learning rate."""
+    torch.manual_seed(4)
+    support = F.normalize(torch.randn(12, 6), dim=-1)
+    targets = torch.arange(3).repeat(4)
+    lr_norm = torch.tensor(0.5, requires_grad=True)
+    params = InnerLoopParams(10, torch.tensor(0.04), torch.tensor(0.04), torch.tensor(5.0).log(), lr_norm)
+    head = adapt_head(support, targets, 3, params, differentiable=True)
+    assert head.norm_gain is not None and head.norm_shift is not None
+    assert not torch.allclose(head.norm_gain, torch.ones(6)) and not torch.allclose(head.norm_shift, torch.zeros(6))
+    head_only = adapt_head(support, targets, 3, params.with_steps(0), differentiable=False)
+    assert head_only.norm_gain is not None and torch.equal(head_only.norm_gain, torch.ones(6))
+    loss = F.cross_entropy(head_logits(support, head, params.scale), targets)
+    start = F.cross_entropy(head_logits(support, head_only, params.scale), targets)
+    assert loss < start
+    loss.backward()
+    assert lr_norm.grad is not None and lr_norm.grad.abs() > 0

@@ -12,7 +12,7 @@ from app.ml.learner import InnerLoopParams
 TEXTS = ["my card was declined", "how do i top up", "ok", "what is the exchange rate for euros today please"]
 
 
-@pytest.mark.parametrize("train_layers", [1, 2, "none", "all"])
+@pytest.mark.parametrize("train_layers", [1, 2, "none", "norm", "all"])
 def test_backbone_matches_encoder_forward(train_layers, make_tiny, tmp_path) -> None:
     encoder = make_tiny()
     reference = encoder.embed(TEXTS)
@@ -26,6 +26,22 @@ def test_backbone_matches_encoder_forward(train_layers, make_tiny, tmp_path) -> 
     torch.testing.assert_close(again(TEXTS).detach(), out.detach())
 
 
+def test_norm_backbone_stays_exact_while_its_layernorm_trains(make_tiny, tmp_path) -> None:
+    """Pooling commutes with the last LayerNorm's affine: after changing it, the cached path still
+    equals a full forward pass, and only that affine receives gradients."""
+    encoder = make_tiny()
+    encoder.eval()
+    backbone = Backbone(encoder, "norm", cache_dir=tmp_path)
+    backbone.prepare(TEXTS)
+    assert {id(p) for p in backbone.trainable_parameters()} == {id(p) for p in backbone.last_norm.parameters()}
+    with torch.no_grad():
+        backbone.last_norm.weight.mul_(torch.linspace(0.5, 1.5, backbone.last_norm.weight.numel()))
+        backbone.last_norm.bias.add_(0.1)
+    torch.testing.assert_close(backbone(TEXTS).detach(), encoder.embed(TEXTS), atol=2e-3, rtol=0)
+    backbone(TEXTS).sum().backward()
+    assert backbone.last_norm.weight.grad is not None and backbone.last_norm.weight.grad.abs().sum() > 0
+
+
 def test_trained_prefixes() -> None:
     class Fake:
         class transformer:
@@ -35,6 +51,7 @@ def test_trained_prefixes() -> None:
     assert trained_prefixes(Fake, 2) == ["encoder.layer.4.", "encoder.layer.5."]  # type: ignore[arg-type]
     assert trained_prefixes(Fake, "none") == []  # type: ignore[arg-type]
     assert trained_prefixes(Fake, "all") == [""]  # type: ignore[arg-type]
+    assert trained_prefixes(Fake, "norm") == ["encoder.layer.5.output.LayerNorm."]  # type: ignore[arg-type]
 
 
 def test_checkpoint_round_trip_and_base_mismatch(make_tiny, tmp_path) -> None:
@@ -53,7 +70,12 @@ def test_checkpoint_round_trip_and_base_mismatch(make_tiny, tmp_path) -> None:
     assert loaded.steps == 7
     torch.testing.assert_close(loaded.lr_weight, inner.lr_weight)
     torch.testing.assert_close(loaded.log_scale, inner.log_scale)
+    assert loaded.lr_norm is None  # a head-only inner loop stays head-only
     assert fresh.fingerprint != make_tiny().fingerprint  # adapted heads become stale
+
+    with_norm = InnerLoopParams(7, torch.tensor(0.5), torch.tensor(0.25), torch.tensor(2.0), torch.tensor(0.125))
+    folder = save_checkpoint(tmp_path / "norm", trained, with_norm, [], {"algorithm": "metasgd"})
+    assert load_checkpoint(folder, make_tiny()).lr_norm == 0.125  # /adapt then adapts the norm too
 
     with pytest.raises(CheckpointError, match="base encoder"):
         load_checkpoint(folder, make_tiny(sha="1" * 64))

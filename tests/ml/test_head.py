@@ -88,3 +88,19 @@ def test_schema_1_heads_are_still_read() -> None:
     head = TenantHead.from_bytes(old)
     assert head.labels == ["x", "y"] and head.oos_threshold == 0.3
     torch.testing.assert_close(head.weight.dequantize(), weight.float(), atol=0.02, rtol=0)
+
+
+def test_adapted_norm_round_trips_and_changes_scores() -> None:
+    torch.manual_seed(5)
+    gain, shift = 1 + 0.2 * torch.randn(8), 0.05 * torch.randn(8)
+    tensors = HeadTensors(torch.randn(3, 8), torch.randn(3), gain, shift)
+    prototypes = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    head = TenantHead.from_tensors(["a", "b", "c"], tensors, 10.0, prototypes, None)
+    decoded = TenantHead.from_bytes(head.to_bytes())
+    assert torch.equal(decoded.norm_gain, head.norm_gain) and torch.equal(decoded.norm_shift, head.norm_shift)
+    x = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    plain = TenantHead.from_tensors(["a", "b", "c"], HeadTensors(tensors.weight, tensors.bias), 10.0, prototypes, None)
+    assert not torch.allclose(decoded.probabilities(x), plain.probabilities(x))
+    features = torch.nn.functional.normalize(x * gain + shift, dim=-1)
+    expected = torch.softmax(10.0 * (features @ tensors.weight.T + tensors.bias), dim=-1)
+    torch.testing.assert_close(decoded.probabilities(x), expected, atol=1e-2, rtol=0)

@@ -235,7 +235,8 @@ def plot(results: dict[str, dict[str, dict[str, float]]], cfg: EvalConfig, path:
 def _load(checkpoint: str | None) -> Model:
     from app.services.runtime import load_model
 
-    settings = Settings(checkpoint=checkpoint or "none", _env_file=None)
+    # float32 everywhere: results do not depend on the CPU (bf16 serving is measured by bench/cpu_speedups.py)
+    settings = Settings(checkpoint=checkpoint or "none", encoder_precision="float32", _env_file=None)
     encoder, inner, _ = load_model(settings)
     return encoder, inner
 

@@ -79,3 +79,23 @@ def test_checkpoint_round_trip_and_base_mismatch(make_tiny, tmp_path) -> None:
 
     with pytest.raises(CheckpointError, match="base encoder"):
         load_checkpoint(folder, make_tiny(sha="1" * 64))
+
+
+def test_adapt_uses_a_checkpoints_norm_adapting_inner_loop(make_tiny, tmp_path) -> None:
+    """A checkpoint with `lr_norm`: `/adapt`'s service code stores a head with its own last-layer norm."""
+    from app.ml.head import TenantHead
+    from app.services.adaptation import AdaptationService, Limits
+    from app.store import MemoryStore
+
+    encoder = make_tiny()
+    inner = InnerLoopParams(5, torch.tensor(0.04), torch.tensor(0.04), torch.tensor(10.0).log(), torch.tensor(0.5))
+    folder = save_checkpoint(tmp_path / "norm", encoder, inner, [], {"algorithm": "metasgd"})
+    served = make_tiny()
+    service = AdaptationService(served, load_checkpoint(folder, served), MemoryStore(), Limits())
+    examples = [{"text": t, "label": t.split()[0]} for t in ["card lost", "card stolen", "rate today", "rate euro"]]
+    result = service.adapt("acme", examples)
+    head = TenantHead.from_bytes(service.store.load("acme").head)
+    assert result.version == 1 and head.norm_gain is not None and head.norm_shift is not None
+    assert not torch.equal(head.norm_gain, torch.ones_like(head.norm_gain))
+    probabilities = head.probabilities(served.embed(["card please"]))
+    torch.testing.assert_close(probabilities.sum(-1), torch.ones(1))

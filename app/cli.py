@@ -11,11 +11,13 @@ from app.config import Settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.main import create_app
-    from app.serving import tune_malloc, uvicorn_options
+    from app.serving import bound_onednn_cache, tune_malloc, uvicorn_options
 
     settings = Settings()
+    bound_onednn_cache(settings)  # before torch runs anything
     tune_malloc(settings)
+    from app.main import create_app
+
     host = args.host or settings.host
     port = args.port or settings.port
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level, **uvicorn_options(settings))

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     compile_encoder: bool = Field(
         False, description="torch.compile(dynamic=True) the encoder at startup (measured faster on CPU; slower start)."
     )
+    onednn_cache_capacity: int = Field(
+        16,
+        ge=0,
+        description="oneDNN primitive cache entries (bounds RSS under varied batch shapes); 0 keeps oneDNN's default.",
+    )
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
 
     # --- inner loop (defaults; a checkpoint's meta-learned values take precedence) -------------

@@ -73,12 +73,19 @@ def measure(url: str, redis_url: str | None, prefix: str, data: Path, reps: int)
     if redis_url:
         client = redis.Redis.from_url(redis_url)
         for n_way in (5, 77):
-            keys = [f"{prefix}:{{bench-{n_way}-0}}:model", f"{prefix}:{{bench-{n_way}-0}}:seq"]
+            tenant = f"bench-size-{n_way}"
+            body = {"tenant_id": tenant, "examples": support_set(train, n_way, 5, random.Random(n_way))}
+            httpx.post(f"{url}/adapt", json=body, timeout=120).raise_for_status()  # one version only
+            keys = list(client.scan_iter(match=f"{prefix}:{{{tenant}}}:*"))
             total = sum(int(client.memory_usage(k, samples=0) or 0) for k in keys)
-            head = int(client.hstrlen(keys[0], "head"))
+            current = client.hget(f"{prefix}:{{{tenant}}}:model", "version").decode()
+            version_key = f"{prefix}:{{{tenant}}}:v:{current}"
             sizes[f"{n_way} labels"] = {
+                "keys": sorted(k.decode().split("}:", 1)[1] for k in keys),
                 "redis_bytes": total,
-                "head_bytes": head,
+                "head_bytes": int(client.hstrlen(version_key, "head")),
+                "support_bytes": int(client.hstrlen(version_key, "support")),
+                "meta_bytes": int(client.hstrlen(version_key, "meta")),
                 "redis_bytes_per_label": round(total / n_way, 1),
             }
     return {"latency": results, "redis": sizes}
@@ -107,9 +114,11 @@ def main() -> None:
     for name, row in report["latency"].items():
         print(f"| {name} | {row['n']} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} |")
     if report["redis"]:
-        print("\n| tenant | Redis bytes | head bytes | bytes per label |\n|---|---|---|---|")
+        print("\n| tenant (one version) | Redis bytes, all keys | head | support | meta | bytes per label |")
+        print("|---|---|---|---|---|---|")
         for name, row in report["redis"].items():
-            print(f"| {name} | {row['redis_bytes']} | {row['head_bytes']} | {row['redis_bytes_per_label']} |")
+            parts = f"{row['head_bytes']} | {row['support_bytes']} | {row['meta_bytes']}"
+            print(f"| {name} | {row['redis_bytes']} | {parts} | {row['redis_bytes_per_label']} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
 

@@ -83,3 +83,21 @@ def test_serve_fixes_the_glibc_mmap_threshold(monkeypatch: pytest.MonkeyPatch) -
     assert tune_malloc(Settings(malloc_mmap_threshold_kb=0, _env_file=None)) is False
     monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
     assert tune_malloc(Settings(_env_file=None)) is False
+
+
+def test_serve_caps_the_onednn_primitive_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every batch shape caches a oneDNN primitive (bf16 ones hold weight copies): `fewshot serve` caps them,
+    unless the env var already decides or the setting is 0."""
+    import os
+
+    from app.serving import bound_onednn_cache
+
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    assert bound_onednn_cache(Settings(onednn_cache_capacity=0, _env_file=None)) is False
+    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ
+    assert bound_onednn_cache(Settings(_env_file=None)) is True
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
+    assert (
+        bound_onednn_cache(Settings(_env_file=None)) is False and os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+    )

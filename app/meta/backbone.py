@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from transformers.masking_utils import create_bidirectional_mask
 
 from app.ml.encoder import SentenceEncoder, mean_pool
 
@@ -90,14 +91,11 @@ class Backbone(nn.Module):
 
     # --- the frozen bottom ---------------------------------------------------------------------
     def _mask(self, attention_mask: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor | None:
-        transformer = self.encoder.transformer
-        return transformer._create_attention_masks(
-            attention_mask=attention_mask,
-            encoder_attention_mask=None,
-            embedding_output=hidden,
-            encoder_hidden_states=None,
-            past_key_values=None,
-        )[0]
+        """The attention mask the transformer's layers expect (public helper; the model's private one
+        changed its signature between transformers 5.23 and 5.24)."""
+        return create_bidirectional_mask(
+            config=self.encoder.transformer.config, inputs_embeds=hidden, attention_mask=attention_mask
+        )
 
     @torch.no_grad()
     def _bottom(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,10 +48,11 @@ def setfit(examples: list[dict], test: list[tuple[str, str]], seed: int, iterati
     model = SetFitModel.from_pretrained(str(resolve_source(PACKAGED_ENCODER)))
     train = Dataset.from_list([{"text": e["text"], "label": e["label"]} for e in examples])
     options = {"seed": seed} | ({"num_iterations": iterations} if iterations else {})
-    trainer = Trainer(model=model, args=TrainingArguments(**options), train_dataset=train)
-    started, cpu_started = time.perf_counter(), time.process_time()
-    trainer.train()
-    fit_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
+    with tempfile.TemporaryDirectory(prefix="setfit-") as scratch:  # its trainer saves pickled checkpoints
+        trainer = Trainer(model=model, args=TrainingArguments(output_dir=scratch, **options), train_dataset=train)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        trainer.train()
+        fit_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     predicted = model.predict([t for t, _ in test])
     accuracy = sum(str(p) == label for p, (_, label) in zip(predicted, test, strict=True)) / len(test)
     return {

@@ -37,44 +37,32 @@ def observe_timings(operation: str, timings_ms: Mapping[str, float]) -> None:
         OPERATION_SECONDS.labels(operation=operation, stage=stage).observe(ms / 1000.0)
 
 
-class InstrumentedAdaptation:
-    """Proxy around `AdaptationService` recording batch sizes and stage timings; everything else passes through."""
+class Instrumented:
+    """Proxy around a service recording, for its `operation` method ("adapt" or "predict"), the number of texts
+    (the call's second argument) and the result's stage timings; everything else passes through."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, operation: str) -> None:
         self._inner = inner
+        self._operation = operation
 
     def __getattr__(self, name: str) -> Any:
+        if name == self._operation:
+            return self._instrumented
         return getattr(self._inner, name)
 
-    def adapt(self, tenant_id: str, examples: list[Any], *args: Any, **kwargs: Any) -> Any:
-        ENCODER_BATCH.labels(operation="adapt").observe(len(examples))
-        result = self._inner.adapt(tenant_id, examples, *args, **kwargs)
-        observe_timings("adapt", getattr(result, "timings_ms", {}) or {})
-        return result
-
-
-class InstrumentedPrediction:
-    """Proxy around `PredictionService`, as above."""
-
-    def __init__(self, inner: Any) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._inner, name)
-
-    def predict(self, tenant_id: str, texts: list[str], *args: Any, **kwargs: Any) -> Any:
-        ENCODER_BATCH.labels(operation="predict").observe(len(texts))
-        result = self._inner.predict(tenant_id, texts, *args, **kwargs)
-        observe_timings("predict", getattr(result, "timings_ms", {}) or {})
+    def _instrumented(self, tenant_id: str, texts: list[Any], *args: Any, **kwargs: Any) -> Any:
+        ENCODER_BATCH.labels(operation=self._operation).observe(len(texts))
+        result = getattr(self._inner, self._operation)(tenant_id, texts, *args, **kwargs)
+        observe_timings(self._operation, getattr(result, "timings_ms", {}) or {})
         return result
 
 
 def instrument_runtime(runtime: Any) -> None:
     """Wrap the services the routes call (idempotent)."""
-    if not isinstance(runtime.adaptation, InstrumentedAdaptation):
-        runtime.adaptation = InstrumentedAdaptation(runtime.adaptation)
-    if not isinstance(runtime.prediction, InstrumentedPrediction):
-        runtime.prediction = InstrumentedPrediction(runtime.prediction)
+    if not isinstance(runtime.adaptation, Instrumented):
+        runtime.adaptation = Instrumented(runtime.adaptation, "adapt")
+    if not isinstance(runtime.prediction, Instrumented):
+        runtime.prediction = Instrumented(runtime.prediction, "predict")
     batcher = getattr(runtime, "batcher", None)
     if batcher is not None:  # the merged passes the encoder really runs (several requests, several tenants)
         batcher.on_batch = ENCODER_BATCH.labels(operation="encoder_pass").observe

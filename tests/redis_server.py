@@ -86,5 +86,6 @@ def test_redis_url() -> Iterator[str]:
 
 def current_version_key(store: RedisStore, tenant: str) -> str:
     """The Redis hash holding a tenant's current version (what tampering tests damage)."""
-    version = int(store._client.hget(f"{store._prefix}:{{{tenant}}}:model", "version"))
-    return f"{store._prefix}:{{{tenant}}}:v:{version}"
+    version = store.current_version(tenant)
+    assert version is not None, f"no tenant {tenant!r}"
+    return store._version_key(tenant, version)

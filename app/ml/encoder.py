@@ -88,7 +88,6 @@ class SentenceEncoder(nn.Module):
         self.max_tokens = max_tokens
         self.delta_sha256: str | None = None  # set when a meta-trained checkpoint is applied
         self.quantized = False  # int8 dynamic quantization of the linear layers (CPU serving)
-        self.bf16 = False  # bfloat16 weights and activations (inference only; see `use_bf16`)
         self._embed_lock = threading.Lock()  # fast tokenizers are not safe for concurrent calls
 
     @property
@@ -190,7 +189,6 @@ def use_bf16(encoder: SentenceEncoder) -> SentenceEncoder:
     `inference_mode` left later float32 passes of the same module non-deterministic.
     """
     encoder.transformer = encoder.transformer.to(torch.bfloat16)
-    encoder.bf16 = True
     return encoder
 
 

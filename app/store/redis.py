@@ -126,7 +126,7 @@ def encode_support(support: list[JSON]) -> bytes:
 def _decode_support(raw: bytes) -> list[JSON] | None:
     """A stored support set, or None when it is not a list of `{text, label}` strings."""
     try:
-        if not raw.startswith(b"["):  # plain JSON: written before support sets were compressed
+        if not raw.startswith(b"["):  # zlib'd; plain JSON (a list) was written before support sets were compressed
             inflater = zlib.decompressobj()
             raw = inflater.decompress(raw, SUPPORT_MAX_BYTES)
             if inflater.unconsumed_tail or not inflater.eof:
@@ -180,6 +180,9 @@ class RedisStore:
     def _key(self, tenant_id: str, suffix: str) -> str:
         return f"{self._prefix}:{{{tenant_id}}}:{suffix}"
 
+    def _version_key(self, tenant_id: str, version: int) -> str:
+        return self._key(tenant_id, f"v:{version}")
+
     def _write_keys(self, tenant_id: str) -> list[str]:
         return [self._key(tenant_id, "model"), self._key(tenant_id, "seq"), self._key(tenant_id, "versions")]
 
@@ -213,7 +216,7 @@ class RedisStore:
     def _fields(self, tenant_id: str, version: int | None, fields: list[str]) -> list[bytes | None]:
         """Fields of a retained version's hash, or of the current one (one atomic round trip)."""
         if version is not None:
-            return list(self._client.hmget(self._key(tenant_id, f"v:{version}"), fields))
+            return list(self._client.hmget(self._version_key(tenant_id, version), fields))
         values = self._read_current(keys=[self._key(tenant_id, "model")], args=[self._key(tenant_id, "v:"), *fields])
         return [None] * len(fields) if values is None else list(values)
 
@@ -239,8 +242,9 @@ class RedisStore:
         numbers = [int(v) for v in self._client.lrange(self._key(tenant_id, "versions"), 0, -1)]
         pipe = self._client.pipeline(transaction=False)
         for number in numbers:
-            pipe.hget(self._key(tenant_id, f"v:{number}"), "meta")
-            pipe.hstrlen(self._key(tenant_id, f"v:{number}"), "head")
+            key = self._version_key(tenant_id, number)
+            pipe.hget(key, "meta")
+            pipe.hstrlen(key, "head")
         replies = pipe.execute()
         infos = []
         for number, meta, size in zip(numbers, replies[0::2], replies[1::2], strict=True):

@@ -11,11 +11,12 @@ from app.config import Settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.serving import bound_onednn_cache, tune_malloc, uvicorn_options
+    from app.serving import bound_onednn_cache, start_heap_trimmer, tune_malloc, uvicorn_options
 
     settings = Settings()
     bound_onednn_cache(settings)  # before torch runs anything
     tune_malloc(settings)
+    start_heap_trimmer(settings)
     from app.main import create_app
 
     host = args.host or settings.host

@@ -43,7 +43,12 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(64, ge=1, le=1024, description="Texts per encoder forward pass.")
     batching_enabled: bool = Field(True, description="Merge concurrent embed calls of all tenants into shared passes.")
     batch_max_texts: int = Field(128, ge=1, le=4096, description="Most texts in one merged encoder pass.")
-    batch_max_wait_ms: float = Field(2.0, ge=0, le=1000, description="How long a pass waits for more requests.")
+    batch_max_wait_ms: float = Field(
+        0.0,
+        ge=0,
+        le=1000,
+        description="How long a pass waits for more requests; 0 = none (arrivals during a pass share the next).",
+    )
     quantize_int8: bool = Field(
         False, description="Int8 dynamic quantization of the encoder's linear layers (CPU); changes the fingerprint."
     )
@@ -134,7 +139,10 @@ class Settings(BaseSettings):
         None, ge=1, description="Most concurrent connections/requests before answering 503 (none = unbounded)."
     )
     malloc_mmap_threshold_kb: int = Field(
-        128, ge=0, description="`fewshot serve`: fixed glibc mmap threshold against heap growth; 0 keeps glibc's."
+        0, ge=0, description="`fewshot serve`: fixed glibc mmap threshold (KiB) against heap growth; 0 keeps glibc's."
+    )
+    malloc_trim_interval_s: float = Field(
+        1.0, ge=0, description="`fewshot serve`: return free glibc heap pages to the OS this often; 0 = never."
     )
 
     def checkpoint_path(self) -> Path | None:

@@ -15,6 +15,8 @@ import asyncio
 import ctypes
 import json
 import os
+import threading
+import time
 from typing import Any
 
 import h11
@@ -113,6 +115,34 @@ def tune_malloc(settings: Settings) -> bool:
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, threshold))
     except (OSError, AttributeError):
         return False
+
+
+def start_heap_trimmer(settings: Settings) -> threading.Thread | None:
+    """Every `malloc_trim_interval_s`, hand glibc's free heap pages back to the OS (`malloc_trim(0)`).
+
+    With glibc's own adaptive mmap threshold, activation buffers stay in the heap (no page faults per
+    tensor) but their varying shapes fragment it and RSS creeps up; trimming returns the free pages while
+    allocation keeps the fast path. No-op without glibc, when jemalloc/tcmalloc is preloaded, or with an
+    interval of 0. Returns the daemon thread.
+    """
+    interval_s = settings.malloc_trim_interval_s
+    preloaded = os.environ.get("LD_PRELOAD", "")
+    if not interval_s or "jemalloc" in preloaded or "tcmalloc" in preloaded:
+        return None
+    try:
+        malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+    malloc_trim.argtypes = [ctypes.c_size_t]
+
+    def trim_forever() -> None:
+        while True:
+            time.sleep(interval_s)
+            malloc_trim(0)  # ctypes releases the GIL for the call
+
+    thread = threading.Thread(target=trim_forever, name="heap-trimmer", daemon=True)
+    thread.start()
+    return thread
 
 
 def bound_onednn_cache(settings: Settings) -> bool:

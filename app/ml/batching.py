@@ -33,8 +33,9 @@ class MicroBatcher:
         self,
         embed_fn: EmbedFn,
         max_batch_texts: int = 128,
-        max_wait_ms: float = 2.0,
+        max_wait_ms: float = 0.0,
         on_batch: Callable[[int], None] | None = None,
+        threads: int | None = None,
     ) -> None:
         self._embed_fn = embed_fn
         self._max_batch_texts = max_batch_texts
@@ -45,8 +46,11 @@ class MicroBatcher:
         self._closed = False
         self.batches = 0  # encoder passes run
         self.texts = 0  # texts embedded
+        self._threads = threads  # intra-op threads of the encoder passes (this batcher thread's own team)
+        self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
         self._thread.start()
+        self._started.wait()  # its thread count is set before callers change the default for new threads
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         """Embeddings for `texts`, `[len(texts), dim]`; blocks until the shared pass ran."""
@@ -81,6 +85,10 @@ class MicroBatcher:
             return batch
 
     def _run(self) -> None:
+        if self._threads is not None:
+            torch.get_num_threads()  # torch sizes a thread's team lazily on first use, from the latest global
+            torch.set_num_threads(self._threads)  # setting: do that first, or a later caller's setting wins
+        self._started.set()
         while True:
             batch = self._take_batch()
             if not batch:

@@ -13,6 +13,7 @@ from app.ml.learner import HeadTensors, normed_features
 
 HEAD_SCHEMA = "2"  # 2: int8 rows + per-row scales; 1 (still read): float16 weights and prototypes
 READABLE_SCHEMAS = ("1", HEAD_SCHEMA)
+FLOAT16_MAX = 65504.0
 
 
 class HeadDecodeError(ValueError):
@@ -21,20 +22,20 @@ class HeadDecodeError(ValueError):
 
 @dataclass(frozen=True, eq=False)
 class Int8Rows:
-    """A matrix stored as int8 with one float32 scale per row: `row = values * scale` (symmetric).
+    """A matrix stored as int8 with one float16-exact scale per row: `row = values * scale` (symmetric).
 
-    About 1 byte per number: a 384-dim head row costs 388 bytes instead of 768 (float16). Relative
-    error per row is at most 1/254 of its largest entry; BANKING77 accuracy is unchanged (see
-    `bench/cpu_speedups.py`).
+    About 1 byte per number: a 384-dim head row costs 386 bytes instead of 768 (float16). Relative
+    error per row is at most 1/254 of its largest entry (plus 1/2048 from the scale's float16
+    rounding); BANKING77 accuracy is unchanged (see `bench/cpu_speedups.py`).
     """
 
     values: torch.Tensor  # int8 [n, dim]
-    scales: torch.Tensor  # float32 [n]
+    scales: torch.Tensor  # float32 [n], each exactly representable in float16 (stored as float16)
 
     @classmethod
     def quantize(cls, matrix: torch.Tensor) -> Int8Rows:
         matrix = matrix.detach().float().cpu()
-        scales = matrix.abs().amax(dim=1) / 127.0
+        scales = (matrix.abs().amax(dim=1) / 127.0).clamp(max=FLOAT16_MAX).half().float()
         safe = torch.where(scales > 0, scales, torch.ones_like(scales))
         values = torch.round(matrix / safe.unsqueeze(1)).clamp(-127, 127).to(torch.int8)
         return cls(values.contiguous(), scales.contiguous())
@@ -118,10 +119,10 @@ class TenantHead:
         }
         tensors = {
             "weight": self.weight.values,
-            "weight_scale": self.weight.scales,
+            "weight_scale": self.weight.scales.half(),  # exact: quantize rounds scales to float16
             "bias": self.bias,
             "prototypes": self.prototypes.values,
-            "prototypes_scale": self.prototypes.scales,
+            "prototypes_scale": self.prototypes.scales.half(),
         }
         if self.norm_gain is not None and self.norm_shift is not None:
             tensors |= {"norm_gain": self.norm_gain.half(), "norm_shift": self.norm_shift.half()}

@@ -14,6 +14,7 @@ from app.ml.encoder import SentenceEncoder
 from app.ml.head import TenantHead
 from app.ml.learner import InnerLoopParams, adapt_head
 from app.ml.ood import normalized_prototypes, oos_threshold
+from app.ml.threads import intra_op_threads
 from app.services.embedding_cache import EmbeddingCache
 from app.services.errors import ServiceError, invalid
 from app.services.records import build_meta
@@ -181,9 +182,11 @@ class AdaptationService:
         oos_rule: OosRule | None = None,
         embedding_cache: EmbeddingCache | None = None,
         embed: Callable[[list[str]], torch.Tensor] | None = None,
+        math_threads: int | None = None,
     ) -> None:
         self.encoder = encoder
         self.inner = inner
+        self.math_threads = math_threads  # intra-op threads for the inner loop (None: the thread's own)
         self.store = store
         self.limits = limits
         self.embed_batch_size = embed_batch_size
@@ -203,9 +206,10 @@ class AdaptationService:
         targets = torch.tensor(target_list, dtype=torch.long)
         n_labels = len(support.labels)
         params = self.inner.with_steps(inner_steps)
-        tensors = adapt_head(embeddings, targets, n_labels, params, differentiable=False)
-        prototypes = normalized_prototypes(embeddings, targets, n_labels)
-        threshold = oos_threshold(embeddings, targets, n_labels, self.oos_rule.quantile, self.oos_rule.fallback)
+        with intra_op_threads(self.math_threads):
+            tensors = adapt_head(embeddings, targets, n_labels, params, differentiable=False)
+            prototypes = normalized_prototypes(embeddings, targets, n_labels)
+            threshold = oos_threshold(embeddings, targets, n_labels, self.oos_rule.quantile, self.oos_rule.fallback)
         head = TenantHead.from_tensors(support.labels, tensors, float(params.scale), prototypes, threshold)
         adapted = time.perf_counter()
         return head, {"embed": _ms(embedded - started), "inner_loop": _ms(adapted - embedded)}, n_embedded

@@ -10,6 +10,7 @@ import torch
 
 from app.ml.encoder import SentenceEncoder
 from app.ml.head import TenantHead
+from app.ml.threads import intra_op_threads
 from app.services.adaptation import AdaptationService, Limits, check_text
 from app.services.errors import ServiceError, invalid, unknown_tenant
 from app.services.model_cache import CachedHead, HeadCache
@@ -47,8 +48,10 @@ class PredictionService:
         limits: Limits,
         embed_batch_size: int = 64,
         embed: Callable[[list[str]], torch.Tensor] | None = None,
+        math_threads: int | None = None,
     ) -> None:
         self.encoder = encoder
+        self.math_threads = math_threads  # intra-op threads for the head (None: the thread's own)
         self.store = store
         self.cache = cache
         self.adaptation = adaptation
@@ -130,10 +133,11 @@ class PredictionService:
         loaded = time.perf_counter()
         embeddings = self._embed(texts)
         embedded = time.perf_counter()
-        probabilities = head.probabilities(embeddings)
-        similarity = head.oos_scores(embeddings).tolist()
         k = min(top_k, len(head.labels))
-        scores, indices = torch.topk(probabilities, k, dim=-1)
+        with intra_op_threads(self.math_threads):
+            probabilities = head.probabilities(embeddings)
+            similarity = head.oos_scores(embeddings).tolist()
+            scores, indices = torch.topk(probabilities, k, dim=-1)
         predictions = []
         for row_scores, row_indices, sim in zip(scores.tolist(), indices.tolist(), similarity, strict=True):
             ranked = [(head.labels[i], float(s)) for i, s in zip(row_indices, row_scores, strict=True)]

@@ -101,8 +101,10 @@ def build_runtime(
             lambda texts: encoder.embed(texts, batch_size=settings.embed_batch_size),
             max_batch_texts=settings.batch_max_texts,
             max_wait_ms=settings.batch_max_wait_ms,
+            threads=torch.get_num_threads(),  # the encoder pass gets every core (or `torch_threads`)
         )
     embed = batcher.embed if batcher is not None else None
+    math_threads = 1 if batcher is not None else None  # request threads only run small per-tenant math
     adaptation = AdaptationService(
         encoder,
         inner,
@@ -112,8 +114,11 @@ def build_runtime(
         oos_rule=OosRule(settings.oos_quantile, settings.oos_fallback_threshold),
         embedding_cache=EmbeddingCache(settings.embedding_cache_size),
         embed=embed,
+        math_threads=math_threads,
     )
-    prediction = PredictionService(encoder, store, cache, adaptation, limits, settings.embed_batch_size, embed=embed)
+    prediction = PredictionService(
+        encoder, store, cache, adaptation, limits, settings.embed_batch_size, embed=embed, math_threads=math_threads
+    )
     tenants = TenantService(store, cache, encoder.fingerprint)
     log.info(
         "runtime ready: encoder=%s fingerprint=%s checkpoint=%s store=%s device=%s",

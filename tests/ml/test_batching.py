@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from app.ml.batching import MicroBatcher
+from app.ml.threads import intra_op_threads
 
 TEXTS = [
     "where is my card",
@@ -74,3 +75,77 @@ def test_errors_reach_every_caller_and_the_batcher_survives() -> None:
         assert batcher.embed(["y", "z"]).shape == (2, 2)
     finally:
         batcher.close()
+
+
+def test_the_encoder_thread_keeps_its_own_intra_op_thread_count() -> None:
+    """Request threads narrow their own teams (per-tenant math on one thread); encoder passes keep theirs."""
+    seen: list[int] = []
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        seen.append(torch.get_num_threads())
+        return torch.zeros(len(texts), 1)
+
+    batcher = MicroBatcher(embed, threads=3)
+    try:
+        with intra_op_threads(1):
+            assert torch.get_num_threads() == 1
+            batcher.embed(["a"])
+        batcher.embed(["b"])
+    finally:
+        batcher.close()
+    assert seen == [3, 3]
+
+
+def test_intra_op_threads_are_restored() -> None:
+    before = torch.get_num_threads()
+    with intra_op_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    with intra_op_threads(None):
+        assert torch.get_num_threads() == before
+
+
+def test_without_a_wait_a_lone_request_runs_at_once_and_later_ones_share_the_next_pass() -> None:
+    sizes: list[int] = []
+    first_pass_running, release = threading.Event(), threading.Event()
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        if not sizes:
+            first_pass_running.set()
+            release.wait(5)
+        sizes.append(len(texts))
+        return torch.zeros(len(texts), 1)
+
+    batcher = MicroBatcher(embed)  # max_wait_ms defaults to 0
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            first = pool.submit(batcher.embed, ["a"])
+            assert first_pass_running.wait(5)  # started without waiting for company
+            later = [pool.submit(batcher.embed, [t]) for t in ("b", "c", "d")]
+            while sum(len(r.texts) for r in batcher._pending) < 3:
+                threading.Event().wait(0.001)
+            release.set()
+            for future in [first, *later]:
+                future.result(timeout=10)
+    finally:
+        batcher.close()
+    assert sizes == [1, 3]
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_request_threads_run_per_tenant_math_on_one_thread_only_when_a_batcher_encodes(
+    tiny_encoder, batching: bool
+) -> None:
+    from app.config import Settings
+    from app.ml.learner import InnerLoopParams
+    from app.services.runtime import build_runtime
+
+    settings = Settings(store="memory", batching_enabled=batching, _env_file=None)
+    runtime = build_runtime(settings, (tiny_encoder, InnerLoopParams.constant(5, 0.04, 10.0), None))
+    try:
+        expected = 1 if batching else None  # unbatched, request threads run the encoder too
+        assert runtime.adaptation.math_threads == runtime.prediction.math_threads == expected
+        result = runtime.adaptation.adapt("t", [{"text": t, "label": str(i % 2)} for i, t in enumerate(TEXTS)])
+        assert runtime.prediction.predict("t", ["refund"]).version == result.version
+    finally:
+        runtime.close()

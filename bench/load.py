@@ -74,9 +74,10 @@ async def drive(
                 if op == "predict":
                     texts_done += args.texts_per_request
 
-        started = time.monotonic()
+        started, cpu_started = time.monotonic(), time.process_time()
         await asyncio.gather(*(client(i) for i in range(args.clients)))
-        wall = time.monotonic() - started
+        wall, client_cpu = time.monotonic() - started, time.process_time() - cpu_started
+    requests = sum(len(v) for v in latencies.values()) + errors
     return {
         "predict_texts_per_s": texts_done / wall,
         "predict_ms": {q: percentile(latencies["predict"], p) for q, p in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))},
@@ -84,7 +85,27 @@ async def drive(
         "requests": {op: len(v) for op, v in latencies.items()},
         "errors": errors,
         "wall_s": wall,
+        "client_cpu_ms_per_request": 1000 * client_cpu / max(requests, 1),  # the load generator shares the CPU
     }
+
+
+async def http_ceiling(url: str, clients: int, duration: float) -> dict[str, float]:
+    """Requests/s of the same client and server on a trivial endpoint (`/healthz`): the HTTP stack's own ceiling."""
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    done = 0
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+        stop_at = time.monotonic() + duration
+
+        async def client() -> None:
+            nonlocal done
+            while time.monotonic() < stop_at:
+                (await http.get("/healthz")).raise_for_status()
+                done += 1
+
+        started, cpu_started = time.monotonic(), time.process_time()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        wall, cpu = time.monotonic() - started, time.process_time() - cpu_started
+    return {"requests_per_s": done / wall, "client_cpu_ms_per_request": 1000 * cpu / max(done, 1)}
 
 
 def measure(server: ServerProcess, train, queries, args) -> dict[str, object]:
@@ -125,6 +146,7 @@ def main() -> None:
     parser.add_argument("--texts-per-request", type=int, default=1)
     parser.add_argument("--adapt-fraction", type=float, default=0.02)
     parser.add_argument("--raw-texts", type=int, default=2048)
+    parser.add_argument("--ceiling-s", type=float, default=10.0, help="seconds of GET /healthz on the batched server")
     parser.add_argument("--systems", nargs="+", default=["batched", "unbatched", "naive"])
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the fewshot servers (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/load.json"))
@@ -144,6 +166,8 @@ def main() -> None:
                 env["FEWSHOT_BATCHING_ENABLED"] = "true" if system == "batched" else "false"
                 server = stack.enter_context(fewshot_process(redis_url, extra_env=env))
             results[system] = measure(server, train, queries, args)
+            if system == "batched":
+                results[system]["healthz"] = asyncio.run(http_ceiling(server.url, args.clients, args.ceiling_s))
             print(f"{system}: {json.dumps(results[system])}", flush=True)
     raw = raw_encoder_throughput(queries, args)
     report = {
@@ -164,6 +188,12 @@ def main() -> None:
             f"| {name} | {row['predict_texts_per_s']:.0f} | {100 * row['predict_texts_per_s'] / raw:.0f} % | "
             f"{p['p50']:.0f} / {p['p95']:.0f} / {p['p99']:.0f} | {a['p50']:.0f} / {a['p95']:.0f} | "
             f"{row['errors']} | {row['cpu_percent']:.0f} | {row['rss_mb']['end']:.0f} |"
+        )
+    if "healthz" in results.get("batched", {}):
+        ceiling = results["batched"]["healthz"]
+        print(
+            f"\nHTTP ceiling, same client and server, GET /healthz: {ceiling['requests_per_s']:.0f} requests/s "
+            f"(client CPU {ceiling['client_cpu_ms_per_request']:.2f} ms per request)"
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

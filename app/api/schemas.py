@@ -154,7 +154,7 @@ class ModelSummary(BaseModel):
     """What a stored version was adapted from and how (one entry of `VersionList`; `TenantInfo` adds the tenant)."""
 
     version: int
-    head_bytes: int = Field(description="Size of the stored head (safetensors bytes).")
+    head_bytes: int = Field(description="Size of the head's safetensors bytes (stored zlib'd in Redis).")
     labels: list[str]
     counts: dict[str, int] = Field(description="Examples per label.")
     n_examples: int

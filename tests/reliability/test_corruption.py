@@ -16,6 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.store import RedisStore
+from app.store.redis import decode_head, encode_head
 from tests.api.conftest import CARDS, FX, REFUND, support
 from tests.redis_server import current_version_key
 
@@ -41,18 +42,34 @@ def _set_meta(store: RedisStore, tenant: str, meta: dict) -> None:
     store._client.hset(_key(store, tenant), "meta", json.dumps(meta))
 
 
+def _head(store: RedisStore, tenant: str) -> bytes:
+    """The head's safetensors bytes (stored zlib'd)."""
+    return decode_head(store._client.hget(_key(store, tenant), "head"))
+
+
+def _set_head(store: RedisStore, tenant: str, head: bytes, meta: dict | None = None) -> None:
+    fields = {"head": encode_head(head)} | ({"meta": json.dumps(meta)} if meta is not None else {})
+    store._client.hset(_key(store, tenant), mapping=fields)
+
+
 def flip_tensor_byte(store: RedisStore, tenant: str) -> None:
     """Same length, one bit of the weights flipped (silent disk/memory corruption)."""
-    head = bytearray(store._client.hget(_key(store, tenant), "head"))
+    head = bytearray(_head(store, tenant))
     head[len(head) // 2] ^= 0x10
-    store._client.hset(_key(store, tenant), "head", bytes(head))
+    _set_head(store, tenant, bytes(head))
 
 
 def flip_header_byte(store: RedisStore, tenant: str) -> None:
     """Same length, one byte of the safetensors JSON header changed."""
-    head = bytearray(store._client.hget(_key(store, tenant), "head"))
+    head = bytearray(_head(store, tenant))
     head[12] ^= 0x01
-    store._client.hset(_key(store, tenant), "head", bytes(head))
+    _set_head(store, tenant, bytes(head))
+
+
+def truncate_stored_zlib_stream(store: RedisStore, tenant: str) -> None:
+    """The stored (compressed) value cut short: it no longer inflates."""
+    raw = store._client.hget(_key(store, tenant), "head")
+    store._client.hset(_key(store, tenant), "head", raw[:-10])
 
 
 def bump_record_schema(store: RedisStore, tenant: str) -> None:
@@ -95,7 +112,7 @@ def meta_not_an_object(store: RedisStore, tenant: str) -> None:
 
 def head_schema_with_valid_checksum(store: RedisStore, tenant: str) -> None:
     """A head encoded by another head schema, its checksum updated to match (an incompatible writer)."""
-    head = store._client.hget(_key(store, tenant), "head")
+    head = _head(store, tenant)
     (length,) = struct.unpack("<Q", head[:8])
     header = json.loads(head[8 : 8 + length])
     header["__metadata__"]["schema"] = "99"
@@ -103,18 +120,19 @@ def head_schema_with_valid_checksum(store: RedisStore, tenant: str) -> None:
     encoded += b" " * (-len(encoded) % 8)
     new_head = struct.pack("<Q", len(encoded)) + encoded + head[8 + length :]
     meta = _meta(store, tenant) | {"head_sha256": hashlib.sha256(new_head).hexdigest(), "head_bytes": len(new_head)}
-    store._client.hset(_key(store, tenant), mapping={"head": new_head, "meta": json.dumps(meta)})
+    _set_head(store, tenant, new_head, meta)
 
 
 def truncate_head_with_valid_checksum(store: RedisStore, tenant: str) -> None:
-    head = store._client.hget(_key(store, tenant), "head")[:-40]
+    head = _head(store, tenant)[:-40]
     meta = _meta(store, tenant) | {"head_sha256": hashlib.sha256(head).hexdigest(), "head_bytes": len(head)}
-    store._client.hset(_key(store, tenant), mapping={"head": head, "meta": json.dumps(meta)})
+    _set_head(store, tenant, head, meta)
 
 
 REPAIRABLE: dict[str, tuple[Tamper, str]] = {
     "tensor byte flipped": (flip_tensor_byte, "corrupt"),
     "header byte flipped": (flip_header_byte, "corrupt"),
+    "stored zlib stream truncated": (truncate_stored_zlib_stream, "corrupt"),
     "record schema 2": (bump_record_schema, "schema"),
     "record schema missing": (drop_record_schema, "schema"),
     "meta labels swapped": (swap_meta_labels, "corrupt"),

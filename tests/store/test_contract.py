@@ -205,3 +205,36 @@ def test_redis_refuses_a_support_value_that_inflates_without_end(redis_store: Re
     bomb = zlib.compress(b"[" + b" " * (80 << 20) + b"]", 9)
     redis_store._client.hset(f"{redis_prefix}:{{t1}}:v:1", "support", bomb)
     assert redis_store.load_support("t1") is None
+
+
+def test_redis_stores_heads_zlibd_and_reads_them_back_exactly(redis_store: RedisStore, redis_prefix: str) -> None:
+    import torch
+
+    from app.store.redis import HEAD_ZLIB_MAGIC
+
+    torch.manual_seed(0)
+    head = (torch.randn(77, 384) * 20).round().clamp(-127, 127).to(torch.int8).numpy().tobytes()  # int8-row-like
+    redis_store.save("t1", head, META | {"head_bytes": len(head)}, SUPPORT)
+    stored = redis_store._client.hget(f"{redis_prefix}:{{t1}}:v:1", "head")
+    assert stored.startswith(HEAD_ZLIB_MAGIC) and len(stored) < len(head)
+    assert redis_store.load("t1").head == head and redis_store.load("t1", version=1).head == head
+    assert redis_store.versions("t1")[0].head_bytes == len(head)  # the head's own size, not the stored one
+
+
+@pytest.mark.parametrize("stored", ["bomb", "truncated"])
+def test_redis_hands_back_a_head_that_does_not_inflate_as_stored(
+    redis_store: RedisStore, redis_prefix: str, stored: str
+) -> None:
+    """It then fails the record's checksum like any corrupt head (the service rebuilds it, see tests/api)."""
+    import zlib
+
+    from app.store.redis import HEAD_ZLIB_MAGIC
+
+    redis_store.save("t1", b"head" * 100, META, SUPPORT)
+    key = f"{redis_prefix}:{{t1}}:v:1"
+    if stored == "bomb":
+        value = HEAD_ZLIB_MAGIC + zlib.compress(b"\0" * (80 << 20), 9)
+    else:
+        value = redis_store._client.hget(key, "head")[:-5]
+    redis_store._client.hset(key, "head", value)
+    assert redis_store.load("t1").head == value

@@ -5,6 +5,8 @@ Systems: this service with micro-batching, the same with batching off, a naive p
 (the machine's ceiling, no HTTP). Prints a table, writes JSON and a PNG.
 
     .venv/bin/python -m bench.load --data ../shared/data --tenants 50 --clients 32 --duration 30
+    .venv/bin/python -m bench.load --systems batched --replicas 2 --env FEWSHOT_TORCH_THREADS=1 \
+        --out bench/results/load_2replicas.json    # two server processes, one Redis, clients round robin
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import random
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from pathlib import Path
 
 import httpx
@@ -33,12 +35,16 @@ from tests.redis_server import free_port, throwaway_redis
 
 
 async def drive(
-    url: str, train: dict[str, list[str]], queries: list[str], args: argparse.Namespace
+    urls: list[str], train: dict[str, list[str]], queries: list[str], args: argparse.Namespace
 ) -> dict[str, object]:
-    """Adapt the tenants, then run the clients for `duration` seconds."""
+    """Adapt the tenants, then run the clients (spread round robin over `urls`) for `duration` seconds."""
     rng = random.Random(0)
     limits = httpx.Limits(max_connections=args.clients + 4, max_keepalive_connections=args.clients + 4)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+    async with AsyncExitStack() as stack:
+        https = [
+            await stack.enter_async_context(httpx.AsyncClient(base_url=url, timeout=120, limits=limits)) for url in urls
+        ]
+        http = https[0]
         for tenant in range(args.tenants):
             response = await http.post(
                 "/adapt", json={"tenant_id": f"t{tenant}", "examples": support_set(train, 5, 5, rng)}
@@ -51,7 +57,7 @@ async def drive(
 
         async def client(index: int) -> None:
             nonlocal errors, texts_done
-            local = random.Random(index)
+            local, http = random.Random(index), https[index % len(https)]
             while time.monotonic() < stop_at:
                 tenant = f"t{local.randrange(args.tenants)}"
                 if local.random() < args.adapt_fraction:
@@ -108,15 +114,20 @@ async def http_ceiling(url: str, clients: int, duration: float) -> dict[str, flo
     return {"requests_per_s": done / wall, "client_cpu_ms_per_request": 1000 * cpu / max(done, 1)}
 
 
-def measure(server: ServerProcess, train, queries, args) -> dict[str, object]:
-    process = psutil.Process(server.pid)
-    rss_start = process.memory_info().rss
-    cpu_start = process.cpu_times()
-    result = asyncio.run(drive(server.url, train, queries, args))
-    cpu_end = process.cpu_times()
-    busy = (cpu_end.user - cpu_start.user) + (cpu_end.system - cpu_start.system)
-    result["cpu_percent"] = 100 * busy / float(result["wall_s"])  # of one core; 200 = both cores busy
-    result["rss_mb"] = {"start": rss_start / 2**20, "end": process.memory_info().rss / 2**20}
+def measure(servers: list[ServerProcess], train, queries, args) -> dict[str, object]:
+    """Drive the servers; their CPU and RSS are summed over the processes."""
+    processes = [psutil.Process(server.pid) for server in servers]
+
+    def cpu_s() -> float:
+        return sum(t.user + t.system for t in (process.cpu_times() for process in processes))
+
+    def rss_mb() -> float:
+        return sum(process.memory_info().rss for process in processes) / 2**20
+
+    rss_start, cpu_start = rss_mb(), cpu_s()
+    result = asyncio.run(drive([server.url for server in servers], train, queries, args))
+    result["cpu_percent"] = 100 * (cpu_s() - cpu_start) / float(result["wall_s"])  # 200 = both cores busy
+    result["rss_mb"] = {"start": rss_start, "end": rss_mb()}
     return result
 
 
@@ -146,6 +157,7 @@ def main() -> None:
     parser.add_argument("--texts-per-request", type=int, default=1)
     parser.add_argument("--adapt-fraction", type=float, default=0.02)
     parser.add_argument("--raw-texts", type=int, default=2048)
+    parser.add_argument("--replicas", type=int, default=1, help="`fewshot serve` processes per system, one Redis")
     parser.add_argument("--ceiling-s", type=float, default=10.0, help="seconds of GET /healthz on the batched server")
     parser.add_argument("--systems", nargs="+", default=["batched", "unbatched", "naive"])
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the fewshot servers (repeatable)")
@@ -159,15 +171,16 @@ def main() -> None:
     for system in args.systems:
         with ExitStack() as stack:
             if system == "naive":
-                server = stack.enter_context(naive_server())
+                servers = [stack.enter_context(naive_server())]
             else:
                 redis_url = stack.enter_context(throwaway_redis())
                 env = dict(item.split("=", 1) for item in args.env)
                 env["FEWSHOT_BATCHING_ENABLED"] = "true" if system == "batched" else "false"
-                server = stack.enter_context(fewshot_process(redis_url, extra_env=env))
-            results[system] = measure(server, train, queries, args)
+                servers = [stack.enter_context(fewshot_process(redis_url, extra_env=env)) for _ in range(args.replicas)]
+            results[system] = measure(servers, train, queries, args)
             if system == "batched":
-                results[system]["healthz"] = asyncio.run(http_ceiling(server.url, args.clients, args.ceiling_s))
+                ceiling = http_ceiling(servers[0].url, args.clients, args.ceiling_s)
+                results[system]["healthz"] = asyncio.run(ceiling)
             print(f"{system}: {json.dumps(results[system])}", flush=True)
     raw = raw_encoder_throughput(queries, args)
     report = {

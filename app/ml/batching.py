@@ -86,8 +86,10 @@ class MicroBatcher:
 
     def _run(self) -> None:
         if self._threads is not None:
-            torch.get_num_threads()  # torch sizes a thread's team lazily on first use, from the latest global
-            torch.set_num_threads(self._threads)  # setting: do that first, or a later caller's setting wins
+            # torch sizes a thread's team lazily, on its first use, from the latest `set_num_threads` of any
+            # thread: trigger that first, so that a caller's later setting cannot override this thread's own
+            torch.get_num_threads()
+            torch.set_num_threads(self._threads)
         self._started.set()
         while True:
             batch = self._take_batch()

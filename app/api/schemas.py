@@ -150,6 +150,20 @@ class PredictResponse(BaseModel):
     timings_ms: dict[str, float]
 
 
+_MODEL_SUMMARY_EXAMPLE: dict[str, Any] = {
+    "version": 3,
+    "head_bytes": 3320,
+    "labels": ["card_arrival", "exchange_rate"],
+    "counts": {"card_arrival": 5, "exchange_rate": 5},
+    "n_examples": 10,
+    "n_descriptions": 0,
+    "inner_steps": 50,
+    "oos_threshold": 0.41,
+    "encoder_fingerprint": "3f1c9a0b7d2e4f51",
+    "created_at": "2026-11-24T08:00:00.000+00:00",
+}
+
+
 class ModelSummary(BaseModel):
     """What a stored version was adapted from and how (one entry of `VersionList`; `TenantInfo` adds the tenant)."""
 
@@ -167,24 +181,7 @@ class ModelSummary(BaseModel):
 
 class TenantInfo(ModelSummary):
     model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "tenant_id": "acme-support",
-                    "version": 3,
-                    "status": "ready",
-                    "head_bytes": 3320,
-                    "labels": ["card_arrival", "exchange_rate"],
-                    "counts": {"card_arrival": 5, "exchange_rate": 5},
-                    "n_examples": 10,
-                    "n_descriptions": 0,
-                    "inner_steps": 50,
-                    "oos_threshold": 0.41,
-                    "encoder_fingerprint": "3f1c9a0b7d2e4f51",
-                    "created_at": "2026-11-24T08:00:00.000+00:00",
-                }
-            ]
-        }
+        json_schema_extra={"examples": [{"tenant_id": "acme-support", "status": "ready", **_MODEL_SUMMARY_EXAMPLE}]}
     )
     tenant_id: str
     status: str = Field(description="`ready`, or why the stored head cannot serve as is: `stale`, `corrupt`, `schema`.")
@@ -193,26 +190,7 @@ class TenantInfo(ModelSummary):
 class VersionList(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {
-                    "tenant_id": "acme-support",
-                    "current": 3,
-                    "versions": [
-                        {
-                            "version": 3,
-                            "head_bytes": 4870,
-                            "labels": ["card_arrival", "exchange_rate"],
-                            "counts": {"card_arrival": 5, "exchange_rate": 5},
-                            "n_examples": 10,
-                            "n_descriptions": 0,
-                            "inner_steps": 50,
-                            "oos_threshold": 0.41,
-                            "encoder_fingerprint": "3f1c9a0b7d2e4f51",
-                            "created_at": "2026-11-24T08:00:00.000+00:00",
-                        }
-                    ],
-                }
-            ]
+            "examples": [{"tenant_id": "acme-support", "current": 3, "versions": [_MODEL_SUMMARY_EXAMPLE]}]
         }
     )
     tenant_id: str

@@ -3,7 +3,9 @@
     .venv/bin/python -m bench.latency --data ../shared/data            # spawns redis-server + server
     .venv/bin/python -m bench.latency --url http://127.0.0.1:8000 --redis-url redis://127.0.0.1:6379/0
 
-Support sets are drawn from BANKING77's train split (seeded). Prints a markdown table and writes JSON.
+Support sets are drawn from BANKING77's train split (seeded). The requests run in `--rounds` rounds (default 3);
+a VM's speed drifts between rounds, so each p50 reported is the median round's, beside every round's.
+Prints a markdown table and writes JSON.
 """
 
 from __future__ import annotations
@@ -47,10 +49,27 @@ def timed(http: httpx.Client, path: str, body: dict) -> float:
     return elapsed
 
 
-def measure(url: str, redis_url: str | None, prefix: str, data: Path, reps: int) -> dict:
+def measure(url: str, redis_url: str | None, prefix: str, data: Path, reps: int, rounds: int = 1) -> dict:
+    """Latency percentiles per operation (`rounds` times; p50 reported as the median round) and Redis sizes."""
     train = load_jsonl(data / "banking77.jsonl", splits=["train"]).by_label
     test_texts = [t for texts in load_jsonl(data / "banking77.jsonl", splits=["test"]).by_label.values() for t in texts]
-    rng = random.Random(0)
+    per_round = [latency_round(url, train, test_texts, reps, random.Random(i)) for i in range(rounds)]
+    results = {}
+    for name in per_round[0]:
+        p50s = [r[name]["p50_ms"] for r in per_round]
+        results[name] = {
+            "n": sum(r[name]["n"] for r in per_round),
+            "p50_ms": statistics.median(p50s),
+            "p95_ms": statistics.median(r[name]["p95_ms"] for r in per_round),
+            "p50_ms_by_round": p50s,
+        }
+    return {"latency": results, "rounds": rounds, "redis": redis_sizes(url, redis_url, prefix, train)}
+
+
+def latency_round(
+    url: str, train: dict[str, list[str]], test_texts: list[str], reps: int, rng: random.Random
+) -> dict[str, dict]:
+    """One round of sequential /adapt and /predict requests."""
     results: dict[str, dict] = {}
     with httpx.Client(base_url=url, timeout=120) as http:
         for name, n_way in (("adapt 5-way 5-shot", 5), ("adapt 77-way 5-shot", 77)):
@@ -69,6 +88,11 @@ def measure(url: str, redis_url: str | None, prefix: str, data: Path, reps: int)
                 if i >= 3:
                     times.append(elapsed)
             results[name] = {"n": len(times), "p50_ms": statistics.median(times), "p95_ms": percentile(times, 0.95)}
+    return results
+
+
+def redis_sizes(url: str, redis_url: str | None, prefix: str, train: dict[str, list[str]]) -> dict[str, dict]:
+    """Every Redis key of a freshly adapted 5- and 77-label tenant (one version), by `MEMORY USAGE`."""
     sizes = {}
     if redis_url:
         client = redis.Redis.from_url(redis_url)
@@ -88,7 +112,7 @@ def measure(url: str, redis_url: str | None, prefix: str, data: Path, reps: int)
                 "meta_bytes": int(client.hstrlen(version_key, "meta")),
                 "redis_bytes_per_label": round(total / n_way, 1),
             }
-    return {"latency": results, "redis": sizes}
+    return sizes
 
 
 def main() -> None:
@@ -98,21 +122,24 @@ def main() -> None:
     parser.add_argument("--prefix", default="bench", help="the server's FEWSHOT_REDIS_PREFIX")
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3, help="repeat the latency rounds; p50 = median round")
     parser.add_argument("--out", type=Path, default=Path("bench/results/latency.json"))
     args = parser.parse_args()
     with ExitStack() as stack:
         url, redis_url = args.url, args.redis_url
         if url is None:
             redis_url, url = stack.enter_context(redis_and_server())
-        report = measure(url, redis_url, args.prefix, args.data, args.reps)
+        report = measure(url, redis_url, args.prefix, args.data, args.reps, args.rounds)
     report["machine"] = {
         "platform": platform.platform(),
         "processor": platform.processor(),
         "python": platform.python_version(),
     }
-    print("| operation | n | p50 (ms) | p95 (ms) |\n|---|---|---|---|")
+    print("| operation | n | p50 (ms), median round | p50 by round (ms) | p95 (ms), median round |")
+    print("|---|---|---|---|---|")
     for name, row in report["latency"].items():
-        print(f"| {name} | {row['n']} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} |")
+        by_round = " / ".join(f"{v:.1f}" for v in row["p50_ms_by_round"])
+        print(f"| {name} | {row['n']} | {row['p50_ms']:.1f} | {by_round} | {row['p95_ms']:.1f} |")
     if report["redis"]:
         print("\n| tenant (one version) | Redis bytes, all keys | head | support | meta | bytes per label |")
         print("|---|---|---|---|---|---|")

@@ -118,7 +118,7 @@ def main() -> None:
         texts, targets = queries(b_test, head.labels)
         emb = embed(texts)
         for scale in scales:
-            probs = torch.softmax(scale * (emb @ head.weight.T + head.bias), dim=-1)
+            probs = torch.softmax(scale * (head.weight.matmul_t(emb) + head.bias), dim=-1)  # as served, other scale
             by_scale[scale].append(expected_calibration_error(probs, targets))
         accuracy.append((head.probabilities(emb).argmax(-1) == targets).float().mean().item())
     report["calibration"] = {

@@ -98,22 +98,32 @@ def deadline_protocol(request_timeout_s: float) -> type[DeadlineH11Protocol]:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc <malloc.h>
 
 
+def _glibc() -> ctypes.CDLL | None:
+    """glibc, when it is the allocator that manages this process's heap (not with jemalloc/tcmalloc preloaded)."""
+    preloaded = os.environ.get("LD_PRELOAD", "")
+    if "jemalloc" in preloaded or "tcmalloc" in preloaded:
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
 def tune_malloc(settings: Settings) -> bool:
-    """Cap glibc's dynamic mmap threshold so freed tensor buffers go back to the OS.
+    """Fix glibc's mmap threshold so freed tensor buffers go back to the OS (off by default, see below).
 
     Tensors of varying shapes (every batch has its own length) fragment glibc's heap once its adaptive mmap
     threshold has grown: a soak showed RSS climbing ~3 MiB/s without end. A fixed threshold keeps large blocks
-    in mmap (returned on free). No-op without glibc, when jemalloc/tcmalloc is preloaded, when the
-    `MALLOC_MMAP_THRESHOLD_` env var already decides, or with `malloc_mmap_threshold_kb=0`. True when applied.
+    in mmap (returned on free), at the price of page faults on every pass; `start_heap_trimmer` is the default.
+    No-op without glibc, when jemalloc/tcmalloc is preloaded, when the `MALLOC_MMAP_THRESHOLD_` env var already
+    decides, or with `malloc_mmap_threshold_kb=0`. True when applied.
     """
     threshold = settings.malloc_mmap_threshold_kb * 1024
-    preloaded = os.environ.get("LD_PRELOAD", "")
-    if not threshold or "MALLOC_MMAP_THRESHOLD_" in os.environ or "jemalloc" in preloaded or "tcmalloc" in preloaded:
+    if not threshold or "MALLOC_MMAP_THRESHOLD_" in os.environ or (libc := _glibc()) is None:
         return False
     try:
-        libc = ctypes.CDLL("libc.so.6")
         return bool(libc.mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, threshold))
-    except (OSError, AttributeError):
+    except AttributeError:  # a libc.so.6 without mallopt
         return False
 
 
@@ -126,12 +136,7 @@ def start_heap_trimmer(settings: Settings) -> threading.Thread | None:
     interval of 0. Returns the daemon thread.
     """
     interval_s = settings.malloc_trim_interval_s
-    preloaded = os.environ.get("LD_PRELOAD", "")
-    if not interval_s or "jemalloc" in preloaded or "tcmalloc" in preloaded:
-        return None
-    try:
-        malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
-    except (OSError, AttributeError):
+    if not interval_s or (libc := _glibc()) is None or (malloc_trim := getattr(libc, "malloc_trim", None)) is None:
         return None
     malloc_trim.argtypes = [ctypes.c_size_t]
 

@@ -127,21 +127,28 @@ def encode_head(head: bytes) -> bytes:
     return HEAD_ZLIB_MAGIC + zlib.compress(head, 6)
 
 
+def _inflate(data: bytes, max_bytes: int) -> bytes | None:
+    """A whole zlib stream inflated, or None when it is not one or would exceed `max_bytes` (a tampered value
+    must not exhaust memory)."""
+    inflater = zlib.decompressobj()
+    try:
+        inflated = inflater.decompress(data, max_bytes)
+    except zlib.error:
+        return None
+    return inflated if inflater.eof and not inflater.unconsumed_tail else None
+
+
 def decode_head(raw: bytes) -> bytes:
     """The safetensors bytes of a stored head. Uncompressed heads pass through; a value that does not inflate
     comes back as stored, so it fails the record's head checksum like any corrupt head (and is rebuilt)."""
     if not raw.startswith(HEAD_ZLIB_MAGIC):
         return raw
-    inflater = zlib.decompressobj()
-    try:
-        head = inflater.decompress(raw[len(HEAD_ZLIB_MAGIC) :], HEAD_MAX_BYTES)
-    except zlib.error:
-        return raw
-    return head if inflater.eof and not inflater.unconsumed_tail else raw
+    head = _inflate(raw[len(HEAD_ZLIB_MAGIC) :], HEAD_MAX_BYTES)
+    return raw if head is None else head
 
 
 SUPPORT_MAX_BYTES = 64 << 20
-"""Refuse to inflate a stored support set beyond this (a tampered value must not exhaust memory)."""
+"""Refuse to inflate a stored support set beyond this."""
 
 
 def encode_support(support: list[JSON]) -> bytes:
@@ -151,14 +158,14 @@ def encode_support(support: list[JSON]) -> bytes:
 
 def _decode_support(raw: bytes) -> list[JSON] | None:
     """A stored support set, or None when it is not a list of `{text, label}` strings."""
+    if not raw.startswith(b"["):  # zlib'd; plain JSON (a list) was written before support sets were compressed
+        inflated = _inflate(raw, SUPPORT_MAX_BYTES)
+        if inflated is None:
+            return None
+        raw = inflated
     try:
-        if not raw.startswith(b"["):  # zlib'd; plain JSON (a list) was written before support sets were compressed
-            inflater = zlib.decompressobj()
-            raw = inflater.decompress(raw, SUPPORT_MAX_BYTES)
-            if inflater.unconsumed_tail or not inflater.eof:
-                return None
         support = json.loads(raw)
-    except (ValueError, UnicodeDecodeError, zlib.error):
+    except (ValueError, UnicodeDecodeError):
         return None
     if not isinstance(support, list):
         return None

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import random
@@ -118,7 +119,7 @@ def main() -> None:
         texts, targets = queries(b_test, head.labels)
         emb = embed(texts)
         for scale in scales:
-            probs = torch.softmax(scale * (head.weight.matmul_t(emb) + head.bias), dim=-1)  # as served, other scale
+            probs = dataclasses.replace(head, scale=scale).probabilities(emb)  # the served head at another scale
             by_scale[scale].append(expected_calibration_error(probs, targets))
         accuracy.append((head.probabilities(emb).argmax(-1) == targets).float().mean().item())
     report["calibration"] = {

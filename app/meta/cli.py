@@ -66,3 +66,16 @@ def register_meta_commands(commands: argparse._SubParsersAction) -> None:
     )
     evaluate.add_argument("--cache", default="runs/embed-cache", help="embedding cache folder ('' = none)")
     evaluate.set_defaults(handler=_evaluate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m app.meta.cli meta-train|evaluate ...`: the same commands without the service's imports
+    (for training machines that have torch and transformers but not FastAPI or pydantic)."""
+    parser = argparse.ArgumentParser(prog="python -m app.meta.cli")
+    register_meta_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

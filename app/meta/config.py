@@ -56,6 +56,7 @@ class MetaTrainConfig:
     encoder_sha256: str = ""
     run_dir: str = ""  # default runs/<name>
     export_dir: str = ""  # where the best checkpoint is exported (empty: not exported)
+    export_dtype: str = "float32"  # precision of the trained encoder tensors in the checkpoint
 
     def __post_init__(self) -> None:
         self.sources = [s if isinstance(s, SourceConfig) else SourceConfig(**s) for s in self.sources]
@@ -64,6 +65,8 @@ class MetaTrainConfig:
             if source.name.lower().startswith(EVALUATION_SET):
                 raise ValueError(f"{source.name} is the evaluation set; it must not be meta-trained on")
         self.shots = tuple(self.shots)  # type: ignore[assignment]
+        if self.export_dtype not in {"float32", "float16", "bfloat16"}:
+            raise ValueError(f"export_dtype must be float32, float16 or bfloat16, not {self.export_dtype!r}")
         if self.select_on not in {"heldout", "banking77_train"}:
             raise ValueError(f"select_on must be heldout or banking77_train, not {self.select_on!r}")
 

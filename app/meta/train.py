@@ -21,7 +21,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from app.config import PACKAGED_ENCODER, PACKAGED_ENCODER_SHA256
 from app.meta.algorithms import MetaAlgorithm, build_algorithm
 from app.meta.backbone import Backbone
 from app.meta.config import MetaTrainConfig
@@ -47,6 +46,7 @@ from app.meta.state import load_state, save_state
 from app.ml.checkpoint import save_checkpoint
 from app.ml.encoder import SentenceEncoder, load_encoder
 from app.ml.learner import InnerLoopParams
+from app.ml.packaged import PACKAGED_ENCODER, PACKAGED_ENCODER_SHA256
 
 ALGORITHM_FILE = "algorithm.safetensors"
 SOURCE_CITATIONS = {
@@ -174,7 +174,7 @@ def save_best(
         "metrics": metrics,
         "git_commit": git_commit(),
     }
-    save_checkpoint(folder, encoder, inner, backbone.prefixes, manifest)
+    save_checkpoint(folder, encoder, inner, backbone.prefixes, manifest, getattr(torch, cfg.export_dtype))
     tensors = {k: v.detach().cpu().float().contiguous() for k, v in algorithm.state_dict().items()}
     save_file(tensors, str(folder / ALGORITHM_FILE))
 

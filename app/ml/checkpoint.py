@@ -34,13 +34,18 @@ def save_checkpoint(
     inner: InnerLoopParams,
     trained_prefixes: list[str],
     manifest: dict[str, Any],
+    encoder_dtype: torch.dtype | None = None,
 ) -> Path:
-    """Write the encoder tensors under `trained_prefixes` plus the inner-loop tensors."""
+    """Write the encoder tensors under `trained_prefixes` plus the inner-loop tensors.
+
+    `encoder_dtype` (e.g. float16) stores the encoder tensors in that precision to keep the file
+    small; loading casts them back to the encoder's own dtype.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     tensors: dict[str, torch.Tensor] = {}
     for name, value in encoder.transformer.state_dict().items():
         if any(name.startswith(prefix) for prefix in trained_prefixes):
-            tensors[f"encoder.{name}"] = value.detach().cpu().contiguous().clone()
+            tensors[f"encoder.{name}"] = value.detach().cpu().to(encoder_dtype or value.dtype).contiguous().clone()
     for name, value in inner.tensors().items():
         tensors[f"inner.{name}"] = value.detach().cpu().float().contiguous().clone()
     save_file(tensors, str(folder / DELTA_FILE), metadata={"format": str(CHECKPOINT_FORMAT)})

@@ -226,6 +226,6 @@ def load_encoder(
         )
     tokenizer = AutoTokenizer.from_pretrained(str(location))
     transformer = AutoModel.from_pretrained(str(location), attn_implementation=attn_implementation)
-    transformer.to(pick_device(device)).eval()
+    transformer.float().to(pick_device(device)).eval()  # float32 even when the file holds half precision
     info = EncoderInfo(source=source, weights_sha256=actual, dim=int(transformer.config.hidden_size))
     return SentenceEncoder(transformer, tokenizer, info, max_tokens=max_tokens).eval()

@@ -42,7 +42,8 @@ def stage_encoder(out: Path) -> None:
 def stage_data(data_dir: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for path in sorted(data_dir.glob("*.jsonl")):
-        lines = path.read_text().splitlines()
+        lines = path.read_text().split("\n")
+        lines = [line for line in lines if line.strip()]
         if path.stem == "banking77":
             lines = [line for line in lines if json.loads(line)["split"] == "train"]
         (out / f"{path.name}.xz").write_bytes(lzma.compress(("\n".join(lines) + "\n").encode(), preset=9))

@@ -1,7 +1,8 @@
 """The trainable part of the encoder for meta-training, with the frozen bottom cached.
 
 `train_layers` selects what the outer loop trains: `"none"` (frozen encoder: embeddings are
-computed once), `"norm"` (only the affine of the last layer's output LayerNorm), `k` (the top k
+computed once), `"norm"` (only the affine of the last layer's output LayerNorm), `"bias"` (every
+bias and LayerNorm affine of the transformer layers, BitFit-style: 30 k numbers, 0.13 % of the weights), `k` (the top k
 transformer layers; the hidden states entering them are computed once per text by the frozen
 bottom and kept on CPU), or `"all"` (every encoder weight, no cache).
 
@@ -41,6 +42,9 @@ def trained_prefixes(encoder: SentenceEncoder, train_layers: TrainLayers) -> lis
     total = n_layers(encoder)
     if train_layers == "norm":
         return [f"encoder.layer.{total - 1}.output.LayerNorm."]
+    if train_layers == "bias":  # BitFit-style: every bias and LayerNorm affine of the layers, full names
+        names = [name for name, _ in encoder.transformer.encoder.layer.named_parameters()]
+        return [f"encoder.layer.{n}" for n in names if n.endswith(".bias") or ".LayerNorm." in n]
     k = int(train_layers)
     if not 0 < k <= total:
         raise ValueError(f"train_layers={k} but the encoder has {total} layers")
@@ -68,7 +72,7 @@ class Backbone(nn.Module):
         self.prefixes = trained_prefixes(encoder, train_layers)
         self.cache_dir = cache_dir
         total = n_layers(encoder)
-        if train_layers == "all":
+        if train_layers in ("all", "bias"):
             self.cut = 0
         elif train_layers in ("none", 0, "norm"):  # cache a layer's input, run the rest once without grad
             self.cut = total - 1 if cache_layer is None else cache_layer

@@ -29,7 +29,7 @@ class MetaTrainConfig:
     name: str
     algorithm: str = "protomaml"
     algorithm_options: dict[str, Any] = field(default_factory=dict)
-    train_layers: int | str = 1  # "none" | k (top k layers) | "all"
+    train_layers: int | str = 1  # "none" | "norm" | "bias" | k (top k layers) | "all"
     data_dir: str = "../shared/data"
     sources: list[SourceConfig] = field(default_factory=list)
     heldout_fraction: float = 0.15
@@ -48,6 +48,7 @@ class MetaTrainConfig:
     val_shots: int = 5
     val_queries: int = 10
     banking77_val_per_class: int = 15  # texts per class from BANKING77's *train* split (selection only)
+    banking77_val_episodes: int = 2  # 77-way selection episodes drawn from them
     seed: int = 0
     max_tokens: int = 64
     cache_layer: int | None = None  # frozen encoder: which layer's input to cache (share another run's cache)

@@ -258,6 +258,8 @@ def _run_label(folder: Path) -> tuple[str, bool]:
     what = "frozen encoder, inner/metric params meta-trained" if not trained else f"top-{layers} layers meta-trained"
     if layers == "norm":
         what = "last LayerNorm + inner-loop params meta-trained"
+    if layers == "bias":
+        what = "biases + LayerNorms (BitFit) meta-trained"
     if manifest.get("serves_via_adapt") and manifest["algorithm"] != "protonet":
         what += f", {manifest['inner_loop']['steps']} inner steps"
     return f"{manifest['algorithm']} ({what})", trained

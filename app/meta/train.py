@@ -99,7 +99,10 @@ def build_training_data(cfg: MetaTrainConfig) -> TrainingData:
         if path.exists() and cfg.banking77_val_per_class > cfg.val_shots:
             data = cap_per_class(load_jsonl(path, ["train"]), cfg.banking77_val_per_class, cfg.seed)
             queries = cfg.banking77_val_per_class - cfg.val_shots
-            banking = [sample_episode(data, len(data.labels), cfg.val_shots, queries, rng) for _ in range(2)]
+            banking = [
+                sample_episode(data, len(data.labels), cfg.val_shots, queries, rng)
+                for _ in range(cfg.banking77_val_episodes)
+            ]
     return TrainingData(mixture, heldout, banking)
 
 

@@ -12,7 +12,7 @@ from app.ml.learner import InnerLoopParams
 TEXTS = ["my card was declined", "how do i top up", "ok", "what is the exchange rate for euros today please"]
 
 
-@pytest.mark.parametrize("train_layers", [1, 2, "none", "norm", "all"])
+@pytest.mark.parametrize("train_layers", [1, 2, "none", "norm", "bias", "all"])
 def test_backbone_matches_encoder_forward(train_layers, make_tiny, tmp_path) -> None:
     encoder = make_tiny()
     reference = encoder.embed(TEXTS)
@@ -40,6 +40,27 @@ def test_norm_backbone_stays_exact_while_its_layernorm_trains(make_tiny, tmp_pat
     torch.testing.assert_close(backbone(TEXTS).detach(), encoder.embed(TEXTS), atol=2e-3, rtol=0)
     backbone(TEXTS).sum().backward()
     assert backbone.last_norm.weight.grad is not None and backbone.last_norm.weight.grad.abs().sum() > 0
+
+
+def test_bias_backbone_trains_only_biases_and_layernorms(make_tiny, tmp_path) -> None:
+    """BitFit-style: exactly the layers' biases and LayerNorm affines get gradients; after changing
+    them the cached path still equals a full forward pass."""
+    encoder = make_tiny()
+    encoder.eval()
+    backbone = Backbone(encoder, "bias", cache_dir=tmp_path)
+    backbone.prepare(TEXTS)
+    trainable = {name for name, p in encoder.transformer.named_parameters() if p.requires_grad}
+    layer_names = {name for name, _ in encoder.transformer.named_parameters() if name.startswith("encoder.layer.")}
+    assert trainable == {n for n in layer_names if n.endswith(".bias") or ".LayerNorm." in n}
+    assert not any(name.startswith("embeddings.") for name in trainable)
+    with torch.no_grad():
+        for name, param in encoder.transformer.named_parameters():
+            if name in trainable:
+                param.add_(0.05)
+    torch.testing.assert_close(backbone(TEXTS).detach(), encoder.embed(TEXTS), atol=2e-3, rtol=0)
+    backbone(TEXTS).sum().backward()
+    grads = {n for n, p in encoder.transformer.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert grads and grads <= trainable
 
 
 def test_trained_prefixes() -> None:
@@ -79,6 +100,23 @@ def test_checkpoint_round_trip_and_base_mismatch(make_tiny, tmp_path) -> None:
 
     with pytest.raises(CheckpointError, match="base encoder"):
         load_checkpoint(folder, make_tiny(sha="1" * 64))
+
+
+def test_float16_checkpoint_is_half_the_size_and_loads_into_float32(make_tiny, tmp_path) -> None:
+    trained = make_tiny()
+    with torch.no_grad():
+        for param in trained.transformer.parameters():
+            param.add_(0.01)
+    inner = InnerLoopParams(3, torch.tensor(0.5), torch.tensor(0.25), torch.tensor(2.0))
+    full = save_checkpoint(tmp_path / "f32", trained, inner, ["encoder."], {"algorithm": "protomaml"})
+    half = save_checkpoint(tmp_path / "f16", trained, inner, ["encoder."], {"algorithm": "protomaml"}, torch.float16)
+    full_bytes, half_bytes = (f / "delta.safetensors" for f in (full, half))
+    assert half_bytes.stat().st_size < 0.6 * full_bytes.stat().st_size
+    fresh = make_tiny()
+    loaded = load_checkpoint(half, fresh)
+    assert all(p.dtype == torch.float32 for p in fresh.transformer.parameters())
+    torch.testing.assert_close(fresh.embed(TEXTS), trained.embed(TEXTS), atol=2e-3, rtol=0)
+    assert loaded.lr_weight.dtype == torch.float32  # inner-loop tensors stay float32
 
 
 def test_adapt_uses_a_checkpoints_norm_adapting_inner_loop(make_tiny, tmp_path) -> None:

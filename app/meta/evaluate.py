@@ -195,10 +195,26 @@ def summarise(values: list[float]) -> dict[str, float]:
     return {"mean": mean, "ci95": half, "n": n}
 
 
-def markdown_table(results: dict[str, dict[str, dict[str, float]]], protocols: list[str]) -> str:
+def paired_differences(
+    scores: dict[str, dict[str, list[float]]], reference: str
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Each method minus `reference`, episode by episode (the same episodes / seeds), summarised."""
+    base = scores[reference]
+    return {
+        method: {p: summarise([a - b for a, b in zip(values, base[p], strict=True)]) for p, values in cells.items()}
+        for method, cells in scores.items()
+        if method != reference
+    }
+
+
+def markdown_table(results: dict[str, dict[str, dict[str, float]]], protocols: list[str], signed: bool = False) -> str:
     lines = ["| method | " + " | ".join(protocols) + " |", "|---|" + "---:|" * len(protocols)]
+    sign = "+" if signed else ""
     for method, cells in results.items():
-        row = [f"{100 * cells[p]['mean']:.1f} ± {100 * cells[p]['ci95']:.1f}" if p in cells else "" for p in protocols]
+        row = [
+            f"{100 * cells[p]['mean']:{sign}.1f} ± {100 * cells[p]['ci95']:.1f}" if p in cells else ""
+            for p in protocols
+        ]
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -306,18 +322,20 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, Any]:
             methods["shipped checkpoint + logistic regression"] = logreg
         methods["**shipped checkpoint via /adapt**"] = adapt_path_scorer(shipped_table, shipped[1])
 
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    scores: dict[str, dict[str, list[float]]] = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny per-episode ops: one thread is faster and immune to CPU contention
     try:
         for method, scorer in methods.items():
-            results[method] = {}
-            for protocol, episodes in protocols.items():
-                results[method][protocol] = summarise([scorer(episode) for episode in episodes])
+            scores[method] = {protocol: [scorer(e) for e in episodes] for protocol, episodes in protocols.items()}
     finally:
         torch.set_num_threads(threads)
+    results = {m: {p: summarise(values) for p, values in cells.items()} for m, cells in scores.items()}
+    reference = f"frozen base + /adapt inner loop ({default_desc})"
+    paired = paired_differences(scores, reference)
     order = list(protocols)
     table_md = markdown_table(results, order)
+    paired_md = markdown_table(paired, order, signed=True)
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     stem = cfg.out_dir / f"eval_{cfg.name}"
     payload = {
@@ -330,11 +348,16 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, Any]:
         "checkpoint": cfg.checkpoint,
         "runs": [str(r) for r in cfg.runs],
         "results": results,
+        "paired_difference_reference": reference,
+        "paired_differences": paired,
+        "scores": {m: {p: [round(v, 6) for v in values] for p, values in cells.items()} for m, cells in scores.items()},
     }
     stem.with_suffix(".json").write_text(json.dumps(payload, indent=2))
     stem.with_suffix(".md").write_text(
-        f"Accuracy (%) on {cfg.name}, mean ± 95 % CI (Student t over episodes / seeds).\n\n{table_md}\n"
+        f"Accuracy (%) on {cfg.name}, mean ± 95 % CI (Student t over episodes / seeds).\n\n{table_md}\n\n"
+        f"Paired difference to `{reference}` (points; the same episodes / seeds, 95 % CI of the mean "
+        f"difference):\n\n{paired_md}\n"
     )
     if cfg.plot:
         plot(results, cfg, stem.with_suffix(".png"))
-    return {"markdown": table_md, **payload}
+    return {"markdown": f"{table_md}\n\npaired difference to {reference}:\n\n{paired_md}", **payload}

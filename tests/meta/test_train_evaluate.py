@@ -99,6 +99,14 @@ def test_evaluate_on_fixture(make_tiny, tmp_path, clinc_sample) -> None:
             assert 0.0 <= cell["mean"] <= 1.0
     assert (tmp_path / "out" / "eval_fixture.png").stat().st_size > 1000
     assert "± " in (tmp_path / "out" / "eval_fixture.md").read_text()
+    reference = result["paired_difference_reference"]
+    assert reference.startswith("frozen base + /adapt inner loop") and reference not in result["paired_differences"]
+    for method, cells in result["paired_differences"].items():
+        for protocol, cell in cells.items():  # a mean of paired differences is the difference of the means
+            expected = methods[method][protocol]["mean"] - methods[reference][protocol]["mean"]
+            assert cell["mean"] == pytest.approx(expected, abs=1e-9)
+            assert cell["n"] == methods[method][protocol]["n"]
+    assert "Paired difference" in (tmp_path / "out" / "eval_fixture.md").read_text()
 
 
 def test_memoised_adapt_path_equals_real_fit(make_tiny, clinc_sample) -> None:

@@ -10,6 +10,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .
 export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 mkdir -p /tmp/data
 for f in .devcarry/data/*.xz; do xz -dc "$f" > "/tmp/data/$(basename "$f" .xz)"; done
+python3 -m bench.gpu.stage --unpack .devcarry/encoder /tmp/encoder
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
 threads=$(( $(nproc) / $# )); [ "$threads" -ge 1 ] || threads=1
@@ -18,7 +19,7 @@ for spec in "$@"; do
   config="${spec%%:*}"; extra="{}"; [ "$spec" != "$config" ] && extra="${spec#*:}"
   name=$(python3 -c "import json,sys,yaml; c=yaml.safe_load(open(sys.argv[1])); c.update(json.loads(sys.argv[2])); print(c['name'])" "$config" "$extra")
   names+=("$name")
-  overrides=$(python3 -c "import json,sys; o=json.loads(sys.argv[1]); o.update(encoder_source='.devcarry/encoder', data_dir='/tmp/data', run_dir='runs/'+sys.argv[2]+'/run'); print(json.dumps(o))" "$extra" "$name")
+  overrides=$(python3 -c "import json,sys; o=json.loads(sys.argv[1]); o.update(encoder_source='/tmp/encoder', data_dir='/tmp/data', run_dir='runs/'+sys.argv[2]+'/run'); print(json.dumps(o))" "$extra" "$name")
   OMP_NUM_THREADS=$threads python3 -m app.meta.cli meta-train --config "$config" --set "$overrides" --quiet > "runs-$name.log" 2>&1 &
 done
 wait || true

@@ -1,13 +1,17 @@
 """Stage what a GPU machine without internet needs for `bench/gpu/run.sh` into `.devcarry/`.
 
-- `encoder/`: the packaged all-MiniLM-L6-v2 with its weights stored in float16 (half the bytes;
-  `load_encoder` trains in float32). The sha256 pin does not hold for this copy, so runs there use
-  `encoder_source` = this folder; `bench/gpu/import_run.py` re-attaches the result to the pinned base.
+- `encoder/`: the packaged all-MiniLM-L6-v2 in `staged.safetensors`: the token-embedding matrix as
+  int8 rows (`app.ml.head.Int8Rows`; frozen in every GPU recipe), everything else float16, 34 MB
+  instead of 91, so that it fits the 64 MiB transfer beside the repository and its 21 MB shipped
+  checkpoint. `--unpack SRC DST` there writes a loadable float16 folder (`load_encoder` trains in
+  float32). The sha256 pin does not hold for this copy, so runs there use `encoder_source` = DST;
+  `bench/gpu/import_run.py` re-attaches the result to the pinned base.
 - `data/*.jsonl.xz`: the meta-training sources, and BANKING77's *train* split only (model selection);
   its test split never leaves this machine.
 - `whl/`: pure-Python wheels missing there (`higher`).
 
-    python -m bench.gpu.stage [--data ../shared/data]
+    python -m bench.gpu.stage [--data ../shared/data]          # here
+    python3 -m bench.gpu.stage --unpack .devcarry/encoder DST   # on the GPU machine (bench/gpu/run.sh)
 """
 
 from __future__ import annotations
@@ -20,23 +24,52 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_file, save_file
 
-from app.ml.encoder import resolve_source
-from app.ml.packaged import PACKAGED_ENCODER
+from app.ml.head import Int8Rows
 
 CARRY = Path(".devcarry")
 TOKENIZER_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 WHEELS = ("higher==0.2.1",)
+STAGED_FILE = "staged.safetensors"
+INT8_MATRIX = "embeddings.word_embeddings.weight"
+
+
+def pack_weights(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """float16 everywhere, int8 rows + float16 scales for the token-embedding matrix."""
+    packed = {k: v.half().contiguous() for k, v in tensors.items() if k != INT8_MATRIX}
+    rows = Int8Rows.quantize(tensors[INT8_MATRIX])
+    packed[f"{INT8_MATRIX}.int8"] = rows.values
+    packed[f"{INT8_MATRIX}.scales"] = rows.scales.half().contiguous()
+    return packed
+
+
+def unpack_weights(packed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of `pack_weights`, in float16 (what `AutoModel.from_pretrained` reads)."""
+    tensors = {k: v for k, v in packed.items() if not k.startswith(f"{INT8_MATRIX}.")}
+    rows = Int8Rows(packed[f"{INT8_MATRIX}.int8"], packed[f"{INT8_MATRIX}.scales"].float())
+    tensors[INT8_MATRIX] = rows.dequantize().half().contiguous()
+    return tensors
 
 
 def stage_encoder(out: Path) -> None:
+    from app.ml.encoder import resolve_source
+    from app.ml.packaged import PACKAGED_ENCODER
+
     source = Path(resolve_source(PACKAGED_ENCODER))
     out.mkdir(parents=True, exist_ok=True)
     for name in TOKENIZER_FILES:
         shutil.copy2(source / name, out / name)
-    tensors = {k: v.half().contiguous() for k, v in load_file(str(source / "model.safetensors")).items()}
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_file(pack_weights(load_file(str(source / "model.safetensors"))), str(out / STAGED_FILE))
+
+
+def unpack_encoder(staged: Path, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        shutil.copy2(staged / name, out / name)
+    weights = unpack_weights(load_file(str(staged / STAGED_FILE)))
+    save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
 
 
 def stage_data(data_dir: Path, out: Path) -> None:
@@ -57,7 +90,11 @@ def stage_wheels(out: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--unpack", nargs=2, metavar=("STAGED", "DST"), help="rebuild a loadable encoder folder")
     args = parser.parse_args()
+    if args.unpack:
+        unpack_encoder(Path(args.unpack[0]), Path(args.unpack[1]))
+        return 0
     stage_encoder(CARRY / "encoder")
     stage_data(Path(args.data), CARRY / "data")
     stage_wheels(CARRY / "whl")

@@ -116,3 +116,18 @@ def test_import_run_reattaches_trained_tensors_to_the_pinned_base(tmp_path) -> N
     inner = load_checkpoint(out, base)
     assert inner.steps == 50 and float(inner.lr_bias) == pytest.approx(0.03)
     torch.testing.assert_close(base.transformer.state_dict()[name], trained_bias, atol=1e-3, rtol=0)
+
+
+def test_staged_weights_round_trip_within_int8_and_float16_error() -> None:
+    from bench.gpu.stage import INT8_MATRIX, pack_weights, unpack_weights
+
+    torch.manual_seed(0)
+    tensors = {INT8_MATRIX: torch.randn(50, 16), "encoder.layer.0.output.dense.weight": torch.randn(16, 16)}
+    packed = pack_weights(tensors)
+    assert packed[f"{INT8_MATRIX}.int8"].dtype == torch.int8 and INT8_MATRIX not in packed
+    unpacked = unpack_weights(packed)
+    assert unpacked.keys() == tensors.keys() and all(v.dtype == torch.float16 for v in unpacked.values())
+    row_max = tensors[INT8_MATRIX].abs().amax(dim=1, keepdim=True)
+    assert ((unpacked[INT8_MATRIX].float() - tensors[INT8_MATRIX]).abs() <= row_max / 127).all()
+    other = "encoder.layer.0.output.dense.weight"
+    torch.testing.assert_close(unpacked[other].float(), tensors[other], atol=2e-3, rtol=1e-3)

@@ -2,9 +2,10 @@
 
 `train_layers` selects what the outer loop trains: `"none"` (frozen encoder: embeddings are
 computed once), `"norm"` (only the affine of the last layer's output LayerNorm), `"bias"` (every
-bias and LayerNorm affine of the transformer layers, BitFit-style: 30 k numbers, 0.13 % of the weights), `k` (the top k
-transformer layers; the hidden states entering them are computed once per text by the frozen
-bottom and kept on CPU), or `"all"` (every encoder weight, no cache).
+bias and LayerNorm affine of the transformer layers, BitFit-style: 30 k numbers, 0.13 % of the
+weights; token embeddings cached), `k` (the top k transformer layers; the hidden states entering
+them are computed once per text by the frozen bottom and kept on CPU), or `"all"` (every encoder
+weight, no cache).
 
 `"norm"` is exact and cheap: the last LayerNorm applies `gamma * n_t + beta` to normalised token
 states `n_t`, and mean pooling commutes with that affine, so the pooled output is `gamma * m + beta`

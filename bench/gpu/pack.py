@@ -19,6 +19,7 @@ PART_BYTES = 15 * 2**20
 
 
 def split_tensors(path: Path, out: Path, name: str) -> list[Path]:
+    """Write the safetensors file at `path` as `<name>.part<i>.safetensors` files of at most PART_BYTES."""
     tensors = load_file(str(path))
     parts: list[dict] = [{}]
     size = 0
@@ -39,7 +40,7 @@ def split_tensors(path: Path, out: Path, name: str) -> list[Path]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", required=True)
-    parser.add_argument("--keep", type=int, default=2)
+    parser.add_argument("--keep", type=int, default=2, help="how many of the best runs' tensors to return")
     parser.add_argument("names", nargs="+")
     args = parser.parse_args()
     out = Path(args.out)
@@ -52,9 +53,8 @@ def main() -> int:
             for path in [*files, run / "best/algorithm.safetensors"]:
                 if path.exists():
                     tar.add(path, arcname=f"{name}/{path.name}")
-            summary = Path(f"runs/{name}/run/summary.json")
-            if summary.exists():
-                scores[name] = json.loads(summary.read_text())["best"]
+            if (run / "summary.json").exists():
+                scores[name] = json.loads((run / "summary.json").read_text())["best"]
         table = io.BytesIO(json.dumps(scores, indent=1).encode())
         info = tarfile.TarInfo("scores.json")
         info.size = len(table.getvalue())

@@ -40,6 +40,7 @@ class MetaTrainConfig:
     inner_param_lr: float = 1e-2
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    anchor_weight: float = 0.0  # weight of mean(1 - cosine) between episode embeddings and the starting encoder's
     max_steps: int = 1000
     time_limit_min: float = 0.0  # 0 = no limit
     val_every: int = 50

@@ -116,6 +116,22 @@ def attach_similar_classes(mixture: EpisodeMixture, backbone: Backbone) -> None:
         spec.similar = {c: [labels[j] for j in order[i].tolist()] for i, c in enumerate(labels)}
 
 
+class AnchorEmbeddings:
+    """The starting encoder's embeddings of every training text, to keep the trained one near them.
+
+    Built before any outer step (and before a resumed state is loaded), so it always holds the
+    encoder the run started from; `drift` is the mean of 1 - cosine over an episode's texts.
+    """
+
+    def __init__(self, backbone: Backbone, texts: list[str], device: torch.device) -> None:
+        self.row = {text: i for i, text in enumerate(texts)}
+        self.embeddings = backbone.embed(texts).to(device)
+
+    def drift(self, texts: list[str], embeddings: torch.Tensor) -> torch.Tensor:
+        start = self.embeddings[[self.row[text] for text in texts]]
+        return (1.0 - (embeddings * start).sum(dim=-1)).mean()
+
+
 def episode_accuracy(backbone: Backbone, algorithm: MetaAlgorithm, episodes: list[Episode]) -> float:
     """Mean query accuracy; eval mode, no grad (head algorithms then run the /adapt inner loop)."""
     if not episodes:
@@ -229,6 +245,7 @@ def meta_train(cfg: MetaTrainConfig, progress: bool = True, encoder: SentenceEnc
         barrier(ctx)
     if cfg.hard_fraction > 0:
         attach_similar_classes(data.mixture, backbone)
+    anchor = AnchorEmbeddings(backbone, data.texts(), ctx.device) if cfg.anchor_weight > 0 else None
     algorithm = build_algorithm(cfg.algorithm, encoder.dim, cfg.algorithm_options).to(ctx.device)
     encoder_params = backbone.trainable_parameters()
     algo_params = [p for p in algorithm.parameters() if p.requires_grad]
@@ -284,6 +301,8 @@ def meta_train(cfg: MetaTrainConfig, progress: bool = True, encoder: SentenceEnc
             torch.tensor(episode.query_targets, device=device),
             episode.n_way,
         )
+        if anchor is not None:
+            loss = loss + cfg.anchor_weight * anchor.drift(episode.support_texts + episode.query_texts, embeddings)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         average_gradients(encoder_params + algo_params, ctx)

@@ -14,6 +14,7 @@ from app.ml.checkpoint import load_checkpoint
 
 def _config(tmp_path, clinc_sample, **extra) -> MetaTrainConfig:
     extra.setdefault("algorithm", "protomaml")
+    extra.setdefault("outer_lr", 1e-3)
     return MetaTrainConfig(
         name="tiny",
         algorithm_options={"steps": 2, "lr": 0.5, "scale": 5.0},
@@ -23,7 +24,6 @@ def _config(tmp_path, clinc_sample, **extra) -> MetaTrainConfig:
         heldout_fraction=0.4,
         shots=(1, 3),
         n_query=3,
-        outer_lr=1e-3,
         val_every=2,
         val_shots=2,
         val_queries=3,
@@ -124,3 +124,17 @@ def test_memoised_adapt_path_equals_real_fit(make_tiny, clinc_sample) -> None:
     assert adapt_path_scorer(table, inner, memoise=True)(episode) == adapt_path_scorer(table, inner, memoise=False)(
         episode
     )
+
+
+def test_anchor_keeps_the_encoder_near_where_it_started(make_tiny, tmp_path, clinc_sample) -> None:
+    """The same episodes with and without the anchor term: the anchored encoder's embeddings move less."""
+    texts = ["my card was declined", "how do i top up", "what is the exchange rate", "cancel my transfer"]
+    start = make_tiny().embed(texts)
+    drift = {}
+    for weight in (0.0, 50.0):
+        encoder = make_tiny()
+        cfg = _config(tmp_path / str(weight), clinc_sample, max_steps=4, outer_lr=3e-2, anchor_weight=weight)
+        meta_train(cfg, progress=False, encoder=encoder)
+        drift[weight] = float((1 - (encoder.embed(texts) * start).sum(-1)).mean())
+    assert drift[0.0] > 0
+    assert drift[50.0] < 0.5 * drift[0.0]

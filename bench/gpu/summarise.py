@@ -31,6 +31,7 @@ def runs_in(results: Path) -> list[dict[str, Any]]:
                     "name": summary["name"],
                     "train_layers": config["train_layers"],
                     "outer_lr": config["outer_lr"],
+                    "anchor_weight": config.get("anchor_weight", 0.0),
                     "sources": [s["name"] for s in config["sources"]],
                     "steps": summary["steps"],
                     "banking77_train_step0": history[0]["banking77_train_acc"],
@@ -48,14 +49,15 @@ def runs_in(results: Path) -> list[dict[str, Any]]:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| run | trained | outer lr | sources | steps | BANKING77 train: step 0 → best (step) → last "
+        "| run | trained | outer lr | anchor | sources | steps | BANKING77 train: step 0 → best (step) → last "
         "| held-out: step 0 → best |",
-        "|---|---|---:|---|---:|---|---|",
+        "|---|---|---:|---:|---|---:|---|---|",
     ]
     for r in rows:
         sources = "CLINC150" if r["sources"] == ["clinc150"] else f"{len(r['sources'])} sources"
         lines.append(
-            f"| {r['name']} | {r['train_layers']} | {r['outer_lr']:g} | {sources} | {r['steps']} | "
+            f"| {r['name']} | {r['train_layers']} | {r['outer_lr']:g} | {r['anchor_weight']:g} | {sources} | "
+            f"{r['steps']} | "
             f"{100 * r['banking77_train_step0']:.1f} → {100 * r['banking77_train_best']:.1f} ({r['best_step']}) → "
             f"{100 * r['banking77_train_last']:.1f} | {100 * r['heldout_step0']:.1f} → {100 * r['heldout_best']:.1f} |"
         )

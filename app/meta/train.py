@@ -240,12 +240,13 @@ def meta_train(cfg: MetaTrainConfig, progress: bool = True, encoder: SentenceEnc
     backbone = Backbone(encoder, cfg.train_layers, cache_dir=run.parent / "cache", cache_layer=cfg.cache_layer)
     if not ctx.is_main:
         barrier(ctx)  # rank 0 fills the on-disk cache first; the others then read it
-    backbone.prepare(data.texts(), progress=progress and ctx.is_main)
+    texts = data.texts()
+    backbone.prepare(texts, progress=progress and ctx.is_main)
     if ctx.is_main:
         barrier(ctx)
     if cfg.hard_fraction > 0:
         attach_similar_classes(data.mixture, backbone)
-    anchor = AnchorEmbeddings(backbone, data.texts(), ctx.device) if cfg.anchor_weight > 0 else None
+    anchor = AnchorEmbeddings(backbone, texts, ctx.device) if cfg.anchor_weight > 0 else None
     algorithm = build_algorithm(cfg.algorithm, encoder.dim, cfg.algorithm_options).to(ctx.device)
     encoder_params = backbone.trainable_parameters()
     algo_params = [p for p in algorithm.parameters() if p.requires_grad]

@@ -60,6 +60,22 @@ def save_checkpoint(
     return folder
 
 
+def encoder_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The encoder's own state-dict entries of a delta file's tensors (prefix `encoder.` removed)."""
+    return {k.removeprefix("encoder."): v for k, v in tensors.items() if k.startswith("encoder.")}
+
+
+def inner_loop_params(steps: int, tensors: dict[str, torch.Tensor]) -> InnerLoopParams:
+    """The inner-loop parameters of a delta file's tensors; KeyError when one is missing."""
+    return InnerLoopParams(
+        steps=steps,
+        lr_weight=tensors["inner.lr_weight"],
+        lr_bias=tensors["inner.lr_bias"],
+        log_scale=tensors["inner.log_scale"],
+        lr_norm=tensors.get("inner.lr_norm"),  # only in checkpoints whose inner loop adapts the norm
+    )
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     path = folder / MANIFEST_FILE
     if not path.is_file():
@@ -83,7 +99,7 @@ def load_checkpoint(folder: Path, encoder: SentenceEncoder) -> InnerLoopParams:
     if delta_sha != manifest.get("delta_sha256"):
         raise CheckpointError(f"{delta_path} does not match the sha256 in its manifest")
     tensors = load_file(str(delta_path))
-    encoder_state = {k.removeprefix("encoder."): v for k, v in tensors.items() if k.startswith("encoder.")}
+    encoder_state = encoder_tensors(tensors)
     own_state = encoder.transformer.state_dict()
     unknown = [name for name in encoder_state if name not in own_state]
     if unknown:
@@ -92,12 +108,6 @@ def load_checkpoint(folder: Path, encoder: SentenceEncoder) -> InnerLoopParams:
     encoder.transformer.load_state_dict({k: v.to(device) for k, v in encoder_state.items()}, strict=False)
     encoder.delta_sha256 = delta_sha
     try:
-        return InnerLoopParams(
-            steps=int(manifest["inner_steps"]),
-            lr_weight=tensors["inner.lr_weight"],
-            lr_bias=tensors["inner.lr_bias"],
-            log_scale=tensors["inner.log_scale"],
-            lr_norm=tensors.get("inner.lr_norm"),  # only in checkpoints whose inner loop adapts the norm
-        )
+        return inner_loop_params(int(manifest["inner_steps"]), tensors)
     except KeyError as exc:
         raise CheckpointError(f"checkpoint lacks inner-loop parameter {exc}") from exc

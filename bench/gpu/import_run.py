@@ -18,9 +18,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from app.ml.checkpoint import save_checkpoint
+from app.ml.checkpoint import encoder_tensors, inner_loop_params, save_checkpoint
 from app.ml.encoder import load_encoder
-from app.ml.learner import InnerLoopParams
 from app.ml.packaged import PACKAGED_ENCODER, PACKAGED_ENCODER_SHA256
 
 COPIED_MANIFEST_KEYS = (
@@ -58,15 +57,9 @@ def main() -> int:
         raise SystemExit(f"no {args.name}.part*.safetensors in {args.parts}")
     trained = json.loads(read_member(Path(args.results), f"{args.name}/manifest.json"))
     encoder = load_encoder(PACKAGED_ENCODER, PACKAGED_ENCODER_SHA256, device="cpu")
-    state = {k.removeprefix("encoder."): v for k, v in tensors.items() if k.startswith("encoder.")}
+    state = encoder_tensors(tensors)
     encoder.transformer.load_state_dict(state, strict=False)
-    inner = InnerLoopParams(
-        steps=int(trained["inner_steps"]),
-        lr_weight=tensors["inner.lr_weight"],
-        lr_bias=tensors["inner.lr_bias"],
-        log_scale=tensors["inner.log_scale"],
-        lr_norm=tensors.get("inner.lr_norm"),
-    )
+    inner = inner_loop_params(int(trained["inner_steps"]), tensors)
     manifest = {key: trained[key] for key in COPIED_MANIFEST_KEYS if key in trained}
     manifest["trained_on"] = {
         "base_copy": trained["base_encoder"],

@@ -22,8 +22,8 @@ def _free_port() -> int:
 
 
 def _rank(rank: int, world_size: int, port: int, out: str) -> None:
-    from app.meta.config import MetaTrainConfig
     from app.meta.train import meta_train
+    from tests.meta.tiny_config import tiny_meta_config
     from tests.tiny_encoder import build_tiny_encoder, packaged_tokenizer
 
     os.environ.update(
@@ -32,26 +32,7 @@ def _rank(rank: int, world_size: int, port: int, out: str) -> None:
     )
     torch.set_num_threads(1)
     encoder = build_tiny_encoder(packaged_tokenizer(), seed=0)
-    cfg = MetaTrainConfig(
-        name="ddp",
-        algorithm="protomaml",
-        algorithm_options={"steps": 2, "lr": 0.5, "scale": 5.0},
-        train_layers=1,
-        data_dir=str(FIXTURE.parent),
-        sources=[{"name": FIXTURE.stem, "way": (2, 3), "splits": ["train", "test"], "cap_per_class": 12}],
-        heldout_fraction=0.4,
-        shots=(1, 3),
-        n_query=3,
-        outer_lr=1e-2,
-        max_steps=4,
-        val_every=2,
-        val_shots=2,
-        val_queries=3,
-        banking77_val_per_class=0,
-        device="cpu",
-        max_tokens=32,
-        run_dir=str(Path(out) / "run"),
-    )
+    cfg = tiny_meta_config(Path(out), FIXTURE, outer_lr=1e-2, max_steps=4)
     meta_train(cfg, progress=False, encoder=encoder)
     trained = {
         k: v.contiguous() for k, v in encoder.transformer.state_dict().items() if k.startswith("encoder.layer.1.")

@@ -6,40 +6,17 @@ import json
 
 import pytest
 
-from app.meta.config import MetaTrainConfig, load_config
+from app.meta.config import load_config
 from app.meta.evaluate import EvalConfig, run_evaluation
 from app.meta.train import meta_train
 from app.ml.checkpoint import load_checkpoint
-
-
-def _config(tmp_path, clinc_sample, **extra) -> MetaTrainConfig:
-    extra.setdefault("algorithm", "protomaml")
-    extra.setdefault("outer_lr", 1e-3)
-    return MetaTrainConfig(
-        name="tiny",
-        algorithm_options={"steps": 2, "lr": 0.5, "scale": 5.0},
-        train_layers=1,
-        data_dir=str(clinc_sample.parent),
-        sources=[{"name": clinc_sample.stem, "way": (2, 3), "splits": ["train", "test"], "cap_per_class": 12}],
-        heldout_fraction=0.4,
-        shots=(1, 3),
-        n_query=3,
-        val_every=2,
-        val_shots=2,
-        val_queries=3,
-        banking77_val_per_class=0,
-        device="cpu",
-        max_tokens=32,
-        run_dir=str(tmp_path / "run"),
-        export_dir=str(tmp_path / "model"),
-        **extra,
-    )
+from tests.meta.tiny_config import tiny_meta_config
 
 
 def test_meta_train_resumes_and_exports(make_tiny, tmp_path, clinc_sample) -> None:
-    first = meta_train(_config(tmp_path, clinc_sample, max_steps=2), progress=False, encoder=make_tiny())
+    first = meta_train(tiny_meta_config(tmp_path, clinc_sample, max_steps=2), progress=False, encoder=make_tiny())
     assert first["steps"] == 2
-    second = meta_train(_config(tmp_path, clinc_sample, max_steps=4), progress=False, encoder=make_tiny())
+    second = meta_train(tiny_meta_config(tmp_path, clinc_sample, max_steps=4), progress=False, encoder=make_tiny())
     assert second["steps"] == 4
     assert [h["step"] for h in second["history"]] == [0, 2, 4]
     manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
@@ -63,7 +40,7 @@ def test_evaluate_on_fixture(make_tiny, tmp_path, clinc_sample) -> None:
     from app.ml.learner import InnerLoopParams
 
     trained = make_tiny()
-    cfg = _config(tmp_path, clinc_sample, algorithm="metasgd")
+    cfg = tiny_meta_config(tmp_path, clinc_sample, algorithm="metasgd")
     algorithm = build_algorithm(cfg.algorithm, 32, cfg.algorithm_options)
     save_best(tmp_path / "run" / "best", cfg, trained, Backbone(trained, 1), algorithm, {"heldout_acc": 0.5})
     shipped = make_tiny()
@@ -133,7 +110,7 @@ def test_anchor_keeps_the_encoder_near_where_it_started(make_tiny, tmp_path, cli
     drift = {}
     for weight in (0.0, 50.0):
         encoder = make_tiny()
-        cfg = _config(tmp_path / str(weight), clinc_sample, max_steps=4, outer_lr=3e-2, anchor_weight=weight)
+        cfg = tiny_meta_config(tmp_path / str(weight), clinc_sample, max_steps=4, outer_lr=3e-2, anchor_weight=weight)
         meta_train(cfg, progress=False, encoder=encoder)
         drift[weight] = float((1 - (encoder.embed(texts) * start).sum(-1)).mean())
     assert drift[0.0] > 0

@@ -53,21 +53,24 @@ def unpack_weights(packed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def copy_model_files(source: Path, out: Path) -> None:
+    """The model config and tokenizer files, unchanged."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        shutil.copy2(source / name, out / name)
+
+
 def stage_encoder(out: Path) -> None:
     from app.ml.encoder import resolve_source
     from app.ml.packaged import PACKAGED_ENCODER
 
     source = Path(resolve_source(PACKAGED_ENCODER))
-    out.mkdir(parents=True, exist_ok=True)
-    for name in TOKENIZER_FILES:
-        shutil.copy2(source / name, out / name)
+    copy_model_files(source, out)
     save_file(pack_weights(load_file(str(source / "model.safetensors"))), str(out / STAGED_FILE))
 
 
 def unpack_encoder(staged: Path, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    for name in TOKENIZER_FILES:
-        shutil.copy2(staged / name, out / name)
+    copy_model_files(staged, out)
     weights = unpack_weights(load_file(str(staged / STAGED_FILE)))
     save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
 

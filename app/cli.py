@@ -11,13 +11,13 @@ from app.config import Settings
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.serving import bound_onednn_cache, start_heap_trimmer, tune_malloc, uvicorn_options
+    from app.process_tuning import bound_onednn_cache, start_heap_trimmer
 
     settings = Settings()
-    bound_onednn_cache(settings)  # before torch runs anything
-    tune_malloc(settings)
-    start_heap_trimmer(settings)
-    from app.main import create_app
+    bound_onednn_cache(settings.onednn_cache_capacity)  # before torch runs anything
+    start_heap_trimmer(settings.malloc_trim_interval_s)
+    from app.web.app import create_app
+    from app.web.server import uvicorn_options
 
     host = args.host or settings.host
     port = args.port or settings.port

@@ -24,8 +24,8 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.main import create_app
 from app.services.runtime import load_model
+from app.web.app import create_app
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 WORDS = [

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from bench._launch import fewshot_server
-from tests.api.conftest import SUPPORT
+from tests.web.conftest import SUPPORT
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""`AccessGuard`: who is calling (API key -> `Principal`) and how often; built from settings."""
+"""`AccessGuard`: who is calling (API key -> `Principal`) and how often; plain Python, handed a Redis client."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import redis
 
 from app.access.keys import ApiKey, KeyStore, MemoryKeyStore, RedisKeyStore, digest, make_record
 from app.access.ratelimit import Decision, MemoryRateLimiter, RateLimiter, RedisRateLimiter
-from app.config import Settings
 
 
 @dataclass(frozen=True)
@@ -37,37 +36,13 @@ BOOTSTRAP_ADMIN_ID = "bootstrap-admin"
 class AccessGuard:
     """Key store + rate limiter + the bootstrap admin key digest. No I/O until first used."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.enabled = settings.auth_enabled
-        self._client: redis.Redis | None = None
-        if settings.store == "redis":
-            self._client = redis.Redis.from_url(
-                settings.redis_url,
-                socket_timeout=settings.redis_timeout_s,
-                socket_connect_timeout=settings.redis_timeout_s,
-                health_check_interval=15,
-            )
-            self.keys: KeyStore = RedisKeyStore(self._client, settings.redis_prefix)
-        else:
-            self.keys = MemoryKeyStore()
-        self.limiter: RateLimiter | None = None
-        if settings.rate_limit_requests > 0:
-            self.limiter = (
-                RedisRateLimiter(
-                    self._client, settings.redis_prefix, settings.rate_limit_requests, settings.rate_limit_window_s
-                )
-                if self._client is not None
-                else MemoryRateLimiter(settings.rate_limit_requests, settings.rate_limit_window_s)
-            )
-        self._admin_digest = self._bootstrap_digest(settings)
-
-    @staticmethod
-    def _bootstrap_digest(settings: Settings) -> str | None:
-        if settings.admin_key_sha256:
-            return settings.admin_key_sha256.strip().lower()
-        if settings.admin_key is not None and settings.admin_key.get_secret_value():
-            return digest(settings.admin_key.get_secret_value())
-        return None
+    def __init__(
+        self, enabled: bool, keys: KeyStore, limiter: RateLimiter | None = None, admin_digest: str | None = None
+    ) -> None:
+        self.enabled = enabled
+        self.keys = keys
+        self.limiter = limiter
+        self._admin_digest = admin_digest.strip().lower() if admin_digest else None
 
     @property
     def has_bootstrap_admin(self) -> bool:
@@ -89,6 +64,24 @@ class AccessGuard:
     def hit(self, identity: str) -> Decision | None:
         return None if self.limiter is None else self.limiter.hit(identity)
 
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
+
+def build_guard(
+    enabled: bool,
+    client: redis.Redis | None,
+    prefix: str,
+    rate_limit: tuple[int, int],
+    admin_digest: str | None = None,
+) -> AccessGuard:
+    """Keys and rate limits in Redis when `client` is given (shared by every replica), else in memory.
+
+    `rate_limit`: (requests per window, window seconds); 0 requests disables it."""
+    requests, window_s = rate_limit
+    keys: KeyStore = RedisKeyStore(client, prefix) if client is not None else MemoryKeyStore()
+    limiter: RateLimiter | None = None
+    if requests > 0:
+        limiter = (
+            RedisRateLimiter(client, prefix, requests, window_s)
+            if client is not None
+            else MemoryRateLimiter(requests, window_s)
+        )
+    return AccessGuard(enabled, keys, limiter, admin_digest)

@@ -6,17 +6,13 @@ import hashlib
 import json
 import secrets
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
 import redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from app.store.base import StoreUnavailable
+from app.store import redis_errors
 
 KEY_PREFIX = "fsk_"
 
@@ -107,15 +103,6 @@ class MemoryKeyStore:
 
     def close(self) -> None:
         return None
-
-
-@contextmanager
-def redis_errors() -> Iterator[None]:
-    """Connection problems and timeouts become `StoreUnavailable` (503)."""
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise StoreUnavailable(f"redis unavailable: {exc}") from exc
 
 
 class RedisKeyStore:

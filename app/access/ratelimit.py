@@ -10,7 +10,7 @@ from typing import Protocol
 
 import redis
 
-from app.access.keys import redis_errors
+from app.store import redis_errors
 
 
 @dataclass(frozen=True)

@@ -20,3 +20,7 @@ def invalid(code: str, message: str) -> ServiceError:
 
 def unknown_tenant(tenant_id: str) -> ServiceError:
     return ServiceError(404, "unknown_tenant", f"tenant {tenant_id!r} has no model; POST /adapt first")
+
+
+def unknown_version(tenant_id: str, version: int) -> ServiceError:
+    return ServiceError(404, "unknown_version", f"version {version} of {tenant_id!r} is not retained")

@@ -12,7 +12,7 @@ from app.ml.encoder import SentenceEncoder
 from app.ml.head import TenantHead
 from app.ml.threads import intra_op_threads
 from app.services.adaptation import AdaptationService, Limits, check_text
-from app.services.errors import ServiceError, invalid, unknown_tenant
+from app.services.errors import ServiceError, invalid, unknown_tenant, unknown_version
 from app.services.model_cache import CachedHead, HeadCache
 from app.services.records import UnusableModel, open_record
 from app.store.base import TenantStore
@@ -101,7 +101,7 @@ class PredictionService:
         if stored is None:
             if self.store.current_version(tenant_id) is None:
                 raise unknown_tenant(tenant_id)
-            raise ServiceError(404, "unknown_version", f"version {version} of {tenant_id!r} is not retained")
+            raise unknown_version(tenant_id, version)
         try:
             return open_record(stored, self.encoder.fingerprint)
         except UnusableModel as exc:

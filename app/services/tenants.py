@@ -1,10 +1,11 @@
-"""TenantService: describe, list versions of, roll back and delete tenants."""
+"""TenantService: describe, list versions of, roll back and delete tenants (typed results)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
-from app.services.errors import ServiceError, unknown_tenant
+from app.services.errors import unknown_tenant, unknown_version
 from app.services.model_cache import HeadCache
 from app.services.records import UnusableModel, open_record
 from app.store.base import JSON, TenantStore
@@ -14,32 +15,66 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-_SUMMARY_FIELDS: dict[str, tuple[Any, Any]] = {  # name: (default, type check); tampered fields read as absent
-    "labels": ([], lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v)),
-    "counts": ({}, lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_int(n) for k, n in v.items())),
-    "n_examples": (0, _is_int),
-    "n_descriptions": (0, _is_int),
-    "inner_steps": (None, lambda v: v is None or _is_int(v)),
-    "oos_threshold": (None, lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool))),
-    "encoder_fingerprint": (None, lambda v: v is None or isinstance(v, str)),
-    "created_at": (None, lambda v: v is None or isinstance(v, str)),
+@dataclass(frozen=True)
+class ModelSummary:
+    """What a stored version was adapted from and how; tampered metadata fields read as their defaults."""
+
+    version: int
+    head_bytes: int
+    labels: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+    n_examples: int = 0
+    n_descriptions: int = 0
+    inner_steps: int | None = None
+    oos_threshold: float | None = None
+    encoder_fingerprint: str | None = None
+    created_at: str | None = None
+
+
+@dataclass(frozen=True)
+class TenantDescription:
+    tenant_id: str
+    status: str  # `ready`, or why the stored head cannot serve as is (`stale`, `corrupt`, `schema`)
+    model: ModelSummary
+
+
+@dataclass(frozen=True)
+class VersionHistory:
+    tenant_id: str
+    current: int
+    versions: list[ModelSummary]  # newest first
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    tenant_id: str
+    version: int
+    restored_from: int
+
+
+_CHECKS: dict[str, Any] = {  # metadata field: type check
+    "labels": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "counts": lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_int(n) for k, n in v.items()),
+    "n_examples": _is_int,
+    "n_descriptions": _is_int,
+    "inner_steps": lambda v: v is None or _is_int(v),
+    "oos_threshold": lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool)),
+    "encoder_fingerprint": lambda v: v is None or isinstance(v, str),
+    "created_at": lambda v: v is None or isinstance(v, str),
 }
 
 
-def _summary(meta: JSON) -> dict[str, Any]:
+def _summary(version: int, head_bytes: int, meta: JSON) -> ModelSummary:
     meta = {**meta, "counts": _counts_by_label(meta.get("labels"), meta.get("counts"))}
-    summary = {}
-    for name, (default, valid) in _SUMMARY_FIELDS.items():
-        value = meta.get(name, default)
-        summary[name] = value if valid(value) else default
-    return summary
+    fields = {name: meta[name] for name, valid in _CHECKS.items() if name in meta and valid(meta[name])}
+    return ModelSummary(version=version, head_bytes=head_bytes, **fields)
 
 
-def _counts_by_label(labels: Any, counts: Any) -> Any:
-    """Stored counts are a list aligned with `labels` (older records: a dict); both read as a dict."""
+def _counts_by_label(labels: Any, counts: Any) -> dict[str, int] | None:
+    """Stored counts are a list aligned with `labels`; read as a dict (None when they do not line up)."""
     if isinstance(labels, list) and isinstance(counts, list) and len(labels) == len(counts):
         return dict(zip(labels, counts, strict=True)) if all(isinstance(x, str) for x in labels) else None
-    return counts
+    return None
 
 
 class TenantService:
@@ -48,7 +83,7 @@ class TenantService:
         self.cache = cache
         self.fingerprint = fingerprint
 
-    def describe(self, tenant_id: str) -> dict[str, Any]:
+    def describe(self, tenant_id: str) -> TenantDescription:
         stored = self.store.load(tenant_id)
         if stored is None:
             raise unknown_tenant(tenant_id)
@@ -57,37 +92,34 @@ class TenantService:
             status = "ready"
         except UnusableModel as exc:
             status = exc.reason
-        return {
-            "tenant_id": tenant_id,
-            "version": stored.version,
-            "status": status,
-            **_summary(stored.meta),
-            "head_bytes": len(stored.head),
-        }
+        return TenantDescription(tenant_id, status, _summary(stored.version, len(stored.head), stored.meta))
 
-    def versions(self, tenant_id: str) -> dict[str, Any]:
+    def versions(self, tenant_id: str) -> VersionHistory:
         infos = self.store.versions(tenant_id)
         if not infos:
             raise unknown_tenant(tenant_id)
-        return {
-            "tenant_id": tenant_id,
-            "current": infos[0].version,
-            "versions": [
-                {"version": info.version, "head_bytes": info.head_bytes, **_summary(info.meta)} for info in infos
-            ],
-        }
+        summaries = [_summary(info.version, info.head_bytes, info.meta) for info in infos]
+        return VersionHistory(tenant_id, infos[0].version, summaries)
 
-    def rollback(self, tenant_id: str, version: int) -> dict[str, Any]:
+    def rollback(self, tenant_id: str, version: int) -> RollbackResult:
         new_version = self.store.rollback(tenant_id, version)
         if new_version is None:
             if self.store.current_version(tenant_id) is None:
                 raise unknown_tenant(tenant_id)
-            raise ServiceError(404, "unknown_version", f"version {version} of {tenant_id!r} is not retained")
+            raise unknown_version(tenant_id, version)
         self.cache.drop(tenant_id)
-        return {"tenant_id": tenant_id, "version": new_version, "restored_from": version}
+        return RollbackResult(tenant_id, new_version, version)
 
     def delete(self, tenant_id: str) -> None:
         existed = self.store.delete(tenant_id)
         self.cache.drop(tenant_id)
         if not existed:
             raise unknown_tenant(tenant_id)
+
+    def list_ids(self, limit: int) -> list[str]:
+        """Every tenant with a model, sorted, at most `limit`."""
+        return sorted(self.store.tenant_ids())[:limit]
+
+    def existing(self, tenant_ids: frozenset[str]) -> list[str]:
+        """Those of `tenant_ids` with a current model, sorted."""
+        return [t for t in sorted(tenant_ids) if self.store.current_version(t) is not None]

@@ -73,6 +73,10 @@ class TenantStore(Protocol):
         """Remove the tenant; True when it existed. Version numbers keep increasing afterwards."""
         ...
 
+    def tenant_ids(self) -> list[str]:
+        """Every tenant with a current model, in no particular order."""
+        ...
+
     def ping(self) -> None:
         """Raise `StoreUnavailable` when the store cannot serve requests."""
         ...

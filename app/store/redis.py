@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -92,17 +93,41 @@ return existed
 """
 
 
+@contextmanager
+def redis_errors() -> Iterator[None]:
+    """Connection problems and timeouts become `StoreUnavailable` (503): the one translation of Redis errors."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+
+
 def _translate_errors(method: Callable[..., T]) -> Callable[..., T]:
-    """Turn connection problems and timeouts into `StoreUnavailable`."""
+    """`redis_errors` around a method."""
 
     @wraps(method)
     def wrapper(*args: Any, **kwargs: Any) -> T:
-        try:
+        with redis_errors():
             return method(*args, **kwargs)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-            raise StoreUnavailable(f"redis unavailable: {exc}") from exc
 
     return wrapper
+
+
+def connect(url: str, timeout_s: float = 2.0) -> redis.Redis:
+    """A Redis client (one connection pool) for everything a process keeps in Redis: tenants, keys, rate limits.
+
+    One immediate retry on a broken connection (a restarted Redis leaves stale pooled sockets), none on
+    timeouts (a write's outcome is unknown): a call takes at most ~2 x timeout_s. redis-py's default
+    (10 retries, backoff up to 1 s) would hold a worker for many seconds.
+    """
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        health_check_interval=15,
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        decode_responses=False,
+    )
 
 
 def _decode_meta(raw: bytes) -> JSON:
@@ -190,21 +215,13 @@ class RedisStore:
         ttl_s: int | None = None,
         timeout_s: float = 2.0,
         keep_versions: int = 5,
+        client: redis.Redis | None = None,
     ) -> None:
+        """`client`: a shared connection pool (from `connect`); otherwise the store opens its own to `url`."""
         self._prefix = prefix
         self._ttl_s = ttl_s or 0
         self._keep_versions = max(1, keep_versions)
-        # One immediate retry on a broken connection (a restarted Redis leaves stale pooled sockets),
-        # none on timeouts (a write's outcome is unknown): a call takes at most ~2 x timeout_s.
-        # redis-py's default (10 retries, backoff up to 1 s) would hold a worker for many seconds.
-        self._client = redis.Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            health_check_interval=15,
-            retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-            decode_responses=False,
-        )
+        self._client = client if client is not None else connect(url, timeout_s)
         self._save = self._client.register_script(_SAVE_SCRIPT)
         self._rollback = self._client.register_script(_ROLLBACK_SCRIPT)
         self._delete = self._client.register_script(_DELETE_SCRIPT)

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from bench._launch import fewshot_server
-from tests.api.conftest import CARDS, FX, REFUND, support
 from tests.redis_server import throwaway_redis
+from tests.web.conftest import CARDS, FX, REFUND, support
 
 ADMIN_KEY = "fsk_replica-test-admin"
 TEXTS = ["where is my card", "refund please", "euro rate today", "I want my money back"]

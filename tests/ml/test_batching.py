@@ -136,9 +136,9 @@ def test_without_a_wait_a_lone_request_runs_at_once_and_later_ones_share_the_nex
 def test_request_threads_run_per_tenant_math_on_one_thread_only_when_a_batcher_encodes(
     tiny_encoder, batching: bool
 ) -> None:
+    from app.bootstrap import build_runtime
     from app.config import Settings
     from app.ml.learner import InnerLoopParams
-    from app.services.runtime import build_runtime
 
     settings = Settings(store="memory", batching_enabled=batching, _env_file=None)
     runtime = build_runtime(settings, (tiny_encoder, InnerLoopParams.constant(5, 0.04, 10.0), None))

@@ -15,9 +15,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.main import create_app
-from app.serving import uvicorn_options
 from app.store import RedisStore
+from app.web.app import create_app
+from app.web.server import uvicorn_options
 from tests.redis_server import free_port
 
 

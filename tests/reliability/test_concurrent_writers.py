@@ -15,11 +15,11 @@ import httpx
 import pytest
 import torch
 
-from app.main import create_app
 from app.ml.encoder import SentenceEncoder
 from app.services.adaptation import AdaptationService, validate_support
-from tests.api.conftest import CARDS, FX, REFUND
+from app.web.app import create_app
 from tests.reliability.conftest import serve_in_thread, small_settings
+from tests.web.conftest import CARDS, FX, REFUND
 
 WRITERS = 50
 READERS = 4

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 
 from app.store import RedisStore
 from app.store.redis import decode_head, encode_head
-from tests.api.conftest import CARDS, FX, REFUND, support
 from tests.redis_server import current_version_key
+from tests.web.conftest import CARDS, FX, REFUND, support
 
 
 @pytest.fixture

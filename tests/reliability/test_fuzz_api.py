@@ -27,10 +27,10 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from app.main import create_app
 from app.store import RedisStore
-from tests.api.conftest import SUPPORT
+from app.web.app import create_app
 from tests.reliability.conftest import small_settings
+from tests.web.conftest import SUPPORT
 
 ADMIN_KEY = "fsk_fuzz-admin-key"
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}  # auth on, as deployed; the admin key may call everything

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.main import create_app
-from tests.api.conftest import CARDS, FX, REFUND, support
+from app.web.app import create_app
 from tests.reliability.conftest import small_settings
 from tests.reliability.redis_proc import RedisProcess
+from tests.web.conftest import CARDS, FX, REFUND, support
 
 REDIS_TIMEOUT_S = 1.0
 BOUND_S = 10.0  # generous: a store call takes at most ~2 x REDIS_TIMEOUT_S, a request makes at most 2-3 calls

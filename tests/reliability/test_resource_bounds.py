@@ -3,8 +3,6 @@ within a memory bound (README, "Reliability"; measured at default limits by `ben
 
 from __future__ import annotations
 
-import platform
-import time
 from typing import Any
 
 import pytest
@@ -13,7 +11,6 @@ import torch
 from app.config import Settings
 from app.ml.head import TenantHead
 from app.services.model_cache import CachedHead, HeadCache, head_nbytes
-from app.serving import start_heap_trimmer, tune_malloc
 from bench.memory_bound import measure
 from tests.reliability.test_properties import make_head
 
@@ -73,47 +70,3 @@ def test_maximum_size_requests_stay_within_the_memory_bound(real_model: Any) -> 
     assert result["adapt_body_bytes"] > 96 * 2000
     assert result["adapt"]["growth_mb"] < 400, result
     assert result["predict"]["growth_mb"] < 400, result
-
-
-def test_serve_fixes_the_glibc_mmap_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`fewshot serve` stops glibc's adaptive mmap threshold from fragmenting the heap (unbounded RSS growth
-    under varying tensor shapes), unless disabled or another allocator/env var decides."""
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    monkeypatch.delenv("LD_PRELOAD", raising=False)
-    fixed = Settings(malloc_mmap_threshold_kb=128, _env_file=None)
-    assert tune_malloc(fixed) is (platform.libc_ver()[0] == "glibc")
-    assert tune_malloc(Settings(_env_file=None)) is False  # default: glibc's adaptive threshold + trimming
-    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
-    assert tune_malloc(fixed) is False
-
-
-def test_serve_trims_the_glibc_heap_periodically(monkeypatch: pytest.MonkeyPatch) -> None:
-    """By default `fewshot serve` keeps glibc's fast adaptive heap and returns its free pages every second
-    (a soak grew RSS 18 % in 150 s without trimming); off with interval 0 or another allocator preloaded."""
-    monkeypatch.delenv("LD_PRELOAD", raising=False)
-    thread = start_heap_trimmer(Settings(malloc_trim_interval_s=0.01, _env_file=None))
-    if platform.libc_ver()[0] == "glibc":
-        assert thread is not None and thread.daemon
-        time.sleep(0.05)
-        assert thread.is_alive()  # trimmed a few times without failing
-    assert start_heap_trimmer(Settings(malloc_trim_interval_s=0, _env_file=None)) is None
-    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
-    assert start_heap_trimmer(Settings(_env_file=None)) is None
-
-
-def test_serve_caps_the_onednn_primitive_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every batch shape caches a oneDNN primitive (bf16 ones hold weight copies): `fewshot serve` caps them,
-    unless the env var already decides or the setting is 0."""
-    import os
-
-    from app.serving import bound_onednn_cache
-
-    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
-    assert bound_onednn_cache(Settings(onednn_cache_capacity=0, _env_file=None)) is False
-    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ
-    assert bound_onednn_cache(Settings(_env_file=None)) is True
-    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
-    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
-    assert (
-        bound_onednn_cache(Settings(_env_file=None)) is False and os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
-    )

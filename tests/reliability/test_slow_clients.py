@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from app.main import create_app
+from app.web.app import create_app
 from tests.reliability.conftest import serve_in_thread, small_settings
 
 REQUEST_TIMEOUT_S = 1.0

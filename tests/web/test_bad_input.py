@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.store import RedisStore
-from tests.api.conftest import SUPPORT
+from tests.web.conftest import SUPPORT
 
 
 def _error(response: Any, status: int, code: str) -> None:

@@ -1,6 +1,8 @@
 """Offline API docs: Swagger UI and ReDoc served from the installed `fastapi-offline` wheel, never a CDN.
 
-Also documents the bearer-key security scheme and the access errors (401/403/413/429) in the OpenAPI schema.
+Also documents the bearer-key security scheme (always, so generated clients know it; with auth on every
+non-public operation requires it, which gives /docs its "Authorize" button) and, on every non-public operation,
+the errors the layers in front of the routes answer with (401/403 with auth on, 413, 429, 503).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagge
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from app.access.middleware import is_public
+from app.web.access import is_public
 
 ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
 ASSETS_URL = "/docs-assets"
@@ -26,6 +28,12 @@ _ACCESS_ERRORS = {
     "403": "The key may not touch this tenant (`forbidden_tenant`) or this endpoint (`admin_required`).",
     "413": "Request body too large (`payload_too_large`).",
     "429": "Rate limit exceeded (`rate_limited`); see `Retry-After`.",
+    "503": "The tenant or key store is unreachable (`store_unavailable`).",
+}
+BEARER_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API key (`fsk_...`); admin keys manage keys under /admin/keys.",
 }
 
 
@@ -67,19 +75,15 @@ def install_docs(app: FastAPI, auth_enabled: bool) -> None:
 
 
 def _document_access(app: FastAPI, auth_enabled: bool) -> None:
-    """Limit errors on every non-public operation; with auth on, the bearer scheme and 401/403 too."""
+    """The bearer scheme; limit and store errors on every non-public operation; with auth on, its security
+    requirement and 401/403 too."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = build()
-        if auth_enabled:
-            schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "An API key (`fsk_...`); admin keys manage keys under /admin/keys.",
-            }
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearerAuth"] = dict(BEARER_SCHEME)
         for path, operations in schema.get("paths", {}).items():
             for operation in operations.values():
                 if is_public(path):

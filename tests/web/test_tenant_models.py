@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from app.store import RedisStore
-from tests.api.conftest import SUPPORT
+from tests.web.conftest import SUPPORT
 
 OFF_TOPIC = "who won the football world cup in 1998"
 

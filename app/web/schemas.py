@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, model_validator
 
-TENANT_ID_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+# Request bodies use strict scalars: a JSON string is never a number or a boolean, nor a boolean a number.
+
+TENANT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 TenantId = Annotated[
     str,
-    Field(pattern=TENANT_ID_PATTERN, description="1-64 characters from A-Z a-z 0-9 . _ -", examples=["acme-support"]),
+    Field(
+        pattern=TENANT_ID_PATTERN,
+        description="1-64 characters from A-Z a-z 0-9 . _ -, starting with a letter or digit",
+        examples=["acme-support"],
+    ),
 ]
 
 
@@ -41,7 +47,7 @@ class AdaptRequest(BaseModel):
     labels: list[str] | None = Field(
         None, description="Optional declared label set (output order); each must have an example."
     )
-    inner_steps: int | None = Field(
+    inner_steps: StrictInt | None = Field(
         None, ge=0, le=200, description="Inner-loop SGD steps; default from the loaded checkpoint."
     )
     mode: Literal["replace", "append"] = Field(
@@ -98,9 +104,9 @@ class PredictRequest(BaseModel):
     )
     tenant_id: TenantId
     texts: list[str] = Field(description="Texts to classify.")
-    top_k: int = Field(1, description="How many ranked labels to return per text.")
-    version: int | None = Field(None, ge=1, description="Pin a retained earlier version (default: current).")
-    oos_threshold: float | None = Field(
+    top_k: StrictInt = Field(1, description="How many ranked labels to return per text.")
+    version: StrictInt | None = Field(None, ge=1, description="Pin a retained earlier version (default: current).")
+    oos_threshold: StrictFloat | None = Field(
         None, ge=-1, le=1, description="Override the tenant's out-of-scope threshold (-1 turns detection off)."
     )
 
@@ -200,7 +206,7 @@ class VersionList(BaseModel):
 
 class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 2}]})
-    version: int = Field(ge=1, description="A retained version to restore.")
+    version: StrictInt = Field(ge=1, description="A retained version to restore.")
 
 
 class RollbackResponse(BaseModel):
@@ -242,6 +248,43 @@ class ReadyResponse(BaseModel):
     encoder_fingerprint: str
     checkpoint: str | None
     store: str
+
+
+class KeyCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "acme backend", "tenants": ["acme-support"], "admin": False}]},
+    )
+    name: str = Field("", max_length=100, description="Free-form label for humans.")
+    tenants: list[TenantId] = Field(default_factory=list, max_length=1000, description="Tenants the key may use.")
+    admin: StrictBool = Field(False, description="Admin keys reach every tenant and manage keys.")
+
+    @model_validator(mode="after")
+    def _scoped_or_admin(self) -> KeyCreate:
+        if not self.admin and not self.tenants:
+            raise ValueError("a non-admin key needs at least one tenant")
+        return self
+
+
+class KeyInfo(BaseModel):
+    key_id: str
+    name: str
+    admin: bool
+    tenants: list[str]
+    prefix: str = Field(description="First characters of the key, to recognise it; never the key.")
+    created_at: str
+
+
+class KeyCreated(KeyInfo):
+    key: str = Field(description="The API key. Shown once: only its sha256 is stored.")
+
+
+class KeyList(BaseModel):
+    keys: list[KeyInfo]
+
+
+class TenantList(BaseModel):
+    tenants: list[str] = Field(description="Tenant ids with a model that the calling key may access.")
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

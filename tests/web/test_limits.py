@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from app.access.ratelimit import MemoryRateLimiter
 from app.store import RedisStore
-from tests.access.conftest import ADMIN, bearer
+from tests.web.conftest import ADMIN, bearer
 
 
 def big_body(n_bytes: int) -> bytes:

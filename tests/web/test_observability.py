@@ -9,8 +9,7 @@ from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from tests.access.conftest import ADMIN
-from tests.api.conftest import SUPPORT
+from tests.web.conftest import ADMIN, SUPPORT
 
 SECRET = "zebra-confidential-utterance"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from app.store import RedisStore
-from tests.api.conftest import SUPPORT
+from tests.web.conftest import SUPPORT
 
 
 def test_adapt_then_predict(client: TestClient) -> None:

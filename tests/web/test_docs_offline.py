@@ -15,7 +15,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.main import create_app
+from app.web.app import create_app
 from tests.redis_server import free_port
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"

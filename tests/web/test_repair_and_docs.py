@@ -7,10 +7,10 @@ import json
 from fastapi.testclient import TestClient
 
 from app.config import Settings
-from app.main import create_app
 from app.store import RedisStore
-from tests.api.conftest import SUPPORT
+from app.web.app import create_app
 from tests.redis_server import current_version_key, free_port
+from tests.web.conftest import SUPPORT
 
 _model_key = current_version_key
 

@@ -2,42 +2,43 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Path, Response
 from fastapi.responses import JSONResponse
 
-from app.api.deps import get_runtime
-from app.api.errors import error_response
-from app.api.schemas import (
+from app.store.base import StoreUnavailable
+from app.web import metrics, replies
+from app.web.deps import Adaptation, Caller, Prediction, ReadinessInfo, Store, Tenants
+from app.web.errors import error_response
+from app.web.schemas import (
     ERROR_RESPONSES,
     TENANT_ID_PATTERN,
     AdaptRequest,
     AdaptResponse,
     ErrorResponse,
     HealthResponse,
-    LabelScore,
-    PredictionOut,
     PredictRequest,
     PredictResponse,
     ReadyResponse,
     RollbackRequest,
     RollbackResponse,
     TenantInfo,
+    TenantList,
     VersionList,
 )
-from app.services.runtime import Runtime
-from app.store.base import StoreUnavailable
 
+log = logging.getLogger("fewshot.api")
 router = APIRouter()
-RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN, description="Tenant id.", examples=["acme-support"])]
+MAX_LISTED = 10_000
 
 
 @router.post("/adapt", response_model=AdaptResponse, responses=ERROR_RESPONSES, tags=["tenants"])
-def adapt(body: AdaptRequest, runtime: RuntimeDep) -> AdaptResponse:
+def adapt(body: AdaptRequest, adaptation: Adaptation) -> AdaptResponse:
     """Adapt a tenant's classifier from its labeled examples; replaces the previous version."""
-    result = runtime.adaptation.adapt(
+    result = adaptation.adapt(
         body.tenant_id,
         [example.model_dump() for example in body.examples],
         labels=body.labels,
@@ -46,69 +47,52 @@ def adapt(body: AdaptRequest, runtime: RuntimeDep) -> AdaptResponse:
         remove_labels=body.remove_labels,
         label_descriptions=body.label_descriptions,
     )
-    return AdaptResponse(
-        tenant_id=result.tenant_id,
-        version=result.version,
-        labels=result.labels,
-        counts=result.counts,
-        n_examples=sum(result.counts.values()),
-        n_descriptions=result.n_descriptions,
-        n_embedded=result.n_embedded,
-        inner_steps=result.inner_steps,
-        oos_threshold=result.oos_threshold,
-        encoder_fingerprint=result.encoder_fingerprint,
-        timings_ms=result.timings_ms,
-    )
+    metrics.observe_operation("adapt", len(body.examples), result.timings_ms)
+    return replies.adapted(result)
 
 
 @router.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES, tags=["tenants"])
-def predict(body: PredictRequest, runtime: RuntimeDep) -> PredictResponse:
+def predict(body: PredictRequest, prediction: Prediction) -> PredictResponse:
     """Classify texts with the tenant's current model."""
-    result = runtime.prediction.predict(
+    result = prediction.predict(
         body.tenant_id, body.texts, top_k=body.top_k, version=body.version, oos_threshold=body.oos_threshold
     )
-    return PredictResponse(
-        tenant_id=result.tenant_id,
-        version=result.version,
-        oos_threshold=result.oos_threshold,
-        predictions=[
-            PredictionOut(
-                label=p.label,
-                score=p.score,
-                out_of_scope=p.out_of_scope,
-                oos_score=p.oos_score,
-                top_k=[LabelScore(label=label, score=score) for label, score in p.top_k],
-            )
-            for p in result.predictions
-        ],
-        timings_ms=result.timings_ms,
-    )
+    metrics.observe_operation("predict", len(body.texts), result.timings_ms)
+    return replies.predicted(result)
+
+
+@router.get("/tenants", response_model=TenantList, responses=ERROR_RESPONSES, tags=["tenants"])
+def list_tenants(caller: Caller, tenants: Tenants) -> TenantList:
+    """Tenants with a model, limited to the caller's scope."""
+    if caller.admin:
+        return TenantList(tenants=tenants.list_ids(MAX_LISTED))
+    return TenantList(tenants=tenants.existing(caller.tenants))
 
 
 @router.get("/tenants/{tenant_id}", response_model=TenantInfo, responses=ERROR_RESPONSES, tags=["tenants"])
-def get_tenant(tenant_id: TenantPath, runtime: RuntimeDep) -> TenantInfo:
+def get_tenant(tenant_id: TenantPath, tenants: Tenants) -> TenantInfo:
     """Describe a tenant's current model."""
-    return TenantInfo(**runtime.tenants.describe(tenant_id))
+    return replies.tenant_info(tenants.describe(tenant_id))
 
 
 @router.get("/tenants/{tenant_id}/versions", response_model=VersionList, responses=ERROR_RESPONSES, tags=["tenants"])
-def list_versions(tenant_id: TenantPath, runtime: RuntimeDep) -> VersionList:
+def list_versions(tenant_id: TenantPath, tenants: Tenants) -> VersionList:
     """Retained versions of a tenant's model (newest first) with sizes and support statistics."""
-    return VersionList(**runtime.tenants.versions(tenant_id))
+    return replies.version_list(tenants.versions(tenant_id))
 
 
 @router.post(
     "/tenants/{tenant_id}/rollback", response_model=RollbackResponse, responses=ERROR_RESPONSES, tags=["tenants"]
 )
-def rollback(tenant_id: TenantPath, body: RollbackRequest, runtime: RuntimeDep) -> RollbackResponse:
+def rollback(tenant_id: TenantPath, body: RollbackRequest, tenants: Tenants) -> RollbackResponse:
     """Restore a retained earlier version; it becomes the current one under a new version number."""
-    return RollbackResponse(**runtime.tenants.rollback(tenant_id, body.version))
+    return replies.rolled_back(tenants.rollback(tenant_id, body.version))
 
 
 @router.delete("/tenants/{tenant_id}", status_code=204, responses=ERROR_RESPONSES, tags=["tenants"])
-def delete_tenant(tenant_id: TenantPath, runtime: RuntimeDep) -> Response:
+def delete_tenant(tenant_id: TenantPath, tenants: Tenants) -> Response:
     """Delete a tenant's model and support set."""
-    runtime.tenants.delete(tenant_id)
+    tenants.delete(tenant_id)
     return Response(status_code=204)
 
 
@@ -124,15 +108,16 @@ def healthz() -> HealthResponse:
     responses={503: {"model": ErrorResponse, "description": "Not ready."}},
     tags=["health"],
 )
-def readyz(runtime: RuntimeDep) -> ReadyResponse | JSONResponse:
-    """Readiness: the encoder is loaded and the store answers."""
+def readyz(store: Store, readiness: ReadinessInfo) -> ReadyResponse | JSONResponse:
+    """Readiness: the encoder is loaded and the store answers (states and ids only: details go to the log)."""
     try:
-        runtime.store.ping()
+        store.ping()
     except StoreUnavailable as exc:
-        return error_response(503, "store_unavailable", f"store not reachable: {exc}")
+        log.warning("not ready: %s", exc)
+        return error_response(503, "store_unavailable", "the tenant store is unreachable; retry shortly")
     return ReadyResponse(
         status="ready",
-        encoder_fingerprint=runtime.encoder.fingerprint,
-        checkpoint=runtime.checkpoint,
-        store=runtime.settings.store,
+        encoder_fingerprint=readiness.encoder_fingerprint,
+        checkpoint=readiness.checkpoint,
+        store=readiness.store,
     )

@@ -1,9 +1,12 @@
-"""Prometheus metrics (process-wide registry) and the `/metrics` endpoint."""
+"""Prometheus metrics (process-wide registry) and the `/metrics` endpoint.
+
+Label values come from closed sets only (methods, route templates, statuses, stage names, error codes), so no
+request can add a series.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
@@ -32,40 +35,26 @@ ACCESS_DENIED = Counter("fewshot_access_denied_total", "Requests refused before 
 TENANTS_CACHED = Gauge("fewshot_tenants_cached", "Decoded tenant heads held in this process's LRU.")
 
 
-def observe_timings(operation: str, timings_ms: Mapping[str, float]) -> None:
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "other"
+UNMATCHED_ROUTE = "unmatched"
+
+
+def method_label(method: str) -> str:
+    """The request's method as a label value from a closed set (invented methods collapse into `other`)."""
+    return method if method in HTTP_METHODS else OTHER_METHOD
+
+
+def observe_operation(operation: str, n_texts: int, timings_ms: Mapping[str, float]) -> None:
+    """Record one /adapt or /predict: texts handed to the service and the service's own stage timings."""
+    ENCODER_BATCH.labels(operation=operation).observe(n_texts)
     for stage, ms in timings_ms.items():
         OPERATION_SECONDS.labels(operation=operation, stage=stage).observe(ms / 1000.0)
 
 
-class Instrumented:
-    """Proxy around a service recording, for its `operation` method ("adapt" or "predict"), the number of texts
-    (the call's second argument) and the result's stage timings; everything else passes through."""
-
-    def __init__(self, inner: Any, operation: str) -> None:
-        self._inner = inner
-        self._operation = operation
-
-    def __getattr__(self, name: str) -> Any:
-        if name == self._operation:
-            return self._instrumented
-        return getattr(self._inner, name)
-
-    def _instrumented(self, tenant_id: str, texts: list[Any], *args: Any, **kwargs: Any) -> Any:
-        ENCODER_BATCH.labels(operation=self._operation).observe(len(texts))
-        result = getattr(self._inner, self._operation)(tenant_id, texts, *args, **kwargs)
-        observe_timings(self._operation, getattr(result, "timings_ms", {}) or {})
-        return result
-
-
-def instrument_runtime(runtime: Any) -> None:
-    """Wrap the services the routes call (idempotent)."""
-    if not isinstance(runtime.adaptation, Instrumented):
-        runtime.adaptation = Instrumented(runtime.adaptation, "adapt")
-    if not isinstance(runtime.prediction, Instrumented):
-        runtime.prediction = Instrumented(runtime.prediction, "predict")
-    batcher = getattr(runtime, "batcher", None)
-    if batcher is not None:  # the merged passes the encoder really runs (several requests, several tenants)
-        batcher.on_batch = ENCODER_BATCH.labels(operation="encoder_pass").observe
+def observe_encoder_pass(n_texts: int) -> None:
+    """The merged passes the encoder really runs (several requests, several tenants)."""
+    ENCODER_BATCH.labels(operation="encoder_pass").observe(n_texts)
 
 
 def metrics_endpoint(request: Request) -> Response:

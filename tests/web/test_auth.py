@@ -9,13 +9,18 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
-from app.access.middleware import route_path
 from app.store import RedisStore
-from tests.access.conftest import ADMIN, ADMIN_KEY, bearer
-from tests.api.conftest import SUPPORT
+from app.web.access import route_path
 from tests.redis_server import free_port
+from tests.web.conftest import ADMIN, ADMIN_KEY, SUPPORT, bearer
 
 PUBLIC = ["/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/metrics", "/docs-assets/swagger-ui.css"]
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    """Auth on (this module's default app)."""
+    return make_client()
 
 
 def create_key(client: TestClient, tenants: list[str], admin: bool = False) -> dict:

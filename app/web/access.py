@@ -11,15 +11,16 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.access.guard import ANONYMOUS, AccessGuard, Principal
-from app.api.errors import error_response
-from app.ops import metrics
 from app.store.base import StoreUnavailable
+from app.web import metrics
+from app.web.errors import error_response
 
 log = logging.getLogger("fewshot.access")
 
@@ -83,9 +84,15 @@ def _client_identity(scope: Scope) -> str:
 
 
 class AccessMiddleware:
-    def __init__(self, app: ASGIApp, guard: AccessGuard) -> None:
+    """`guard` returns the process's `AccessGuard` (built with the runtime, in the app's lifespan)."""
+
+    def __init__(self, app: ASGIApp, guard: Callable[[], AccessGuard]) -> None:
         self.app = app
-        self.guard = guard
+        self._guard = guard
+
+    @property
+    def guard(self) -> AccessGuard:
+        return self._guard()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or is_public(route_path(scope)):

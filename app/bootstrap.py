@@ -1,0 +1,157 @@
+"""The composition root: the only reader of `Settings`; builds the encoder, store, access guard and services.
+
+One Redis connection pool per process (`app.store.connect`) serves the tenant store, the API keys and the rate
+limiter alike, with one retry policy and one translation of Redis errors (`app.store.redis_errors`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+
+import redis
+import torch
+
+from app.access.guard import AccessGuard, build_guard
+from app.config import Settings
+from app.ml.batching import MicroBatcher
+from app.ml.encoder import SentenceEncoder
+from app.ml.learner import InnerLoopParams
+from app.services.adaptation import AdaptationService, OosRule
+from app.services.embedding_cache import EmbeddingCache
+from app.services.model_cache import HeadCache
+from app.services.prediction import PredictionService
+from app.services.runtime import limits_from, load_model
+from app.services.tenants import TenantService
+from app.store import TenantStore, build_store, connect
+
+log = logging.getLogger("fewshot")
+
+Model = tuple[SentenceEncoder, InnerLoopParams, str | None]
+"""(encoder, inner-loop parameters, checkpoint folder or None): what `load_model` returns."""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What `/readyz` may tell anyone: states and ids, never paths or addresses."""
+
+    encoder_fingerprint: str
+    checkpoint: str | None  # the checkpoint's folder name, not its path
+    store: str
+
+
+@dataclass
+class Runtime:
+    """Every process-wide object a server needs, typed; the web layer hands each route only what it uses."""
+
+    encoder: SentenceEncoder
+    inner: InnerLoopParams
+    store: TenantStore
+    cache: HeadCache
+    adaptation: AdaptationService
+    prediction: PredictionService
+    tenants: TenantService
+    guard: AccessGuard
+    readiness: Readiness
+    batcher: MicroBatcher | None = None
+    redis_client: redis.Redis | None = None
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+        self.store.close()
+        if self.redis_client is not None:
+            self.redis_client.close()
+
+
+def admin_digest(settings: Settings) -> str | None:
+    """sha256 of the bootstrap admin key: `admin_key_sha256`, else the digest of `admin_key`, else None."""
+    if settings.admin_key_sha256:
+        return settings.admin_key_sha256.strip().lower()
+    if settings.admin_key is not None and settings.admin_key.get_secret_value():
+        return hashlib.sha256(settings.admin_key.get_secret_value().encode("utf-8")).hexdigest()
+    return None
+
+
+def build_access(settings: Settings, client: redis.Redis | None) -> AccessGuard:
+    """The access guard over the process's Redis client (memory keys and limits without one)."""
+    return build_guard(
+        settings.auth_enabled,
+        client,
+        settings.redis_prefix,
+        (settings.rate_limit_requests, settings.rate_limit_window_s),
+        admin_digest(settings),
+    )
+
+
+def build_runtime(settings: Settings, model: Model | None = None) -> Runtime:
+    """Everything a server process needs; `model` lets tests share one loaded encoder."""
+    encoder, inner, checkpoint = model if model is not None else load_model(settings)
+    client = connect(settings.redis_url, settings.redis_timeout_s) if settings.store == "redis" else None
+    store = build_store(
+        settings.store,
+        redis_url=settings.redis_url,
+        prefix=settings.redis_prefix,
+        ttl_s=settings.tenant_ttl_s,
+        timeout_s=settings.redis_timeout_s,
+        keep_versions=settings.keep_versions,
+        client=client,
+    )
+    cache = HeadCache(settings.model_cache_size, max_bytes=int(settings.model_cache_mb * 2**20))
+    limits = limits_from(settings)
+    batcher = None
+    if settings.batching_enabled:
+        batcher = MicroBatcher(
+            lambda texts: encoder.embed(texts, batch_size=settings.embed_batch_size),
+            max_batch_texts=settings.batch_max_texts,
+            max_wait_ms=settings.batch_max_wait_ms,
+            threads=torch.get_num_threads(),  # the encoder pass gets every core (or `torch_threads`)
+        )
+    embed = batcher.embed if batcher is not None else None
+    math_threads = 1 if batcher is not None else None  # request threads only run small per-tenant math
+    adaptation = AdaptationService(
+        encoder,
+        inner,
+        store,
+        limits,
+        settings.embed_batch_size,
+        oos_rule=OosRule(settings.oos_quantile, settings.oos_fallback_threshold),
+        embedding_cache=EmbeddingCache(settings.embedding_cache_size),
+        embed=embed,
+        math_threads=math_threads,
+    )
+    prediction = PredictionService(
+        encoder, store, cache, adaptation, limits, settings.embed_batch_size, embed=embed, math_threads=math_threads
+    )
+    tenants = TenantService(store, cache, encoder.fingerprint)
+    readiness = Readiness(
+        encoder_fingerprint=encoder.fingerprint,
+        checkpoint=None if checkpoint is None else _folder_name(checkpoint),
+        store=settings.store,
+    )
+    log.info(
+        "runtime ready: encoder=%s fingerprint=%s checkpoint=%s store=%s device=%s",
+        settings.encoder_source,
+        encoder.fingerprint,
+        checkpoint,
+        settings.store,
+        encoder.device,
+    )
+    return Runtime(
+        encoder=encoder,
+        inner=inner,
+        store=store,
+        cache=cache,
+        adaptation=adaptation,
+        prediction=prediction,
+        tenants=tenants,
+        guard=build_access(settings, client),
+        readiness=readiness,
+        batcher=batcher,
+        redis_client=client,
+    )
+
+
+def _folder_name(path: str) -> str:
+    return path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]

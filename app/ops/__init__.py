@@ -1,1 +1,0 @@
-"""Operations: body limits, metrics, structured logs, request ids, offline docs; `install_ops` wires them."""

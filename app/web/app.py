@@ -1,0 +1,89 @@
+"""`create_app(settings)`: the FastAPI application, with one lifespan that configures logging once, builds the
+runtime (`app.bootstrap`) and closes it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.access.guard import AccessGuard
+from app.bootstrap import Model, Runtime, build_runtime
+from app.config import Settings
+from app.web import metrics
+from app.web.access import AccessMiddleware
+from app.web.admin import router as admin_router
+from app.web.body_limit import BodySizeLimitMiddleware
+from app.web.context import RequestContextMiddleware
+from app.web.docs import install_docs
+from app.web.errors import install_error_handlers
+from app.web.logs import configure_logging
+from app.web.routes import router
+
+log = logging.getLogger("fewshot")
+
+DESCRIPTION = """
+Few-shot text classification for many tenants. Post a handful of labeled examples per label to
+**/adapt** and get a classifier in a fraction of a second; send texts to **/predict** and get labels
+with probabilities. One meta-trained sentence encoder is shared by every tenant; each tenant owns
+only a small adapted head (a few KB), stored with its support set.
+
+Errors always look like `{"error": {"code": "...", "message": "..."}}`.
+"""
+
+OPEN_WARNING = (
+    "AUTHENTICATION IS DISABLED (FEWSHOT_AUTH_ENABLED=false): anyone who can reach this port can read, adapt, "
+    "predict with and delete every tenant. Fine for local use; set FEWSHOT_AUTH_ENABLED=true and "
+    "FEWSHOT_ADMIN_KEY_SHA256 in any shared deployment."
+)
+
+
+def create_app(settings: Settings, model: Model | None = None) -> FastAPI:
+    """Build the app. `model` (encoder, inner params, checkpoint) lets tests reuse one loaded encoder."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_format, settings.log_level)
+        runtime = build_runtime(settings, model)
+        if runtime.batcher is not None:
+            runtime.batcher.on_batch = metrics.observe_encoder_pass
+        _warn_about_access(runtime.guard)
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            runtime.close()
+
+    app = FastAPI(
+        title="Few-shot classification service",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,  # offline Swagger UI / ReDoc: app.web.docs
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    app.include_router(admin_router)
+    install_docs(app, settings.auth_enabled)
+    if settings.metrics_enabled:
+        app.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], include_in_schema=False)
+
+    def guard() -> AccessGuard:
+        runtime: Runtime = app.state.runtime
+        return runtime.guard
+
+    # added innermost first: RequestContext -> BodySizeLimit -> Access -> routes
+    app.add_middleware(AccessMiddleware, guard=guard)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, fastapi_app=app, log_payloads=settings.log_payloads)
+    return app
+
+
+def _warn_about_access(guard: AccessGuard) -> None:
+    if not guard.enabled:
+        log.warning(OPEN_WARNING)
+    elif not guard.has_bootstrap_admin:
+        log.warning("auth enabled without FEWSHOT_ADMIN_KEY(_SHA256): only keys already in the store work")

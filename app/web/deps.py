@@ -1,0 +1,59 @@
+"""Route dependencies: each service (and the caller) on its own, from the runtime built in the lifespan."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from app.access.guard import AccessGuard, Principal
+from app.bootstrap import Readiness, Runtime
+from app.services.adaptation import AdaptationService
+from app.services.errors import ServiceError
+from app.services.prediction import PredictionService
+from app.services.tenants import TenantService
+from app.store import TenantStore
+
+
+def _runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+def get_adaptation(request: Request) -> AdaptationService:
+    return _runtime(request).adaptation
+
+
+def get_prediction(request: Request) -> PredictionService:
+    return _runtime(request).prediction
+
+
+def get_tenants(request: Request) -> TenantService:
+    return _runtime(request).tenants
+
+
+def get_store(request: Request) -> TenantStore:
+    return _runtime(request).store
+
+
+def get_readiness(request: Request) -> Readiness:
+    return _runtime(request).readiness
+
+
+def get_guard(request: Request) -> AccessGuard:
+    return _runtime(request).guard
+
+
+def get_principal(request: Request) -> Principal:
+    principal = getattr(request.state, "principal", None)
+    if principal is None:  # only when the access middleware was not installed
+        raise ServiceError(401, "missing_api_key", "no authenticated caller")
+    return principal
+
+
+Adaptation = Annotated[AdaptationService, Depends(get_adaptation)]
+Prediction = Annotated[PredictionService, Depends(get_prediction)]
+Tenants = Annotated[TenantService, Depends(get_tenants)]
+Store = Annotated[TenantStore, Depends(get_store)]
+ReadinessInfo = Annotated[Readiness, Depends(get_readiness)]
+Guard = Annotated[AccessGuard, Depends(get_guard)]
+Caller = Annotated[Principal, Depends(get_principal)]

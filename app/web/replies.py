@@ -1,0 +1,91 @@
+"""Service results -> response bodies: the one place where typed results become JSON shapes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from app.access.keys import ApiKey
+from app.services.adaptation import AdaptResult
+from app.services.prediction import PredictResult
+from app.services.tenants import ModelSummary as ModelSummaryResult
+from app.services.tenants import RollbackResult, TenantDescription, VersionHistory
+from app.web.schemas import (
+    AdaptResponse,
+    KeyCreated,
+    KeyInfo,
+    LabelScore,
+    ModelSummary,
+    PredictionOut,
+    PredictResponse,
+    RollbackResponse,
+    TenantInfo,
+    VersionList,
+)
+
+
+def adapted(result: AdaptResult) -> AdaptResponse:
+    return AdaptResponse(
+        tenant_id=result.tenant_id,
+        version=result.version,
+        labels=result.labels,
+        counts=result.counts,
+        n_examples=sum(result.counts.values()),
+        n_descriptions=result.n_descriptions,
+        n_embedded=result.n_embedded,
+        inner_steps=result.inner_steps,
+        oos_threshold=result.oos_threshold,
+        encoder_fingerprint=result.encoder_fingerprint,
+        timings_ms=result.timings_ms,
+    )
+
+
+def predicted(result: PredictResult) -> PredictResponse:
+    return PredictResponse(
+        tenant_id=result.tenant_id,
+        version=result.version,
+        oos_threshold=result.oos_threshold,
+        predictions=[
+            PredictionOut(
+                label=p.label,
+                score=p.score,
+                out_of_scope=p.out_of_scope,
+                oos_score=p.oos_score,
+                top_k=[LabelScore(label=label, score=score) for label, score in p.top_k],
+            )
+            for p in result.predictions
+        ],
+        timings_ms=result.timings_ms,
+    )
+
+
+def summary(model: ModelSummaryResult) -> ModelSummary:
+    return ModelSummary(**asdict(model))
+
+
+def tenant_info(description: TenantDescription) -> TenantInfo:
+    return TenantInfo(tenant_id=description.tenant_id, status=description.status, **asdict(description.model))
+
+
+def version_list(history: VersionHistory) -> VersionList:
+    return VersionList(
+        tenant_id=history.tenant_id, current=history.current, versions=[summary(v) for v in history.versions]
+    )
+
+
+def rolled_back(result: RollbackResult) -> RollbackResponse:
+    return RollbackResponse(tenant_id=result.tenant_id, version=result.version, restored_from=result.restored_from)
+
+
+def key_info(record: ApiKey) -> KeyInfo:
+    return KeyInfo(
+        key_id=record.key_id,
+        name=record.name,
+        admin=record.admin,
+        tenants=list(record.tenants),
+        prefix=record.prefix,
+        created_at=record.created_at,
+    )
+
+
+def key_created(key: str, record: ApiKey) -> KeyCreated:
+    return KeyCreated(**key_info(record).model_dump(), key=key)

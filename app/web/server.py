@@ -54,6 +54,7 @@ class DeadlineH11Protocol(H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._request_deadline: asyncio.TimerHandle | None = None
+        self._refused = False
 
     def _arm_request_deadline(self) -> None:
         self._disarm_request_deadline()
@@ -78,6 +79,8 @@ class DeadlineH11Protocol(H11Protocol):
             self._disarm_request_deadline()  # the whole request is in; the app may take its time
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the rest of a refused request
         if self._request_deadline is None and self.conn.their_state not in _FINISHED:
             self._arm_request_deadline()  # the first bytes of the next request on a keep-alive connection
         if self.conn.their_state is h11.IDLE and self._head_too_large(data):
@@ -106,9 +109,18 @@ class DeadlineH11Protocol(H11Protocol):
         self._refuse(_error_response(400, "Bad Request", "bad_request", "malformed HTTP request"))
 
     def _refuse(self, response: bytes) -> None:
+        """Answer and close without resetting the connection: closing with unread bytes (the rest of a large
+        head) makes the kernel send a reset that can destroy the answer before the client reads it, so the
+        write side shuts first and what still arrives is discarded until the client closes (or a second passes)."""
         self._disarm_request_deadline()
-        if not self.transport.is_closing():
-            self.transport.write(response)
+        if self.transport.is_closing() or self._refused:
+            return
+        self._refused = True
+        self.transport.write(response)
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(1.0, self.transport.close)
+        else:
             self.transport.close()
 
     def on_response_complete(self) -> None:

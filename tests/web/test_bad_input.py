@@ -1,14 +1,31 @@
-"""Client mistakes get a 4xx with a machine-readable code, and nothing stored changes."""
+"""Client mistakes get a 4xx with a machine-readable code, and nothing stored changes.
+
+None of these requests reaches the encoder, so the app runs on the tiny random encoder; the services' own
+validation codes are tested without HTTP in tests/services/test_validation.py (here: one of them, end to end).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from app.config import Settings
+from app.ml.encoder import SentenceEncoder
+from app.ml.learner import InnerLoopParams
 from app.store import RedisStore
+from app.web.app import create_app
 from tests.web.conftest import SUPPORT
+
+
+@pytest.fixture
+def client(settings: Settings, tiny_encoder: SentenceEncoder, redis_store: RedisStore) -> Iterator[TestClient]:
+    """Auth off, the tiny encoder, a real Redis."""
+    model = (tiny_encoder, InnerLoopParams.constant(2, 0.04, 10.0), None)
+    with TestClient(create_app(settings, model=model)) as test_client:
+        yield test_client
 
 
 def _error(response: Any, status: int, code: str) -> None:
@@ -34,18 +51,6 @@ def _one_label() -> list[dict[str, str]]:
     ("payload", "code"),
     [
         ({"examples": _one_label()}, "too_few_labels"),
-        ({"examples": []}, "too_few_labels"),
-        (
-            {"examples": SUPPORT, "labels": ["card_arrival", "exchange_rate", "refund", "ghost"]},
-            "label_without_examples",
-        ),
-        ({"examples": SUPPORT, "labels": ["card_arrival", "exchange_rate"]}, "undeclared_label"),
-        ({"examples": [*SUPPORT, {"text": "   ", "label": "refund"}]}, "empty_text"),
-        ({"examples": [*SUPPORT, {"text": "", "label": "refund"}]}, "empty_text"),
-        ({"examples": [*SUPPORT, {"text": "ok", "label": " "}]}, "empty_label"),
-        ({"examples": [*SUPPORT, {"text": "x" * 201, "label": "refund"}]}, "text_too_long"),
-        ({"examples": SUPPORT * 6}, "too_many_examples"),
-        ({"examples": [{"text": f"t{i}", "label": f"l{i}"} for i in range(11)]}, "too_many_labels"),
         ({"examples": SUPPORT, "inner_steps": -1}, "validation_error"),
         ({"examples": SUPPORT, "surprise": True}, "validation_error"),
         ({"examples": [{"text": "no label"}]}, "validation_error"),
@@ -78,11 +83,6 @@ def test_bad_tenant_id_in_path(client: TestClient) -> None:
     ("payload", "code"),
     [
         ({"texts": []}, "no_texts"),
-        ({"texts": ["  "]}, "empty_text"),
-        ({"texts": ["x" * 201]}, "text_too_long"),
-        ({"texts": ["a"] * 9}, "too_many_texts"),
-        ({"texts": ["a"], "top_k": 0}, "invalid_top_k"),
-        ({"texts": ["a"], "top_k": 21}, "invalid_top_k"),
         ({"texts": "not a list"}, "validation_error"),
         ({"texts": [1, 2]}, "validation_error"),
     ],

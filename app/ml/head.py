@@ -11,8 +11,7 @@ from safetensors.torch import save as st_save
 
 from app.ml.learner import HeadTensors, normed_features
 
-HEAD_SCHEMA = "2"  # 2: int8 rows + per-row scales; 1 (still read): float16 weights and prototypes
-READABLE_SCHEMAS = ("1", HEAD_SCHEMA)
+HEAD_SCHEMA = "2"  # int8 rows + per-row scales (the only schema the service ever released)
 FLOAT16_MAX = 65504.0
 
 
@@ -130,18 +129,15 @@ class TenantHead:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TenantHead:
-        """Inverse of `to_bytes` (and reader of schema 1); raises `HeadDecodeError` on anything malformed."""
+        """Inverse of `to_bytes`; raises `HeadDecodeError` on anything malformed."""
         try:
             tensors = st_load(data)
             metadata = _read_metadata(data)
             schema = metadata.get("schema")
-            if schema not in READABLE_SCHEMAS:
-                raise HeadDecodeError(f"head schema {schema!r}, expected one of {READABLE_SCHEMAS}")
-            if schema == "1":
-                weight, prototypes = Int8Rows.quantize(tensors["weight"]), Int8Rows.quantize(tensors["prototypes"])
-            else:
-                weight = _int8_rows(tensors["weight"], tensors["weight_scale"])
-                prototypes = _int8_rows(tensors["prototypes"], tensors["prototypes_scale"])
+            if schema != HEAD_SCHEMA:
+                raise HeadDecodeError(f"head schema {schema!r}, expected {HEAD_SCHEMA!r}")
+            weight = _int8_rows(tensors["weight"], tensors["weight_scale"])
+            prototypes = _int8_rows(tensors["prototypes"], tensors["prototypes_scale"])
             labels = json.loads(metadata["labels"])
             threshold = json.loads(metadata["oos_threshold"])
             head = cls(

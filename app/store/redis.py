@@ -8,8 +8,7 @@ Keys (the `{tenant}` hash tag keeps a tenant's keys in one Cluster slot):
   <prefix>:{<tenant>}:seq       version counter; survives DELETE so versions never repeat
 
 Each version's bytes are stored once: reads of the current model go through a Lua script that
-follows the `model` pointer atomically. (Records written before this layout also kept a copy in
-`model`; they are read the same way, through their `v:<n>` hash.)
+follows the `model` pointer atomically.
 """
 
 from __future__ import annotations
@@ -140,8 +139,7 @@ def _decode_meta(raw: bytes) -> JSON:
 
 
 HEAD_ZLIB_MAGIC = b"FSHEADZ1"
-"""Prefix of a zlib'd head. Uncompressed heads (written before) start with their safetensors header length,
-a little-endian u64 of at most 100 MB by that format: bytes 4-7 are zero and never spell this prefix."""
+"""Prefix of a zlib'd head (a safetensors buffer starts with its header length, whose bytes 4-7 are zero)."""
 HEAD_MAX_BYTES = 64 << 20
 """Refuse to inflate a stored head beyond this (500 labels x 384 dims take about 0.5 MB)."""
 
@@ -164,11 +162,9 @@ def _inflate(data: bytes, max_bytes: int) -> bytes | None:
 
 
 def decode_head(raw: bytes) -> bytes:
-    """The safetensors bytes of a stored head. Uncompressed heads pass through; a value that does not inflate
-    comes back as stored, so it fails the record's head checksum like any corrupt head (and is rebuilt)."""
-    if not raw.startswith(HEAD_ZLIB_MAGIC):
-        return raw
-    head = _inflate(raw[len(HEAD_ZLIB_MAGIC) :], HEAD_MAX_BYTES)
+    """The safetensors bytes of a stored head. A value that is not a whole zlib'd head comes back as stored, so
+    it fails the record's head checksum like any corrupt head (and is rebuilt)."""
+    head = _inflate(raw[len(HEAD_ZLIB_MAGIC) :], HEAD_MAX_BYTES) if raw.startswith(HEAD_ZLIB_MAGIC) else None
     return raw if head is None else head
 
 
@@ -182,14 +178,12 @@ def encode_support(support: list[JSON]) -> bytes:
 
 
 def _decode_support(raw: bytes) -> list[JSON] | None:
-    """A stored support set, or None when it is not a list of `{text, label}` strings."""
-    if not raw.startswith(b"["):  # zlib'd; plain JSON (a list) was written before support sets were compressed
-        inflated = _inflate(raw, SUPPORT_MAX_BYTES)
-        if inflated is None:
-            return None
-        raw = inflated
+    """A stored (zlib'd JSON) support set, or None when it is not a list of `{text, label}` strings."""
+    inflated = _inflate(raw, SUPPORT_MAX_BYTES)
+    if inflated is None:
+        return None
     try:
-        support = json.loads(raw)
+        support = json.loads(inflated)
     except (ValueError, UnicodeDecodeError):
         return None
     if not isinstance(support, list):

@@ -88,16 +88,15 @@ def test_zero_rows_quantize_without_nan() -> None:
     assert torch.equal(rows.dequantize(), torch.zeros(2, 5))
 
 
-def test_schema_1_heads_are_still_read() -> None:
-    """Heads written before int8 rows: float16 weight and prototypes tensors, schema "1"."""
+def test_other_schemas_are_refused() -> None:
+    """Only schema "2" (int8 rows) was ever released: a head of another schema is not decoded (and is rebuilt)."""
     from safetensors.torch import save
 
     weight, prototypes = torch.randn(2, 8).half(), torch.nn.functional.normalize(torch.randn(2, 8), dim=-1).half()
     metadata = {"schema": "1", "labels": '["x", "y"]', "scale": "10.0", "oos_threshold": "0.3"}
-    old = save({"weight": weight, "bias": torch.zeros(2), "prototypes": prototypes}, metadata=metadata)
-    head = TenantHead.from_bytes(old)
-    assert head.labels == ["x", "y"] and head.oos_threshold == 0.3
-    torch.testing.assert_close(head.weight.dequantize(), weight.float(), atol=0.02, rtol=0)
+    other = save({"weight": weight, "bias": torch.zeros(2), "prototypes": prototypes}, metadata=metadata)
+    with pytest.raises(HeadDecodeError, match="schema"):
+        TenantHead.from_bytes(other)
 
 
 def test_adapted_norm_round_trips_and_changes_scores() -> None:

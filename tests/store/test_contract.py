@@ -180,22 +180,13 @@ def test_redis_stores_each_version_once_with_compressed_support(redis_store: Red
     assert redis_store.load_support("t1") == support and redis_store.load("t1").head == head
 
 
-def test_redis_reads_records_written_by_the_previous_layout(redis_store: RedisStore, redis_prefix: str) -> None:
-    """Before compression and de-duplication: plain-JSON support, and a full copy in `model` as well."""
+def test_redis_refuses_a_support_value_that_is_not_zlibd(redis_store: RedisStore, redis_prefix: str) -> None:
+    """Support sets were always stored zlib'd (the service was never released with plain JSON ones)."""
     import json
 
-    tenant = f"{redis_prefix}:{{old}}"
-    fields = {"version": 3, "head": b"old-head", "meta": json.dumps(META), "support": json.dumps(SUPPORT)}
-    client = redis_store._client
-    client.hset(f"{tenant}:model", mapping=fields)
-    client.hset(f"{tenant}:v:3", mapping=fields)
-    client.lpush(f"{tenant}:versions", 3)
-    client.set(f"{tenant}:seq", 3)
-    loaded = redis_store.load("old")
-    assert loaded is not None and loaded.version == 3 and loaded.head == b"old-head" and loaded.meta == META
-    assert redis_store.load_support("old") == SUPPORT
-    assert redis_store.save("old", b"new", META, SUPPORT, expected_version=3) == 4
-    assert redis_store.load("old").head == b"new" and client.hgetall(f"{tenant}:model") == {b"version": b"4"}
+    redis_store.save("t1", b"x", META, SUPPORT)
+    redis_store._client.hset(f"{redis_prefix}:{{t1}}:v:1", "support", json.dumps(SUPPORT))
+    assert redis_store.load_support("t1") is None
 
 
 def test_redis_refuses_a_support_value_that_inflates_without_end(redis_store: RedisStore, redis_prefix: str) -> None:

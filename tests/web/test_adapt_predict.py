@@ -61,7 +61,7 @@ def test_describe_and_delete(client: TestClient) -> None:
     assert info.status_code == 200
     described = info.json()
     assert described["status"] == "ready" and described["version"] == 1 and described["n_examples"] == 9
-    assert 0 < described["head_bytes"] < 3 * 384 * (4 + 2) + 1024  # float32 weights + float16 prototypes
+    assert 0 < described["head_bytes"] < 3 * 384 * (4 + 2) + 1024  # int8 weight and prototype rows, float16 scales
     assert client.delete("/tenants/acme").status_code == 204
     assert client.get("/tenants/acme").status_code == 404
     gone = client.post("/predict", json={"tenant_id": "acme", "texts": ["hi"]})

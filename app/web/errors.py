@@ -65,6 +65,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "client_disconnected": (499, "The client went away before its request was read (logs and metrics only)."),
     # the server
     "store_unavailable": (503, "Redis (tenants or keys) is unreachable; retry shortly."),
+    "overloaded": (503, "More concurrent connections or requests than `limit_concurrency`; retry shortly."),
     "internal_error": (500, "An unexpected error (logged with the request id)."),
 }
 

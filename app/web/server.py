@@ -21,9 +21,11 @@ import json
 from typing import Any
 
 import h11
+from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from app.config import Settings
+from app.web.errors import error_body
 
 _FINISHED = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR)
 
@@ -34,7 +36,7 @@ _HEAD_END = b"\r\n\r\n"
 
 def _error_response(status: int, reason: str, code: str, message: str) -> bytes:
     """A whole HTTP/1.1 error answer with the JSON error envelope; the connection closes after it."""
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    body = json.dumps(error_body(code, message)).encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
@@ -55,6 +57,21 @@ class DeadlineH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._request_deadline: asyncio.TimerHandle | None = None
         self._refused = False
+        # uvicorn answers an exceeded `limit_concurrency` in plain text; the same check, with the JSON envelope:
+        self._concurrency_limit, self.limit_concurrency = self.limit_concurrency, None
+        self._app, self.app = self.app, self._within_concurrency_limit
+
+    async def _within_concurrency_limit(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self._concurrency_limit
+        # uvicorn checks before the request's task exists; here it already counts in `tasks`
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) > limit):
+            self.logger.warning("Exceeded concurrency limit.")
+            body = json.dumps(error_body("overloaded", "too many concurrent requests; retry shortly")).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 503, "headers": [*headers, (b"connection", b"close")]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self._app(scope, receive, send)
 
     def _arm_request_deadline(self) -> None:
         self._disarm_request_deadline()

@@ -303,3 +303,14 @@ def test_every_code_the_server_can_emit_is_documented() -> None:
     assert {"invalid_json", "rate_limited", "headers_too_large", "request_timeout", "too_few_labels"} <= emitted
     assert emitted - set(ERROR_CODES) == set()
     assert "http_error" not in emitted
+
+
+def test_over_the_concurrency_limit_is_a_json_503(redis_url: str, real_model: Any) -> None:
+    settings = small_settings(redis_url, "fewshot-busy", auth_enabled=False, limit_concurrency=2)
+    with serve_in_thread(create_app(settings, model=real_model), settings) as base:
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        assert _raw_request(base, request) == (200, {"status": "ok"})
+        host, port = base.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=10):  # a second connection, idle
+            status, body = _raw_request(base, request)
+    assert status == 503 and body is not None and body["error"]["code"] == "overloaded"

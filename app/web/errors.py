@@ -1,8 +1,5 @@
-"""Every error leaves as `{"error": {"code", "message", "details"?}}` with a fitting status.
-
-`ERROR_CODES` is the documented list of every code the server itself can answer with (a test checks that each
-code in the source is listed, and the README's error table is this list).
-"""
+"""Every error leaves as `{"error": {"code", "message", "details"?}}` with a fitting status and a code from
+`app.web.error_codes.ERROR_CODES`."""
 
 from __future__ import annotations
 
@@ -20,54 +17,6 @@ from app.store.base import StoreUnavailable
 from app.web import metrics
 
 log = logging.getLogger("fewshot.api")
-
-ERROR_CODES: dict[str, tuple[int, str]] = {
-    # request shape (any route)
-    "invalid_json": (422, "The body is not a JSON object, not UTF-8, or nests too deep."),
-    "validation_error": (422, "A field is missing, of the wrong type (strict: no string numbers) or out of range."),
-    "invalid_tenant_id": (422, "A tenant id is not 1-64 of A-Z a-z 0-9 . _ - starting with a letter or digit."),
-    # /adapt and /predict content
-    "too_few_labels": (422, "Fewer than 2 labels."),
-    "too_many_labels": (422, "More labels than `max_labels`."),
-    "too_many_examples": (422, "More examples than `max_examples`."),
-    "too_many_texts": (422, "More texts than `max_texts`."),
-    "no_texts": (422, "/predict without texts."),
-    "empty_text": (422, "A text that is empty (or only whitespace or invisible characters)."),
-    "empty_label": (422, "A label that is empty (or only whitespace or invisible characters)."),
-    "invalid_text": (422, "A text or label that cannot be encoded as UTF-8 (e.g. a lone surrogate)."),
-    "text_too_long": (422, "A text longer than `max_text_chars`."),
-    "label_too_long": (422, "A label longer than `max_label_chars`."),
-    "duplicate_label": (422, "A label declared twice."),
-    "undeclared_label": (422, "An example's label is not in the declared `labels`."),
-    "label_without_examples": (422, "A declared label with no example or description."),
-    "unknown_label": (422, "A label to remove or describe that the tenant does not have."),
-    "invalid_option": (422, "An option that does not apply (e.g. `remove_labels` without `mode: append`)."),
-    "invalid_top_k": (422, "`top_k` outside 1..`max_top_k`."),
-    # tenants and keys
-    "unknown_tenant": (404, "The tenant has no model."),
-    "unknown_version": (404, "The version is not retained."),
-    "unknown_key": (404, "No API key with this id."),
-    "not_found": (404, "No such path."),
-    "method_not_allowed": (405, "The path does not take this method."),
-    "concurrent_update": (409, "Another write changed the tenant first; retry."),
-    "model_unusable": (409, "The stored model cannot be used or repaired."),
-    # access and limits
-    "missing_api_key": (401, "No `Authorization: Bearer <key>`."),
-    "invalid_api_key": (401, "Unknown or revoked API key."),
-    "forbidden_tenant": (403, "The key may not touch this tenant."),
-    "admin_required": (403, "The endpoint needs an admin key."),
-    "rate_limited": (429, "Rate limit exceeded; see `Retry-After`."),
-    "payload_too_large": (413, "Body larger than `max_body_bytes`."),
-    # the HTTP connection (answered by the server before or instead of the app)
-    "bad_request": (400, "Malformed HTTP request."),
-    "request_timeout": (408, "The whole request did not arrive within `request_timeout_s`."),
-    "headers_too_large": (431, "Request line and headers larger than 16 KiB."),
-    "client_disconnected": (499, "The client went away before its request was read (logs and metrics only)."),
-    # the server
-    "store_unavailable": (503, "Redis (tenants or keys) is unreachable; retry shortly."),
-    "overloaded": (503, "More concurrent connections or requests than `limit_concurrency`; retry shortly."),
-    "internal_error": (500, "An unexpected error (logged with the request id)."),
-}
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 

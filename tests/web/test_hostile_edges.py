@@ -297,7 +297,8 @@ def _codes_in_source() -> set[str]:
 
 
 def test_every_code_the_server_can_emit_is_documented() -> None:
-    from app.web.errors import _HTTP_CODES, ERROR_CODES
+    from app.web.error_codes import ERROR_CODES
+    from app.web.errors import _HTTP_CODES
 
     emitted = _codes_in_source() | set(_HTTP_CODES.values())
     assert {"invalid_json", "rate_limited", "headers_too_large", "request_timeout", "too_few_labels"} <= emitted

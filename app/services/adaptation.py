@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from app.ml.threads import intra_op_threads
 from app.services.embedding_cache import EmbeddingCache
 from app.services.errors import ServiceError, invalid
 from app.services.records import build_meta
-from app.store.base import JSON, TenantStore
+from app.store.base import JSON, NO_MODEL, TenantStore
 
 Mode = Literal["replace", "append"]
 APPEND_RETRIES = 5
@@ -84,17 +85,44 @@ class AdaptResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+_INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")  # fillers and blanks drawn as nothing
+
+
+def is_blank(text: str) -> bool:
+    """True when nothing in `text` is visible: whitespace, zero-width and format characters (ZWSP, BOM,
+    direction overrides), control characters and the Hangul fillers."""
+    return all(
+        char.isspace() or char in _INVISIBLE_LETTERS or unicodedata.category(char) in _INVISIBLE_CATEGORIES
+        for char in text
+    )
+
+
+def encodes_as_utf8(text: str) -> bool:
+    """False for text holding lone surrogates (valid JSON `\\ud800`, but no UTF-8 text and no token)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_text(text: str, limits: Limits, where: str) -> None:
-    """Reject empty/whitespace and over-long texts."""
-    if not text.strip():
-        raise invalid("empty_text", f"{where} is empty or whitespace")
+    """Reject text that is not UTF-8, blank (nothing visible) or over-long."""
+    if not encodes_as_utf8(text):
+        raise invalid("invalid_text", f"{where} is not valid Unicode text (it holds a lone surrogate)")
+    if is_blank(text):
+        raise invalid("empty_text", f"{where} is empty or has no visible character")
     if len(text) > limits.max_text_chars:
         raise invalid("text_too_long", f"{where} has {len(text)} characters; the limit is {limits.max_text_chars}")
 
 
-def _check_label(label: str, limits: Limits, where: str) -> None:
-    if not label.strip():
-        raise invalid("empty_label", f"{where} is empty or whitespace")
+def check_label(label: str, limits: Limits, where: str) -> None:
+    """Reject labels that are not UTF-8, blank (nothing visible) or over-long."""
+    if not encodes_as_utf8(label):
+        raise invalid("invalid_label", f"{where} is not valid Unicode text (it holds a lone surrogate)")
+    if is_blank(label):
+        raise invalid("empty_label", f"{where} is empty or has no visible character")
     if len(label) > limits.max_label_chars:
         raise invalid("label_too_long", f"{where} is longer than {limits.max_label_chars} characters")
 
@@ -111,12 +139,14 @@ def validate_support(
         raise invalid("too_many_examples", f"{len(examples)} examples; the limit is {limits.max_examples}")
     for i, example in enumerate(examples):
         check_text(example["text"], limits, f"examples[{i}].text")
-        _check_label(example["label"], limits, f"examples[{i}].label")
+        check_label(example["label"], limits, f"examples[{i}].label")
     for label, text in descriptions.items():
-        _check_label(label, limits, f"label_descriptions key {label!r}")
+        check_label(label, limits, f"label_descriptions key {label!r}")
         check_text(text, limits, f"label_descriptions[{label!r}]")
     seen = list(dict.fromkeys([*(example["label"] for example in examples), *descriptions]))
     if declared_labels is not None:
+        for i, label in enumerate(declared_labels):
+            check_label(label, limits, f"labels[{i}]")
         if len(set(declared_labels)) != len(declared_labels):
             raise invalid("duplicate_label", "labels contains duplicates")
         missing = [label for label in declared_labels if label not in set(seen)]
@@ -154,6 +184,9 @@ def merge_support(
 ) -> tuple[list[JSON], dict[str, str]]:
     """Stored support + new examples (exact duplicates dropped) + new descriptions, minus removed labels."""
     old_examples, old_descriptions = split_stored(stored)
+    for label in remove_labels:
+        if not encodes_as_utf8(label):
+            raise invalid("invalid_label", "remove_labels holds a label that is not valid Unicode text")
     known = {example["label"] for example in old_examples} | set(old_descriptions)
     unknown = [label for label in remove_labels if label not in known]
     if unknown:
@@ -194,14 +227,16 @@ class AdaptationService:
         self.embeddings = embedding_cache if embedding_cache is not None else EmbeddingCache(0)
         self._embed = embed or (lambda texts: encoder.embed(texts, batch_size=embed_batch_size))
 
-    def fit(self, support: SupportSet, inner_steps: int) -> tuple[TenantHead, dict[str, float], int]:
-        """Embed the support set (cached texts reused) and run the inner loop; no store access.
+    def fit(
+        self, support: SupportSet, inner_steps: int, tenant_id: str = ""
+    ) -> tuple[TenantHead, dict[str, float], int]:
+        """Embed the support set (texts cached for this tenant reused) and run the inner loop; no store access.
 
         Returns the head, timings and how many texts went through the encoder.
         """
         started = time.perf_counter()
         texts, target_list = support.fit_inputs()
-        embeddings, n_embedded = self.embeddings.embed(texts, self._embed)
+        embeddings, n_embedded = self.embeddings.embed(texts, self._embed, scope=tenant_id)
         embedded = time.perf_counter()
         targets = torch.tensor(target_list, dtype=torch.long)
         n_labels = len(support.labels)
@@ -237,7 +272,7 @@ class AdaptationService:
             if remove_labels:
                 raise invalid("invalid_option", "remove_labels needs mode 'append'")
             support = validate_support(examples, labels, self.limits, descriptions)
-            head, timings, n_embedded = self.fit(support, steps)
+            head, timings, n_embedded = self.fit(support, steps, tenant_id)
             version = self._save(tenant_id, head, support, steps, expected_version=None)
         else:
             for _ in range(APPEND_RETRIES):
@@ -245,8 +280,9 @@ class AdaptationService:
                 stored = self.store.load_support(tenant_id) if current is not None else []
                 merged, merged_descriptions = merge_support(stored or [], examples, descriptions, remove_labels or [])
                 support = validate_support(merged, labels, self.limits, merged_descriptions)
-                head, timings, n_embedded = self.fit(support, steps)
-                version = self._save(tenant_id, head, support, steps, expected_version=current)
+                head, timings, n_embedded = self.fit(support, steps, tenant_id)
+                expected = NO_MODEL if current is None else current  # creating is a compare-and-set too
+                version = self._save(tenant_id, head, support, steps, expected_version=expected)
                 if version is not None:
                     break
             else:
@@ -278,7 +314,7 @@ class AdaptationService:
         except ServiceError as exc:
             raise ServiceError(409, "model_unusable", f"stored support set is invalid: {exc.message}") from exc
         steps = self.inner.steps if inner_steps is None else inner_steps
-        head, _, _ = self.fit(support, steps)
+        head, _, _ = self.fit(support, steps, tenant_id)
         new_version = self._save(tenant_id, head, support, steps, expected_version=version)
         return None if new_version is None else (new_version, head)
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.store import MemoryStore, RedisStore, TenantStore
+from app.store.base import NO_MODEL
 
 META = {"labels": ["a", "b"], "note": "ünïcode"}
 SUPPORT = [{"text": "hello", "label": "a"}, {"text": "bye", "label": "b"}]
@@ -62,6 +63,16 @@ def test_compare_and_set(store: TenantStore) -> None:
     assert store.save("t1", b"b", META, SUPPORT, expected_version=7) is None
     assert store.load("t1").head == b"a"  # type: ignore[union-attr]
     assert store.save("t1", b"c", META, SUPPORT, expected_version=1) == 2
+    assert store.load("t1").head == b"c"  # type: ignore[union-attr]
+
+
+def test_creating_is_a_compare_and_set_on_no_model_also_after_delete(store: TenantStore) -> None:
+    assert store.save("t1", b"a", META, SUPPORT, expected_version=NO_MODEL) == 1
+    assert store.save("t1", b"b", META, SUPPORT, expected_version=NO_MODEL) is None  # a model exists now
+    assert store.load("t1").head == b"a"  # type: ignore[union-attr]
+    assert store.delete("t1")
+    assert store.save("t1", b"c", META, SUPPORT, expected_version=NO_MODEL) == 2  # deleted: no model again
+    assert store.save("t1", b"d", META, SUPPORT, expected_version=NO_MODEL) is None
     assert store.load("t1").head == b"c"  # type: ignore[union-attr]
 
 

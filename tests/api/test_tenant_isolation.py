@@ -18,7 +18,7 @@ INVISIBLE = ["\u200b", "\ufeff", "\u202e\u202c", "\u200b \u200d\u2060", "\u3164"
 
 
 def post_raw(client: TestClient, path: str, payload: dict[str, Any]) -> httpx.Response:
-    """POST `payload` as ASCII JSON: lone surrogates travel as valid `\\ud800` escapes, as a hostile client sends them."""
+    """POST `payload` as ASCII JSON: lone surrogates travel as valid `\\ud800` escapes, as hostile clients send them."""
     return client.post(path, content=json.dumps(payload).encode(), headers={"content-type": "application/json"})
 
 

@@ -17,7 +17,7 @@ install: $(STAMP)
 run: install
 	$(BIN)/fewshot serve
 
-# regenerate the settings table in README.md from app/config.py (tests/ops/test_config_doc.py checks it)
+# regenerate the settings table in docs/configuration.md from app/config.py (tests/ops/test_config_doc.py checks it)
 settings-doc: install
 	$(BIN)/python -m app.config_doc
 

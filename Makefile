@@ -22,8 +22,8 @@ settings-doc: install
 	$(BIN)/python -m app.config_doc
 
 lint: install
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check app tests bench training
+	$(BIN)/ruff format --check app tests bench training
 
 # Uses REDIS_URL when reachable, otherwise starts a throwaway redis-server (tests/redis_server.py).
 test: install lint

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from app.config import Settings
+from app.main import create_app
 from app.ml.head import TenantHead
 from app.services.model_cache import CachedHead, HeadCache, head_nbytes
 from app.serving import start_heap_trimmer, tune_malloc
-from bench.memory_bound import measure
+from harness.memory import measure
 from tests.reliability.test_properties import make_head
 
 
@@ -69,7 +70,7 @@ def test_maximum_size_requests_stay_within_the_memory_bound(real_model: Any) -> 
         log_level="warning",
         _env_file=None,
     )
-    result = measure(settings, real_model)
+    result = measure(create_app(settings, model=real_model), settings)
     assert result["adapt_body_bytes"] > 96 * 2000
     assert result["adapt"]["growth_mb"] < 400, result
     assert result["predict"]["growth_mb"] < 400, result

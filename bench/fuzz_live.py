@@ -33,7 +33,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from bench._launch import redis_and_server
+from harness.server_proc import redis_and_server
 
 ADMIN_KEY = "fsk_live-fuzz-admin-key"
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}

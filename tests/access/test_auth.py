@@ -11,9 +11,9 @@ from fastapi.testclient import TestClient
 
 from app.access.middleware import route_path
 from app.store import RedisStore
+from harness.ports import free_port
 from tests.access.conftest import ADMIN, ADMIN_KEY, bearer
 from tests.api.conftest import SUPPORT
-from tests.redis_server import free_port
 
 PUBLIC = ["/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/metrics", "/docs-assets/swagger-ui.css"]
 

@@ -9,8 +9,9 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.main import create_app
 from app.store import RedisStore
+from harness.ports import free_port
 from tests.api.conftest import SUPPORT
-from tests.redis_server import current_version_key, free_port
+from tests.redis_server import current_version_key
 
 _model_key = current_version_key
 

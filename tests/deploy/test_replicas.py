@@ -11,9 +11,9 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from bench._launch import fewshot_server
+from harness.redis_proc import throwaway_redis
+from harness.server_proc import fewshot_server
 from tests.api.conftest import CARDS, FX, REFUND, support
-from tests.redis_server import throwaway_redis
 
 ADMIN_KEY = "fsk_replica-test-admin"
 TEXTS = ["where is my card", "refund please", "euro rate today", "I want my money back"]

@@ -17,9 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.main import create_app
+from harness.redis_proc import RedisProcess
 from tests.api.conftest import CARDS, FX, REFUND, support
 from tests.reliability.conftest import small_settings
-from tests.reliability.redis_proc import RedisProcess
 
 REDIS_TIMEOUT_S = 1.0
 BOUND_S = 10.0  # generous: a store call takes at most ~2 x REDIS_TIMEOUT_S, a request makes at most 2-3 calls

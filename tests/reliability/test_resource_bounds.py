@@ -1,21 +1,28 @@
 """Resource bounds: the in-process head cache is bounded in count and bytes; a maximum-size request stays
-within a memory bound (README, "Reliability"; measured at default limits by `bench/memory_bound.py`)."""
+within a memory bound (README, "Reliability"; measured at default limits by `bench/memory_bound.py`); the
+allocator and oneDNN settings `fewshot serve` applies (each checked in a fresh process)."""
 
 from __future__ import annotations
 
-import platform
-import time
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
 from app.config import Settings
+from app.main import create_app
 from app.ml.head import TenantHead
 from app.services.model_cache import CachedHead, HeadCache, head_nbytes
-from app.serving import start_heap_trimmer, tune_malloc
-from bench.memory_bound import measure
+from app.serving import bound_onednn_cache, start_heap_trimmer, tune_malloc
+from harness.memory import measure
 from tests.reliability.test_properties import make_head
+
+REPO = Path(__file__).resolve().parents[2]
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 
 
 def _head(n_labels: int, dim: int = 384) -> TenantHead:
@@ -69,51 +76,69 @@ def test_maximum_size_requests_stay_within_the_memory_bound(real_model: Any) -> 
         log_level="warning",
         _env_file=None,
     )
-    result = measure(settings, real_model)
+    result = measure(create_app(settings, model=real_model), settings)
     assert result["adapt_body_bytes"] > 96 * 2000
     assert result["adapt"]["growth_mb"] < 400, result
     assert result["predict"]["growth_mb"] < 400, result
 
 
-def test_serve_fixes_the_glibc_mmap_threshold(monkeypatch: pytest.MonkeyPatch) -> None:
+def run_in_fresh_process(body: str) -> None:
+    """Run `body` (plain asserts) in a new interpreter, so its allocator, thread and environment changes stay
+    out of the suite's process; `Settings`, `tune_malloc`, `start_heap_trimmer`, `bound_onednn_cache` in scope."""
+    names = (Settings, tune_malloc, start_heap_trimmer, bound_onednn_cache)
+    prelude = ["import os, platform, time", *(f"from {f.__module__} import {f.__name__}" for f in names)]
+    prelude.append(f"JEMALLOC = {JEMALLOC!r}")
+    code = "\n".join(prelude) + "\n" + textwrap.dedent(body)
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_serve_fixes_the_glibc_mmap_threshold() -> None:
     """`fewshot serve` stops glibc's adaptive mmap threshold from fragmenting the heap (unbounded RSS growth
     under varying tensor shapes), unless disabled or another allocator/env var decides."""
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    monkeypatch.delenv("LD_PRELOAD", raising=False)
-    fixed = Settings(malloc_mmap_threshold_kb=128, _env_file=None)
-    assert tune_malloc(fixed) is (platform.libc_ver()[0] == "glibc")
-    assert tune_malloc(Settings(_env_file=None)) is False  # default: glibc's adaptive threshold + trimming
-    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
-    assert tune_malloc(fixed) is False
+    run_in_fresh_process(
+        """
+        os.environ.pop("MALLOC_MMAP_THRESHOLD_", None)
+        os.environ.pop("LD_PRELOAD", None)
+        fixed = Settings(malloc_mmap_threshold_kb=128, _env_file=None)
+        assert tune_malloc(fixed) is (platform.libc_ver()[0] == "glibc")
+        assert tune_malloc(Settings(_env_file=None)) is False  # default: glibc's adaptive threshold + trimming
+        os.environ["LD_PRELOAD"] = JEMALLOC
+        assert tune_malloc(fixed) is False
+        """
+    )
 
 
-def test_serve_trims_the_glibc_heap_periodically(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_trims_the_glibc_heap_periodically() -> None:
     """By default `fewshot serve` keeps glibc's fast adaptive heap and returns its free pages every second
     (a soak grew RSS 18 % in 150 s without trimming); off with interval 0 or another allocator preloaded."""
-    monkeypatch.delenv("LD_PRELOAD", raising=False)
-    thread = start_heap_trimmer(Settings(malloc_trim_interval_s=0.01, _env_file=None))
-    if platform.libc_ver()[0] == "glibc":
-        assert thread is not None and thread.daemon
-        time.sleep(0.05)
-        assert thread.is_alive()  # trimmed a few times without failing
-    assert start_heap_trimmer(Settings(malloc_trim_interval_s=0, _env_file=None)) is None
-    monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2")
-    assert start_heap_trimmer(Settings(_env_file=None)) is None
+    run_in_fresh_process(
+        """
+        os.environ.pop("LD_PRELOAD", None)
+        thread = start_heap_trimmer(Settings(malloc_trim_interval_s=0.01, _env_file=None))
+        if platform.libc_ver()[0] == "glibc":
+            assert thread is not None and thread.daemon
+            time.sleep(0.05)
+            assert thread.is_alive()  # trimmed a few times without failing
+        assert start_heap_trimmer(Settings(malloc_trim_interval_s=0, _env_file=None)) is None
+        os.environ["LD_PRELOAD"] = JEMALLOC
+        assert start_heap_trimmer(Settings(_env_file=None)) is None
+        """
+    )
 
 
-def test_serve_caps_the_onednn_primitive_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_serve_caps_the_onednn_primitive_cache() -> None:
     """Every batch shape caches a oneDNN primitive (bf16 ones hold weight copies): `fewshot serve` caps them,
     unless the env var already decides or the setting is 0."""
-    import os
-
-    from app.serving import bound_onednn_cache
-
-    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
-    assert bound_onednn_cache(Settings(onednn_cache_capacity=0, _env_file=None)) is False
-    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ
-    assert bound_onednn_cache(Settings(_env_file=None)) is True
-    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
-    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "64")
-    assert (
-        bound_onednn_cache(Settings(_env_file=None)) is False and os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+    run_in_fresh_process(
+        """
+        os.environ.pop("ONEDNN_PRIMITIVE_CACHE_CAPACITY", None)
+        assert bound_onednn_cache(Settings(onednn_cache_capacity=0, _env_file=None)) is False
+        assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in os.environ
+        assert bound_onednn_cache(Settings(_env_file=None)) is True
+        assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "16"
+        os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = "64"
+        assert bound_onednn_cache(Settings(_env_file=None)) is False
+        assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "64"
+        """
     )

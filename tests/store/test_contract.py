@@ -124,7 +124,7 @@ def test_redis_keys_are_namespaced(redis_store: RedisStore, redis_prefix: str) -
 
 def test_unreachable_redis_raises_store_unavailable() -> None:
     from app.store import StoreUnavailable
-    from tests.redis_server import free_port
+    from harness.ports import free_port
 
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)
     started = time.monotonic()

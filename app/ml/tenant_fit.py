@@ -76,7 +76,7 @@ def fit_tenant(
     rule = oos_rule or OosRule()
     started = time.perf_counter()
     texts, target_list = support.fit_inputs()
-    embeddings, n_embedded = (cache or _NO_CACHE).embed(texts, embedder.embed, scope)
+    embeddings, n_embedded = (cache if cache is not None else _NO_CACHE).embed(texts, embedder.embed, scope)
     embedded = time.perf_counter()
     targets = torch.tensor(target_list, dtype=torch.long)
     n_labels = len(support.labels)

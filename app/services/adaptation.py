@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import time
 import unicodedata
-from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-import torch
-
-from app.ml.encoder import SentenceEncoder
+from app.ml.embedder import Embedder
+from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.head import TenantHead
-from app.ml.learner import InnerLoopParams, adapt_head
-from app.ml.ood import normalized_prototypes, oos_threshold
-from app.ml.threads import intra_op_threads
-from app.services.embedding_cache import EmbeddingCache
+from app.ml.learner import InnerLoopParams
+from app.ml.tenant_fit import OosRule, SupportSet, fit_tenant
 from app.services.errors import ServiceError, invalid
 from app.services.records import build_meta
 from app.store.base import JSON, NO_MODEL, TenantStore
@@ -35,40 +30,6 @@ class Limits:
     max_text_chars: int = 2000
     max_label_chars: int = 100
     max_top_k: int = 20
-
-
-@dataclass(frozen=True)
-class OosRule:
-    """How a tenant's out-of-scope threshold is set from its support set."""
-
-    quantile: float = 0.05
-    fallback: float | None = 0.35
-
-
-@dataclass
-class SupportSet:
-    """Validated support: examples with label indices, plus optional label descriptions."""
-
-    texts: list[str]
-    labels: list[str]  # distinct labels, in output order
-    targets: list[int]
-    descriptions: dict[str, str] = field(default_factory=dict)
-
-    def fit_inputs(self) -> tuple[list[str], list[int]]:
-        """Texts and targets the inner loop sees: examples, then each description as one more example."""
-        index = {label: i for i, label in enumerate(self.labels)}
-        described = [label for label in self.labels if label in self.descriptions]
-        texts = self.texts + [self.descriptions[label] for label in described]
-        return texts, self.targets + [index[label] for label in described]
-
-    def counts(self) -> dict[str, int]:
-        tally = Counter(self.targets)
-        return {label: tally[i] for i, label in enumerate(self.labels)}
-
-    def as_json(self) -> list[JSON]:
-        rows: list[JSON] = [{"text": t, "label": self.labels[y]} for t, y in zip(self.texts, self.targets, strict=True)]
-        rows += [{"text": text, "label": label, "description": True} for label, text in self.descriptions.items()]
-        return rows
 
 
 @dataclass
@@ -169,6 +130,15 @@ def validate_support(
     )
 
 
+def support_rows(support: SupportSet) -> list[JSON]:
+    """A support set as stored rows (examples, then descriptions flagged `description`); read by `split_stored`."""
+    rows: list[JSON] = [
+        {"text": t, "label": support.labels[y]} for t, y in zip(support.texts, support.targets, strict=True)
+    ]
+    rows += [{"text": text, "label": label, "description": True} for label, text in support.descriptions.items()]
+    return rows
+
+
 def split_stored(rows: list[JSON]) -> tuple[list[JSON], dict[str, str]]:
     """Stored support rows -> (examples, label descriptions)."""
     examples = [{"text": r["text"], "label": r["label"]} for r in rows if not r.get("description")]
@@ -207,47 +177,37 @@ class AdaptationService:
 
     def __init__(
         self,
-        encoder: SentenceEncoder,
+        embedder: Embedder,
         inner: InnerLoopParams,
         store: TenantStore,
         limits: Limits,
-        embed_batch_size: int = 64,
         oos_rule: OosRule | None = None,
-        embedding_cache: EmbeddingCache | None = None,
-        embed: Callable[[list[str]], torch.Tensor] | None = None,
+        embedding_cache: EmbeddingLRU | None = None,
         math_threads: int | None = None,
     ) -> None:
-        self.encoder = encoder
+        self.embedder = embedder
         self.inner = inner
         self.math_threads = math_threads  # intra-op threads for the inner loop (None: the thread's own)
         self.store = store
         self.limits = limits
-        self.embed_batch_size = embed_batch_size
         self.oos_rule = oos_rule or OosRule()
-        self.embeddings = embedding_cache if embedding_cache is not None else EmbeddingCache(0)
-        self._embed = embed or (lambda texts: encoder.embed(texts, batch_size=embed_batch_size))
+        self.embeddings = embedding_cache if embedding_cache is not None else EmbeddingLRU(0)
 
-    def fit(
-        self, support: SupportSet, inner_steps: int, tenant_id: str = ""
-    ) -> tuple[TenantHead, dict[str, float], int]:
-        """Embed the support set (texts cached for this tenant reused) and run the inner loop; no store access.
+    def fit(self, support: SupportSet, inner_steps: int, scope: str = "") -> tuple[TenantHead, dict[str, float], int]:
+        """Embed the support set (texts cached under `scope` reused) and run the inner loop; no store access.
 
         Returns the head, timings and how many texts went through the encoder.
         """
-        started = time.perf_counter()
-        texts, target_list = support.fit_inputs()
-        embeddings, n_embedded = self.embeddings.embed(texts, self._embed, scope=tenant_id)
-        embedded = time.perf_counter()
-        targets = torch.tensor(target_list, dtype=torch.long)
-        n_labels = len(support.labels)
-        params = self.inner.with_steps(inner_steps)
-        with intra_op_threads(self.math_threads):
-            tensors = adapt_head(embeddings, targets, n_labels, params, differentiable=False)
-            prototypes = normalized_prototypes(embeddings, targets, n_labels)
-            threshold = oos_threshold(embeddings, targets, n_labels, self.oos_rule.quantile, self.oos_rule.fallback)
-        head = TenantHead.from_tensors(support.labels, tensors, float(params.scale), prototypes, threshold)
-        adapted = time.perf_counter()
-        return head, {"embed": _ms(embedded - started), "inner_loop": _ms(adapted - embedded)}, n_embedded
+        fitted = fit_tenant(
+            support,
+            self.embedder,
+            self.inner.with_steps(inner_steps),
+            self.oos_rule,
+            cache=self.embeddings,
+            scope=scope,
+            math_threads=self.math_threads,
+        )
+        return fitted.head, fitted.timings_ms, fitted.n_embedded
 
     def adapt(
         self,
@@ -299,7 +259,7 @@ class AdaptationService:
             inner_steps=steps,
             oos_threshold=head.oos_threshold,
             n_embedded=n_embedded,
-            encoder_fingerprint=self.encoder.fingerprint,
+            encoder_fingerprint=self.embedder.fingerprint,
             timings_ms=timings,
         )
 
@@ -322,10 +282,10 @@ class AdaptationService:
         self, tenant_id: str, head: TenantHead, support: SupportSet, steps: int, expected_version: int | None
     ) -> int | None:
         head_bytes = head.to_bytes()
-        meta = build_meta(head_bytes, support.labels, support.counts(), self.encoder.fingerprint, steps)
+        meta = build_meta(head_bytes, support.labels, support.counts(), self.embedder.fingerprint, steps)
         meta["n_descriptions"] = len(support.descriptions)
         meta["oos_threshold"] = head.oos_threshold
-        return self.store.save(tenant_id, head_bytes, meta, support.as_json(), expected_version)
+        return self.store.save(tenant_id, head_bytes, meta, support_rows(support), expected_version)
 
 
 def _ms(seconds: float) -> float:

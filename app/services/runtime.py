@@ -9,11 +9,14 @@ import torch
 
 from app.config import Settings
 from app.ml.batching import MicroBatcher
-from app.ml.checkpoint import load_checkpoint
-from app.ml.encoder import SentenceEncoder, bf16_is_fast, load_encoder, quantize_int8, use_bf16
+from app.ml.embedder import Embedder, EncoderEmbedder, RoutedEmbedder
+from app.ml.embedding_cache import EmbeddingLRU
+from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
-from app.services.adaptation import AdaptationService, Limits, OosRule
-from app.services.embedding_cache import EmbeddingCache
+from app.ml.loading import LoadedModel
+from app.ml.loading import load_model as load_model_files
+from app.ml.tenant_fit import OosRule
+from app.services.adaptation import AdaptationService, Limits
 from app.services.model_cache import HeadCache
 from app.services.prediction import PredictionService
 from app.services.tenants import TenantService
@@ -52,32 +55,21 @@ def limits_from(settings: Settings) -> Limits:
     )
 
 
-def load_model(settings: Settings) -> tuple[SentenceEncoder, InnerLoopParams, str | None]:
-    """Base encoder + optional meta-trained checkpoint; inner-loop defaults from settings otherwise."""
+def load_model(settings: Settings) -> LoadedModel:
+    """The configured encoder and inner loop (`app.ml.loading.load_model` with the settings' values)."""
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
-    encoder = load_encoder(
-        settings.encoder_source, settings.encoder_sha256 or None, settings.max_tokens, settings.device
+    return load_model_files(
+        settings.checkpoint_path(),
+        encoder_source=settings.encoder_source,
+        encoder_sha256=settings.encoder_sha256 or None,
+        max_tokens=settings.max_tokens,
+        device=settings.device,
+        default_inner=InnerLoopParams.constant(settings.inner_steps, settings.inner_lr, settings.logit_scale),
+        precision=settings.encoder_precision,
+        quantize=settings.quantize_int8,
+        compile_encoder=settings.compile_encoder,
     )
-    checkpoint = settings.checkpoint_path()
-    if checkpoint is None:
-        inner = InnerLoopParams.constant(settings.inner_steps, settings.inner_lr, settings.logit_scale)
-    else:
-        inner = load_checkpoint(checkpoint, encoder)
-    if settings.quantize_int8:
-        quantize_int8(encoder)
-    elif serve_in_bf16(settings.encoder_precision, encoder):
-        use_bf16(encoder)
-    if settings.compile_encoder:
-        encoder.transformer = torch.compile(encoder.transformer, dynamic=True)
-    return encoder, inner, None if checkpoint is None else str(checkpoint)
-
-
-def serve_in_bf16(precision: str, encoder: SentenceEncoder) -> bool:
-    """`bfloat16`, or `auto` on a CPU with native bf16 math (elsewhere bf16 is emulated and slower)."""
-    if precision == "bfloat16":
-        return True
-    return precision == "auto" and encoder.device.type == "cpu" and bf16_is_fast()
 
 
 def build_runtime(
@@ -95,30 +87,27 @@ def build_runtime(
     )
     cache = HeadCache(settings.model_cache_size, max_bytes=int(settings.model_cache_mb * 2**20))
     limits = limits_from(settings)
+    embedder: Embedder = EncoderEmbedder(encoder, settings.embed_batch_size)
     batcher = None
     if settings.batching_enabled:
         batcher = MicroBatcher(
-            lambda texts: encoder.embed(texts, batch_size=settings.embed_batch_size),
+            embedder.embed,
             max_batch_texts=settings.batch_max_texts,
             max_wait_ms=settings.batch_max_wait_ms,
             threads=torch.get_num_threads(),  # the encoder pass gets every core (or `torch_threads`)
         )
-    embed = batcher.embed if batcher is not None else None
+        embedder = RoutedEmbedder(batcher.embed, embedder)
     math_threads = 1 if batcher is not None else None  # request threads only run small per-tenant math
     adaptation = AdaptationService(
-        encoder,
+        embedder,
         inner,
         store,
         limits,
-        settings.embed_batch_size,
         oos_rule=OosRule(settings.oos_quantile, settings.oos_fallback_threshold),
-        embedding_cache=EmbeddingCache(settings.embedding_cache_size),
-        embed=embed,
+        embedding_cache=EmbeddingLRU(settings.embedding_cache_size),
         math_threads=math_threads,
     )
-    prediction = PredictionService(
-        encoder, store, cache, adaptation, limits, settings.embed_batch_size, embed=embed, math_threads=math_threads
-    )
+    prediction = PredictionService(embedder, store, cache, adaptation, limits, math_threads=math_threads)
     tenants = TenantService(store, cache, encoder.fingerprint)
     log.info(
         "runtime ready: encoder=%s fingerprint=%s checkpoint=%s store=%s device=%s",

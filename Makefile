@@ -17,15 +17,15 @@ install: $(STAMP)
 run: install
 	$(BIN)/fewshot serve
 
-# regenerate the settings table in README.md from app/config.py (tests/test_config_doc.py checks it)
+# regenerate the settings table in docs/configuration.md from app/config.py (tests/test_config_doc.py checks it)
 settings-doc: install
 	$(BIN)/python -m app.config_doc
 
 lint: install
-	$(BIN)/ruff check app tests bench
-	$(BIN)/ruff format --check app tests bench
+	$(BIN)/ruff check app tests bench training harness
+	$(BIN)/ruff format --check app tests bench training harness
 
-# Uses REDIS_URL when reachable, otherwise starts a throwaway redis-server (tests/redis_server.py).
+# Uses REDIS_URL when reachable, otherwise starts a throwaway redis-server (tests/redis_server.py, harness/redis_proc.py).
 test: install lint
 	$(BIN)/python -m pytest -q
 

@@ -16,10 +16,12 @@ import torch
 from app.access.guard import AccessGuard, build_guard
 from app.config import Settings
 from app.ml.batching import MicroBatcher
+from app.ml.embedder import Embedder, EncoderEmbedder, RoutedEmbedder
+from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
-from app.services.adaptation import AdaptationService, OosRule
-from app.services.embedding_cache import EmbeddingCache
+from app.ml.tenant_fit import OosRule
+from app.services.adaptation import AdaptationService
 from app.services.model_cache import HeadCache
 from app.services.prediction import PredictionService
 from app.services.runtime import limits_from, load_model
@@ -100,30 +102,27 @@ def build_runtime(settings: Settings, model: Model | None = None) -> Runtime:
     )
     cache = HeadCache(settings.model_cache_size, max_bytes=int(settings.model_cache_mb * 2**20))
     limits = limits_from(settings)
+    embedder: Embedder = EncoderEmbedder(encoder, settings.embed_batch_size)
     batcher = None
     if settings.batching_enabled:
         batcher = MicroBatcher(
-            lambda texts: encoder.embed(texts, batch_size=settings.embed_batch_size),
+            embedder.embed,
             max_batch_texts=settings.batch_max_texts,
             max_wait_ms=settings.batch_max_wait_ms,
             threads=torch.get_num_threads(),  # the encoder pass gets every core (or `torch_threads`)
         )
-    embed = batcher.embed if batcher is not None else None
+        embedder = RoutedEmbedder(batcher.embed, embedder)
     math_threads = 1 if batcher is not None else None  # request threads only run small per-tenant math
     adaptation = AdaptationService(
-        encoder,
+        embedder,
         inner,
         store,
         limits,
-        settings.embed_batch_size,
         oos_rule=OosRule(settings.oos_quantile, settings.oos_fallback_threshold),
-        embedding_cache=EmbeddingCache(settings.embedding_cache_size),
-        embed=embed,
+        embedding_cache=EmbeddingLRU(settings.embedding_cache_size),
         math_threads=math_threads,
     )
-    prediction = PredictionService(
-        encoder, store, cache, adaptation, limits, settings.embed_batch_size, embed=embed, math_threads=math_threads
-    )
+    prediction = PredictionService(embedder, store, cache, adaptation, limits, math_threads=math_threads)
     tenants = TenantService(store, cache, encoder.fingerprint)
     readiness = Readiness(
         encoder_fingerprint=encoder.fingerprint,

@@ -11,7 +11,13 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.ml.packaged import PACKAGED_ENCODER, PACKAGED_ENCODER_SHA256
+from app.ml.packaged import (
+    DEFAULT_INNER_LR,
+    DEFAULT_INNER_STEPS,
+    DEFAULT_LOGIT_SCALE,
+    PACKAGED_ENCODER,
+    PACKAGED_ENCODER_SHA256,
+)
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "minilm-protomaml"
 
@@ -65,13 +71,17 @@ class Settings(BaseSettings):
 
     # --- inner loop (defaults; a checkpoint's meta-learned values take precedence) -------------
     # chosen on BANKING77's train split by bench/tune_inner_loop.py (results in bench/results/)
-    inner_steps: int = Field(50, ge=0, le=200, description="Default SGD steps of the inner loop in /adapt.")
+    inner_steps: int = Field(
+        DEFAULT_INNER_STEPS, ge=0, le=200, description="Default SGD steps of the inner loop in /adapt."
+    )
     inner_lr: float = Field(
-        0.04,
+        DEFAULT_INNER_LR,
         gt=0,
         description="Inner-loop learning rate per label (the loss is summed over labels) without a checkpoint.",
     )
-    logit_scale: float = Field(10.0, gt=0, description="Inverse temperature when no checkpoint sets one.")
+    logit_scale: float = Field(
+        DEFAULT_LOGIT_SCALE, gt=0, description="Inverse temperature when no checkpoint sets one."
+    )
 
     # --- tenant models ---------------------------------------------------------------------------
     oos_quantile: float = Field(

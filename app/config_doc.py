@@ -1,4 +1,4 @@
-"""Render the settings reference (env var, default, meaning) from `Settings` into README.md.
+"""Render the settings reference (env var, default, meaning) from `Settings` into docs/configuration.md.
 
 `python -m app.config_doc` rewrites the table between the markers; `--check` exits 1 when it is stale.
 """
@@ -15,7 +15,7 @@ from pydantic.fields import FieldInfo
 from app.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+CONFIG_DOC = ROOT / "docs" / "configuration.md"
 START, END = "<!-- settings:start -->", "<!-- settings:end -->"
 
 
@@ -55,22 +55,22 @@ def update(text: str) -> str:
     head, start, rest = text.partition(START)
     _, end, tail = rest.partition(END)
     if not start or not end:
-        raise ValueError(f"README lacks the markers {START} ... {END}")
+        raise ValueError(f"{CONFIG_DOC.name} lacks the markers {START} ... {END}")
     return f"{head}{START}\n{render()}\n{END}{tail}"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--check", action="store_true", help="exit 1 when README.md is out of date")
+    parser.add_argument("--check", action="store_true", help="exit 1 when docs/configuration.md is out of date")
     args = parser.parse_args(argv)
-    current = README.read_text(encoding="utf-8")
+    current = CONFIG_DOC.read_text(encoding="utf-8")
     fresh = update(current)
     if args.check:
         if fresh != current:
-            print("README.md settings table is stale: run `python -m app.config_doc`", file=sys.stderr)
+            print("docs/configuration.md settings table is stale: run `python -m app.config_doc`", file=sys.stderr)
             return 1
         return 0
-    README.write_text(fresh, encoding="utf-8")
+    CONFIG_DOC.write_text(fresh, encoding="utf-8")
     return 0
 
 

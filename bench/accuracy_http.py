@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 from contextlib import ExitStack
@@ -16,14 +15,16 @@ from pathlib import Path
 import httpx
 
 from app.meta.data import load_jsonl
-from bench._launch import redis_and_server
+from bench.common.results import print_table, write_json
+from bench.common.support import k_shot_examples
+from harness.server_proc import redis_and_server
 
 
 def run(url: str, data: Path, shots: int, seed: int) -> float:
     train = load_jsonl(data / "banking77.jsonl", splits=["train"]).by_label
     test = load_jsonl(data / "banking77.jsonl", splits=["test"]).pairs()
     rng = random.Random(seed)
-    examples = [{"text": t, "label": label} for label in sorted(train) for t in rng.sample(train[label], shots)]
+    examples = k_shot_examples(train, shots, rng)
     correct = 0
     with httpx.Client(base_url=url, timeout=300) as http:
         http.post("/adapt", json={"tenant_id": f"banking77-{seed}", "examples": examples}).raise_for_status()
@@ -56,14 +57,10 @@ def main() -> None:
         with httpx.Client(base_url=url) as http:
             ready = http.get("/readyz").json()
         scores = {seed: run(url, args.data, args.shots, seed) for seed in args.seeds}
-    for seed, accuracy in scores.items():
-        print(f"seed {seed}: 77-way {args.shots}-shot accuracy {100 * accuracy:.2f}%")
     mean = statistics.mean(scores.values())
-    print(f"mean over {len(scores)} seed(s): {100 * mean:.2f}%")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps({"shots": args.shots, "server": ready, "accuracy_by_seed": scores, "mean": mean}, indent=2) + "\n"
-    )
+    rows = [(seed, f"{100 * accuracy:.2f} %") for seed, accuracy in scores.items()]
+    print_table(["seed", f"77-way {args.shots}-shot accuracy"], [*rows, ("mean", f"{100 * mean:.2f} %")])
+    write_json(args.out, {"shots": args.shots, "server": ready, "accuracy_by_seed": scores, "mean": mean})
 
 
 if __name__ == "__main__":

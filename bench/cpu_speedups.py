@@ -31,6 +31,8 @@ from app.ml.encoder import SentenceEncoder, quantize_int8
 from app.services.adaptation import AdaptationService, validate_support
 from app.services.runtime import limits_from, load_model
 from app.store import MemoryStore
+from bench.common.results import print_table, write_json
+from bench.common.support import k_shot_examples
 
 
 def latency_ms(encoder: SentenceEncoder, text: str, reps: int = 40) -> float:
@@ -60,7 +62,7 @@ def accuracy(encoder: SentenceEncoder, inner, data: Path, seeds: int) -> float:
     scores = []
     for seed in range(seeds):
         rng = random.Random(seed)
-        examples = [{"text": t, "label": lab} for lab in train.labels for t in rng.sample(train.by_label[lab], 5)]
+        examples = k_shot_examples(train.by_label, 5, rng)
         head, _, _ = service.fit(validate_support(examples, None, service.limits), inner.steps)
         predicted = head.probabilities(test_emb).argmax(-1).tolist()
         scores.append(sum(head.labels[p] == lab for p, (_, lab) in zip(predicted, test, strict=True)) / len(test))
@@ -95,15 +97,21 @@ def main() -> None:
         }
         print(variant, json.dumps(rows[variant]), flush=True)
     base = rows.get("float32")
-    print("\n| variant | 1 text (ms) | texts/s (batches of 64) | BANKING77 77-way 5-shot | Δ accuracy |")
-    print("|---|---|---|---|---|")
-    for name, row in rows.items():
-        delta = f"{100 * (row['accuracy'] - base['accuracy']):+.2f}" if base else "—"
-        speed = f"{row['one_text_ms']:.1f} | {row['texts_per_s']:.0f}"
-        print(f"| {name} | {speed} | {100 * row['accuracy']:.2f} % | {delta} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"machine": platform.platform(), "default_threads": default_threads, "variants": rows}
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print()
+    print_table(
+        ["variant", "1 text (ms)", "texts/s (batches of 64)", "BANKING77 77-way 5-shot", "Δ accuracy"],
+        [
+            (
+                name,
+                f"{row['one_text_ms']:.1f}",
+                f"{row['texts_per_s']:.0f}",
+                f"{100 * row['accuracy']:.2f} %",
+                f"{100 * (row['accuracy'] - base['accuracy']):+.2f}" if base else "—",
+            )
+            for name, row in rows.items()
+        ],
+    )
+    write_json(args.out, {"machine": platform.platform(), "default_threads": default_threads, "variants": rows})
 
 
 if __name__ == "__main__":

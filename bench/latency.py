@@ -12,7 +12,6 @@ Prints a markdown table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import statistics
@@ -24,26 +23,14 @@ import httpx
 import redis
 
 from app.meta.data import load_jsonl
-from bench._launch import redis_and_server
+from bench.common.results import print_table, write_json
+from bench.common.stats import percentile
+from bench.common.support import n_way_k_shot
+from harness.server_proc import redis_and_server
 
 COLD_ADAPT = {"FEWSHOT_EMBEDDING_CACHE_SIZE": "0"}
 """Spawned server: no support-embedding cache. Support sets drawn from BANKING77's train split share many
 texts, so with the cache later /adapt calls would embed only part of their examples."""
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile (`q` in [0, 1]); NaN for no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def support_set(by_label: dict[str, list[str]], n_way: int, k_shot: int, rng: random.Random) -> list[dict]:
-    """`n_way` random labels x `k_shot` random texts each, as /adapt examples."""
-    labels = rng.sample(sorted(by_label), n_way)
-    return [{"text": t, "label": label} for label in labels for t in rng.sample(by_label[label], k_shot)]
 
 
 def timed(http: httpx.Client, path: str, body: dict) -> float:
@@ -80,7 +67,7 @@ def latency_round(
         for name, n_way in (("adapt 5-way 5-shot", 5), ("adapt 77-way 5-shot", 77)):
             times = []
             for i in range(reps + 2):
-                body = {"tenant_id": f"bench-{n_way}-{i % 3}", "examples": support_set(train, n_way, 5, rng)}
+                body = {"tenant_id": f"bench-{n_way}-{i % 3}", "examples": n_way_k_shot(train, n_way, 5, rng)}
                 elapsed = timed(http, "/adapt", body)
                 if i >= 2:  # warm-up
                     times.append(elapsed)
@@ -103,7 +90,7 @@ def redis_sizes(url: str, redis_url: str | None, prefix: str, train: dict[str, l
         client = redis.Redis.from_url(redis_url)
         for n_way in (5, 77):
             tenant = f"bench-size-{n_way}"
-            body = {"tenant_id": tenant, "examples": support_set(train, n_way, 5, random.Random(n_way))}
+            body = {"tenant_id": tenant, "examples": n_way_k_shot(train, n_way, 5, random.Random(n_way))}
             httpx.post(f"{url}/adapt", json=body, timeout=120).raise_for_status()  # one version only
             keys = list(client.scan_iter(match=f"{prefix}:{{{tenant}}}:*"))
             total = sum(int(client.memory_usage(k, samples=0) or 0) for k in keys)
@@ -140,19 +127,36 @@ def main() -> None:
         "processor": platform.processor(),
         "python": platform.python_version(),
     }
-    print("| operation | n | p50 (ms), median round | p50 by round (ms) | p95 (ms), median round |")
-    print("|---|---|---|---|---|")
-    for name, row in report["latency"].items():
-        by_round = " / ".join(f"{v:.1f}" for v in row["p50_ms_by_round"])
-        print(f"| {name} | {row['n']} | {row['p50_ms']:.1f} | {by_round} | {row['p95_ms']:.1f} |")
+    print_table(
+        ["operation", "n", "p50 (ms), median round", "p50 by round (ms)", "p95 (ms), median round"],
+        [
+            (
+                name,
+                row["n"],
+                f"{row['p50_ms']:.1f}",
+                " / ".join(f"{v:.1f}" for v in row["p50_ms_by_round"]),
+                f"{row['p95_ms']:.1f}",
+            )
+            for name, row in report["latency"].items()
+        ],
+    )
     if report["redis"]:
-        print("\n| tenant (one version) | Redis bytes, all keys | head | support | meta | bytes per label |")
-        print("|---|---|---|---|---|---|")
-        for name, row in report["redis"].items():
-            parts = f"{row['head_bytes']} | {row['support_bytes']} | {row['meta_bytes']}"
-            print(f"| {name} | {row['redis_bytes']} | {parts} | {row['redis_bytes_per_label']} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+        print()
+        print_table(
+            ["tenant (one version)", "Redis bytes, all keys", "head", "support", "meta", "bytes per label"],
+            [
+                (
+                    name,
+                    row["redis_bytes"],
+                    row["head_bytes"],
+                    row["support_bytes"],
+                    row["meta_bytes"],
+                    row["redis_bytes_per_label"],
+                )
+                for name, row in report["redis"].items()
+            ],
+        )
+    write_json(args.out, report)
 
 
 if __name__ == "__main__":

@@ -29,9 +29,12 @@ import psutil
 from app.config import Settings
 from app.meta.data import load_jsonl
 from app.services.runtime import load_model
-from bench._launch import ServerProcess, fewshot_process, served
-from bench.latency import percentile, support_set
-from tests.redis_server import free_port, throwaway_redis
+from bench.common.results import print_table, write_json
+from bench.common.stats import percentile
+from bench.common.support import n_way_k_shot
+from harness.ports import free_port
+from harness.redis_proc import throwaway_redis
+from harness.server_proc import ServerProcess, fewshot_process, served
 
 
 async def drive(
@@ -47,7 +50,7 @@ async def drive(
         http = https[0]
         for tenant in range(args.tenants):
             response = await http.post(
-                "/adapt", json={"tenant_id": f"t{tenant}", "examples": support_set(train, 5, 5, rng)}
+                "/adapt", json={"tenant_id": f"t{tenant}", "examples": n_way_k_shot(train, 5, 5, rng)}
             )
             response.raise_for_status()
         latencies: dict[str, list[float]] = {"predict": [], "adapt": []}
@@ -61,7 +64,7 @@ async def drive(
             while time.monotonic() < stop_at:
                 tenant = f"t{local.randrange(args.tenants)}"
                 if local.random() < args.adapt_fraction:
-                    path, body = "/adapt", {"tenant_id": tenant, "examples": support_set(train, 5, 5, local)}
+                    path, body = "/adapt", {"tenant_id": tenant, "examples": n_way_k_shot(train, 5, 5, local)}
                 else:
                     texts = local.sample(queries, args.texts_per_request)
                     path, body = "/predict", {"tenant_id": tenant, "texts": texts}
@@ -193,24 +196,42 @@ def main() -> None:
         f"\n{args.clients} clients, {args.tenants} tenants, {args.texts_per_request} text(s) per /predict, "
         f"{100 * args.adapt_fraction:.0f}% /adapt, {args.duration:.0f} s each; raw encoder {raw:.0f} texts/s\n"
     )
-    print("| system | texts/s | % of raw | predict p50/p95/p99 (ms) | adapt p50/p95 (ms) | errors | CPU % | RSS MB |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, row in results.items():
-        p, a = row["predict_ms"], row["adapt_ms"]
-        print(
-            f"| {name} | {row['predict_texts_per_s']:.0f} | {100 * row['predict_texts_per_s'] / raw:.0f} % | "
-            f"{p['p50']:.0f} / {p['p95']:.0f} / {p['p99']:.0f} | {a['p50']:.0f} / {a['p95']:.0f} | "
-            f"{row['errors']} | {row['cpu_percent']:.0f} | {row['rss_mb']['end']:.0f} |"
-        )
+    print_table(
+        [
+            "system",
+            "texts/s",
+            "% of raw",
+            "predict p50/p95/p99 (ms)",
+            "adapt p50/p95 (ms)",
+            "errors",
+            "CPU %",
+            "RSS MB",
+        ],
+        [system_row(name, row, raw) for name, row in results.items()],
+    )
     if "healthz" in results.get("batched", {}):
         ceiling = results["batched"]["healthz"]
         print(
             f"\nHTTP ceiling, same client and server, GET /healthz: {ceiling['requests_per_s']:.0f} requests/s "
             f"(client CPU {ceiling['client_cpu_ms_per_request']:.2f} ms per request)"
         )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
     plot(report, args.out.with_suffix(".png"))
+
+
+def system_row(name: str, row: dict, raw: float) -> tuple[str, ...]:
+    """One system's cells in the printed table."""
+    p, a = row["predict_ms"], row["adapt_ms"]
+    return (
+        name,
+        f"{row['predict_texts_per_s']:.0f}",
+        f"{100 * row['predict_texts_per_s'] / raw:.0f} %",
+        f"{p['p50']:.0f} / {p['p95']:.0f} / {p['p99']:.0f}",
+        f"{a['p50']:.0f} / {a['p95']:.0f}",
+        f"{row['errors']}",
+        f"{row['cpu_percent']:.0f}",
+        f"{row['rss_mb']['end']:.0f}",
+    )
 
 
 def plot(report: dict, path: Path) -> None:

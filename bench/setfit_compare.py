@@ -1,7 +1,7 @@
 """SetFit (same MiniLM base, library defaults) vs this service's adaptation on the same BANKING77
 77-way K-shot task: fit time and test accuracy.
 
-    .venv/bin/pip install setfit   # bench-only dependency (pyproject extra `bench`)
+    .venv/bin/pip install -e '.[bench]'   # setfit: bench-only dependency (pyproject extra `bench`)
     .venv/bin/python -m bench.setfit_compare --data ../shared/data --shots 5 --seed 0
 """
 
@@ -22,6 +22,9 @@ from app.ml.encoder import resolve_source
 from app.services.adaptation import AdaptationService, validate_support
 from app.services.runtime import limits_from, load_model
 from app.store import MemoryStore
+from bench.common.extras import require_bench_extra
+from bench.common.results import print_table, write_json
+from bench.common.support import k_shot_examples
 
 
 def ours(examples: list[dict], test: list[tuple[str, str]]) -> dict[str, float]:
@@ -76,11 +79,13 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results/setfit_compare.json"))
     args = parser.parse_args()
+    if not args.skip_setfit:
+        require_bench_extra("setfit", "datasets")
     banking = args.data / "banking77.jsonl"
     train = load_jsonl(banking, ["train"])
     test = load_jsonl(banking, ["test"]).pairs()
     rng = random.Random(args.seed)
-    examples = [{"text": t, "label": lab} for lab in train.labels for t in rng.sample(train.by_label[lab], args.shots)]
+    examples = k_shot_examples(train.by_label, args.shots, rng)
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
     report["task"] = f"BANKING77 77-way {args.shots}-shot, seed {args.seed}"
     if not args.skip_ours:
@@ -90,14 +95,17 @@ def main() -> None:
         report["setfit"] = setfit(examples, test, args.seed, args.setfit_iterations)
     if "ours" in report and "setfit" in report:
         report["speedup"] = report["setfit"]["fit_s"] / report["ours"]["fit_s"]
-    print("| system | fit time (s) | accuracy |\n|---|---|---|")
-    for name in ("ours", "setfit"):
-        if name in report:
-            print(f"| {name} | {report[name]['fit_s']:.2f} | {100 * report[name]['accuracy']:.1f} % |")
+    print_table(
+        ["system", "fit time (s)", "accuracy"],
+        [
+            (name, f"{report[name]['fit_s']:.2f}", f"{100 * report[name]['accuracy']:.1f} %")
+            for name in ("ours", "setfit")
+            if name in report
+        ],
+    )
     if "speedup" in report:
         print(f"\nadaptation speed-up over SetFit: {report['speedup']:.0f}x")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ of the measured window, stable per-minute (`--bucket-s`) latency percentiles. Pr
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import re
@@ -30,8 +29,10 @@ from typing import Any
 import httpx
 
 from app.meta.data import load_jsonl
-from bench._launch import redis_and_server
-from bench.latency import percentile, support_set
+from bench.common.results import print_table, write_json
+from bench.common.stats import percentile
+from bench.common.support import n_way_k_shot
+from harness.server_proc import redis_and_server
 
 
 @dataclass
@@ -89,7 +90,7 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
     with httpx.Client(base_url=url, headers=headers, timeout=120) as http:
         for tenant in tenants:  # warm-up: every tenant has a model before the measured window
             http.post(
-                "/adapt", json={"tenant_id": tenant, "examples": support_set(train, 5, 3, rng)}
+                "/adapt", json={"tenant_id": tenant, "examples": n_way_k_shot(train, 5, 3, rng)}
             ).raise_for_status()
 
     rss_after_setup = memory.rss_mb()
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace, url: str) -> dict[str, Any]:
                 tenant = local.choice(tenants)
                 if local.random() < args.adapt_ratio:
                     op, path = "adapt", "/adapt"
-                    body: dict[str, Any] = {"tenant_id": tenant, "examples": support_set(train, 5, 3, local)}
+                    body: dict[str, Any] = {"tenant_id": tenant, "examples": n_way_k_shot(train, 5, 3, local)}
                 else:
                     op, path = "predict", "/predict"
                     body = {"tenant_id": tenant, "texts": local.sample(test, local.randint(1, 8)), "top_k": 3}
@@ -176,15 +177,14 @@ def print_report(report: dict) -> None:
     def cell(value: Any) -> str:
         return "-" if value is None else f"{value}"
 
-    rows = ["| window (s) | op | n | errors | p50 (ms) | p95 (ms) | p99 (ms) |", "|---|---|---|---|---|---|---|"]
-    for row in report["per_minute"]:
-        for op in ("adapt", "predict"):
-            r = row[op]
-            rows.append(
-                f"| {row['window_s']} | {op} | {r['n']} | {r['errors']} | {cell(r['p50_ms'])} | "
-                f"{cell(r['p95_ms'])} | {cell(r['p99_ms'])} |"
-            )
-    print("\n".join(rows))
+    print_table(
+        ["window (s)", "op", "n", "errors", "p50 (ms)", "p95 (ms)", "p99 (ms)"],
+        [
+            (row["window_s"], op, row[op]["n"], row[op]["errors"], *(cell(row[op][f"p{q}_ms"]) for q in (50, 95, 99)))
+            for row in report["per_minute"]
+            for op in ("adapt", "predict")
+        ],
+    )
     mem = report["rss_mb"]
     print(
         f"\nrequests {report['requests']} ({report['throughput_rps']} req/s), errors {report['error_count']} "
@@ -218,8 +218,7 @@ def main() -> None:
         report = run(args, url)
     report["machine"] = {"platform": platform.platform(), "python": platform.python_version()}
     print_report(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(args.out, report)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import random
 import time
 from pathlib import Path
@@ -25,6 +24,12 @@ from app.meta.data import load_jsonl, sample_episode
 from app.meta.embed_cache import embed_cached
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits
 from app.services.runtime import load_model
+from bench.common.results import print_table, write_json
+
+
+def mean_cells(row: dict) -> tuple[str, str]:
+    """The mean accuracy (%) and NLL cells of a grid row."""
+    return f"{100 * row['accuracy']:.2f}", f"{row['nll']:.3f}"
 
 
 def main() -> None:
@@ -92,21 +97,15 @@ def main() -> None:
         rows.append(row)
     rows.sort(key=lambda r: (-round(r["accuracy"], 3), r["nll"]))
     names = list(tasks)
-    print("| steps | lr | scale | " + " | ".join(f"accuracy {n}" for n in names) + " | mean | NLL |")
-    print("|---|---|---|" + "---|" * (len(names) + 2))
-    for r in rows[:15]:
-        cells = " | ".join(f"{100 * r[f'accuracy {n}']:.2f}" for n in names)
-        print(f"| {r['steps']} | {r['lr']} | {r['scale']} | {cells} | {100 * r['accuracy']:.2f} | {r['nll']:.3f} |")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "protocol": vars(args) | {"data": str(args.data), "out": str(args.out), "cache": str(args.cache)},
-                "results": rows,
-            },
-            indent=2,
-        )
+    print_table(
+        ["steps", "lr", "scale", *(f"accuracy {n}" for n in names), "mean", "NLL"],
+        [
+            (r["steps"], r["lr"], r["scale"], *(f"{100 * r[f'accuracy {n}']:.2f}" for n in names), *mean_cells(r))
+            for r in rows[:15]
+        ],
     )
+    protocol = vars(args) | {"data": str(args.data), "out": str(args.out), "cache": str(args.cache)}
+    write_json(args.out, {"protocol": protocol, "results": rows})
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
-"""The README's settings table is generated from `Settings` and must be current."""
+"""The settings table in docs/configuration.md is generated from `Settings` and must be current."""
 
 from __future__ import annotations
 
 from app.config import Settings
-from app.config_doc import README, render, update
+from app.config_doc import CONFIG_DOC, render, update
 
 
-def test_readme_settings_table_is_current() -> None:
-    text = README.read_text(encoding="utf-8")
-    assert update(text) == text, "README.md settings table is stale: run `.venv/bin/python -m app.config_doc`"
+def test_settings_table_is_current() -> None:
+    text = CONFIG_DOC.read_text(encoding="utf-8")
+    assert update(text) == text, "docs/configuration.md is stale: run `.venv/bin/python -m app.config_doc`"
 
 
 def test_every_setting_is_documented() -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from bench._launch import fewshot_server
+from harness.server_proc import fewshot_server
 from tests.web.conftest import SUPPORT
 
 

@@ -16,15 +16,14 @@ The cached path is numerically the same as `SentenceEncoder.forward` (see tests/
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.masking_utils import create_bidirectional_mask
 
+from app.ml.embedding_cache import DiskCache
 from app.ml.encoder import SentenceEncoder, mean_pool
 
 TrainLayers = int | str
@@ -71,7 +70,7 @@ class Backbone(nn.Module):
         self.encoder = encoder
         self.train_layers = train_layers
         self.prefixes = trained_prefixes(encoder, train_layers)
-        self.cache_dir = cache_dir
+        self.disk = DiskCache(cache_dir, prefix="bottom-")
         total = n_layers(encoder)
         if train_layers in ("all", "bias"):
             self.cut = 0
@@ -112,11 +111,9 @@ class Backbone(nn.Module):
             hidden = _layer_out(layer(hidden, mask))
         return hidden, batch["attention_mask"]
 
-    def _cache_path(self, texts: Sequence[str]) -> Path | None:
-        if self.cache_dir is None:
-            return None
-        key = "\x1f".join([self.encoder.fingerprint, str(self.encoder.max_tokens), str(self.cut), *texts])
-        return self.cache_dir / f"bottom-{hashlib.sha256(key.encode()).hexdigest()[:24]}.safetensors"
+    def _cache_parts(self, texts: Sequence[str]) -> list[str]:
+        """What identifies cached states of `texts`: the encoder, its token limit and the cut layer."""
+        return [self.encoder.fingerprint, str(self.encoder.max_tokens), str(self.cut), *texts]
 
     def prepare(self, texts: Sequence[str], batch_size: int = 128, progress: bool = False) -> None:
         """Run the frozen bottom once over `texts` (memoised on disk) so that `forward` can use them."""
@@ -125,17 +122,8 @@ class Backbone(nn.Module):
         texts = list(dict.fromkeys(t for t in texts if t not in self._index))
         if not texts:
             return
-        path = self._cache_path(texts)
-        if path is not None and path.exists():
-            stored = load_file(str(path))
-            tokens, lengths = stored["tokens"], stored["lengths"]
-        else:
-            tokens, lengths = self._encode_bottom(texts, batch_size, progress)
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
-                save_file({"tokens": tokens.contiguous(), "lengths": lengths}, str(tmp))
-                tmp.replace(path)
+        stored = self.disk.tensors(self._cache_parts(texts), lambda: self._encode_bottom(texts, batch_size, progress))
+        tokens, lengths = stored["tokens"], stored["lengths"]
         base = len(self._index)
         for i, text in enumerate(texts):
             self._index[text] = base + i
@@ -149,15 +137,12 @@ class Backbone(nn.Module):
 
     def _frozen_embeddings(self, texts: list[str]) -> torch.Tensor:
         """Final embeddings of every prepared text through the frozen top (memoised on disk)."""
-        path = self._cache_path(["frozen", *texts])
-        if path is not None and path.exists():
-            return load_file(str(path))["embeddings"]
-        chunks = [self._run_top(texts[i : i + 256], grad=False).cpu() for i in range(0, len(texts), 256)]
-        embeddings = torch.cat(chunks)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"embeddings": embeddings.contiguous()}, str(path))
-        return embeddings
+
+        def compute() -> dict[str, torch.Tensor]:
+            chunks = [self._run_top(texts[i : i + 256], grad=False).cpu() for i in range(0, len(texts), 256)]
+            return {"embeddings": torch.cat(chunks)}
+
+        return self.disk.tensors(self._cache_parts(["frozen", *texts]), compute)["embeddings"]
 
     @property
     def last_norm(self) -> nn.LayerNorm:
@@ -172,7 +157,7 @@ class Backbone(nn.Module):
         norm = self.last_norm
         return (pooled - norm.bias.detach().cpu()) / norm.weight.detach().cpu()
 
-    def _encode_bottom(self, texts: list[str], batch_size: int, progress: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    def _encode_bottom(self, texts: list[str], batch_size: int, progress: bool) -> dict[str, torch.Tensor]:
         from tqdm import tqdm
 
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -185,7 +170,7 @@ class Backbone(nn.Module):
             for row, i in enumerate(idx):
                 pieces[i] = hidden[row, : int(mask[row].sum())].to(torch.float16).cpu()
         lengths = torch.tensor([p.shape[0] for p in pieces], dtype=torch.long)  # type: ignore[union-attr]
-        return torch.cat(pieces), lengths  # type: ignore[arg-type]
+        return {"tokens": torch.cat(pieces), "lengths": lengths}  # type: ignore[arg-type]
 
     # --- the trained top -----------------------------------------------------------------------
     def _run_top(self, texts: Sequence[str], grad: bool, unit: bool = True) -> torch.Tensor:

@@ -41,7 +41,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 def register_meta_commands(commands: argparse._SubParsersAction) -> None:
     """Add the meta-learning subcommands to the `fewshot` parser."""
     train = commands.add_parser("meta-train", help="episodic meta-training of the encoder + inner loop")
-    train.add_argument("--config", required=True, help="YAML or JSON config (see configs/)")
+    train.add_argument("--config", required=True, help="YAML or JSON config (see training/configs/)")
     train.add_argument("--set", default="", help="JSON object of top-level overrides, e.g. '{\"max_steps\": 10}'")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_meta_train)

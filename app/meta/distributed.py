@@ -3,8 +3,10 @@ and gradients are averaged with all-reduce (the same arithmetic as DDP)."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -55,6 +57,23 @@ def broadcast_flag(flag: bool, ctx: DistContext) -> bool:
     tensor = torch.tensor([1.0 if flag else 0.0], device=ctx.device)
     dist.broadcast(tensor, src=0)
     return bool(tensor.item())
+
+
+def all_gather_json(value: Any, ctx: DistContext) -> list[Any]:
+    """Every rank's JSON-serialisable `value`, in rank order (UTF-8 bytes in tensors: no pickle)."""
+    if ctx.world_size == 1:
+        return [value]
+    data = torch.frombuffer(bytearray(json.dumps(value).encode("utf-8")), dtype=torch.uint8).to(ctx.device)
+    sizes = [torch.zeros(1, dtype=torch.long, device=ctx.device) for _ in range(ctx.world_size)]
+    dist.all_gather(sizes, torch.tensor([data.numel()], dtype=torch.long, device=ctx.device))
+    lengths = [int(size.item()) for size in sizes]
+    padded = torch.zeros(max(lengths), dtype=torch.uint8, device=ctx.device)
+    padded[: data.numel()] = data
+    chunks = [torch.empty_like(padded) for _ in range(ctx.world_size)]
+    dist.all_gather(chunks, padded)
+    return [
+        json.loads(bytes(chunk[:n].cpu().tolist()).decode("utf-8")) for chunk, n in zip(chunks, lengths, strict=True)
+    ]
 
 
 def barrier(ctx: DistContext) -> None:

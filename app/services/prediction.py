@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-from app.ml.encoder import SentenceEncoder
+from app.ml.embedder import Embedder
 from app.ml.head import TenantHead
 from app.ml.threads import intra_op_threads
 from app.services.adaptation import AdaptationService, Limits, check_text
@@ -41,23 +40,19 @@ class PredictionService:
 
     def __init__(
         self,
-        encoder: SentenceEncoder,
+        embedder: Embedder,
         store: TenantStore,
         cache: HeadCache,
         adaptation: AdaptationService,
         limits: Limits,
-        embed_batch_size: int = 64,
-        embed: Callable[[list[str]], torch.Tensor] | None = None,
         math_threads: int | None = None,
     ) -> None:
-        self.encoder = encoder
+        self.embedder = embedder
         self.math_threads = math_threads  # intra-op threads for the head (None: the thread's own)
         self.store = store
         self.cache = cache
         self.adaptation = adaptation
         self.limits = limits
-        self.embed_batch_size = embed_batch_size
-        self._embed = embed or (lambda texts: encoder.embed(texts, batch_size=embed_batch_size))
 
     def head_for(self, tenant_id: str) -> tuple[int, TenantHead]:
         """The tenant's current head, from the cache when its version is still current."""
@@ -65,17 +60,17 @@ class PredictionService:
         if version is None:
             raise unknown_tenant(tenant_id)
         cached = self.cache.get(tenant_id, version)
-        if cached is not None and cached.fingerprint == self.encoder.fingerprint:
+        if cached is not None and cached.fingerprint == self.embedder.fingerprint:
             return cached.version, cached.head
         stored = self.store.load(tenant_id)
         if stored is None:
             raise unknown_tenant(tenant_id)
         try:
-            head = open_record(stored, self.encoder.fingerprint)
+            head = open_record(stored, self.embedder.fingerprint)
             version = stored.version
         except UnusableModel as exc:
             version, head = self._repair(tenant_id, stored.version, stored.meta.get("inner_steps"), exc)
-        self.cache.put(tenant_id, CachedHead(version, self.encoder.fingerprint, head))
+        self.cache.put(tenant_id, CachedHead(version, self.embedder.fingerprint, head))
         return version, head
 
     def _repair(
@@ -90,7 +85,7 @@ class PredictionService:
             if stored is None:
                 raise unknown_tenant(tenant_id)
             try:
-                return stored.version, open_record(stored, self.encoder.fingerprint)
+                return stored.version, open_record(stored, self.embedder.fingerprint)
             except UnusableModel as again:
                 version, problem = stored.version, again
         raise ServiceError(409, "model_unusable", f"stored model is {problem.reason}: {problem}")
@@ -103,7 +98,7 @@ class PredictionService:
                 raise unknown_tenant(tenant_id)
             raise unknown_version(tenant_id, version)
         try:
-            return open_record(stored, self.encoder.fingerprint)
+            return open_record(stored, self.embedder.fingerprint)
         except UnusableModel as exc:
             raise ServiceError(409, "model_unusable", f"version {version} is {exc.reason}: {exc}") from exc
 
@@ -131,7 +126,7 @@ class PredictionService:
             head = self.pinned_head(tenant_id, version)
         threshold = head.oos_threshold if oos_threshold is None else oos_threshold
         loaded = time.perf_counter()
-        embeddings = self._embed(texts)
+        embeddings = self.embedder.embed(texts)
         embedded = time.perf_counter()
         k = min(top_k, len(head.labels))
         with intra_op_threads(self.math_threads):

@@ -7,6 +7,10 @@ from typing import Any, Protocol, runtime_checkable
 
 JSON = dict[str, Any]
 
+NO_MODEL = 0
+"""`expected_version` meaning "the tenant has no current model" (new, expired or deleted): a create that
+loses to a concurrent writer gets None instead of overwriting it. Real versions start at 1."""
+
 
 class StoreUnavailable(RuntimeError):
     """The backing store cannot be reached (or timed out)."""
@@ -45,7 +49,7 @@ class TenantStore(Protocol):
         """Write a new version and return its number.
 
         With `expected_version`, write only if the current version is exactly that one
-        (compare-and-set) and return None otherwise.
+        (compare-and-set; `NO_MODEL` = only if the tenant has no current model) and return None otherwise.
         """
         ...
 
@@ -74,7 +78,7 @@ class TenantStore(Protocol):
         ...
 
     def tenant_ids(self) -> list[str]:
-        """Every tenant with a current model, in no particular order."""
+        """Every tenant with a current model."""
         ...
 
     def ping(self) -> None:

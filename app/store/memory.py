@@ -7,7 +7,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from app.store.base import JSON, StoredModel, VersionInfo
+from app.store.base import JSON, NO_MODEL, StoredModel, VersionInfo
 
 
 @dataclass
@@ -68,7 +68,7 @@ class MemoryStore:
         with self._lock:
             if expected_version is not None:
                 current = self._snapshot(tenant_id, None)
-                if current is None or current.model.version != expected_version:
+                if (NO_MODEL if current is None else current.model.version) != expected_version:
                     return None
             return self._publish(tenant_id, head, meta, support)
 

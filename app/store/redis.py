@@ -53,11 +53,11 @@ end
 return version
 """
 
-# ARGV[5]: expected current version ('' = unconditional)
+# ARGV[5]: expected current version ('' = unconditional, '0' = no current model)
 _SAVE_SCRIPT = (
     """
 if ARGV[5] ~= '' then
-  local current = redis.call('HGET', KEYS[1], 'version')
+  local current = redis.call('HGET', KEYS[1], 'version') or '0'
   if current ~= ARGV[5] then return -1 end
 end
 """

@@ -11,7 +11,7 @@ import pytest
 from app.access.guard import BOOTSTRAP_ADMIN_ID, build_guard
 from app.access.keys import digest
 from app.store import StoreUnavailable, connect
-from tests.redis_server import free_port
+from harness.ports import free_port
 
 ACCESS_DIR = Path(__file__).resolve().parents[2] / "app" / "access"
 

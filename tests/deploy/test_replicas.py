@@ -11,8 +11,8 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from bench._launch import fewshot_server
-from tests.redis_server import throwaway_redis
+from harness.redis_proc import throwaway_redis
+from harness.server_proc import fewshot_server
 from tests.web.conftest import CARDS, FX, REFUND, support
 
 ADMIN_KEY = "fsk_replica-test-admin"

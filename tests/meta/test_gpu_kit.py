@@ -14,8 +14,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from bench.gpu.pack import split_tensors
-from bench.gpu.stage import stage_data
+from training.gpu.pack import split_tensors
+from training.gpu.stage import stage_data
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ def test_stage_data_keeps_only_banking77_train_and_every_record(tmp_path) -> Non
 
 
 def test_split_tensors_is_lossless_and_bounded(tmp_path, monkeypatch) -> None:
-    import bench.gpu.pack as pack
+    import training.gpu.pack as pack
 
     monkeypatch.setattr(pack, "PART_BYTES", 4096)
     tensors = {f"encoder.t{i}": torch.randn(300 + i) for i in range(8)} | {"inner.lr_bias": torch.tensor(0.5)}
@@ -99,7 +99,7 @@ def test_import_run_reattaches_trained_tensors_to_the_pinned_base(tmp_path) -> N
     command = [
         sys.executable,
         "-m",
-        "bench.gpu.import_run",
+        "training.gpu.import_run",
         "--parts",
         str(tmp_path),
         "--name",
@@ -119,7 +119,7 @@ def test_import_run_reattaches_trained_tensors_to_the_pinned_base(tmp_path) -> N
 
 
 def test_staged_weights_round_trip_within_int8_and_float16_error() -> None:
-    from bench.gpu.stage import INT8_MATRIX, pack_weights, unpack_weights
+    from training.gpu.stage import INT8_MATRIX, pack_weights, unpack_weights
 
     torch.manual_seed(0)
     tensors = {INT8_MATRIX: torch.randn(50, 16), "encoder.layer.0.output.dense.weight": torch.randn(16, 16)}

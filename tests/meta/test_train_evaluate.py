@@ -86,21 +86,23 @@ def test_evaluate_on_fixture(make_tiny, tmp_path, clinc_sample) -> None:
     assert "Paired difference" in (tmp_path / "out" / "eval_fixture.md").read_text()
 
 
-def test_memoised_adapt_path_equals_real_fit(make_tiny, clinc_sample) -> None:
+def test_precomputed_adapt_path_equals_real_fit(make_tiny, clinc_sample) -> None:
+    """The evaluation's precomputed embeddings score the /adapt path exactly as the encoder itself does."""
     import random
 
     from app.meta.data import load_jsonl, sample_episode
-    from app.meta.evaluate import EmbeddingTable, adapt_path_scorer
+    from app.meta.evaluate import adapt_path_scorer, precomputed_embedder
+    from app.ml.embedder import EncoderEmbedder
     from app.ml.learner import InnerLoopParams
 
     encoder = make_tiny()
     data = load_jsonl(clinc_sample)
-    table = EmbeddingTable(encoder, [[t for t, _ in data.pairs()]], None)
+    precomputed = precomputed_embedder(encoder, [[t for t, _ in data.pairs()]], None)
     inner = InnerLoopParams.constant(5, 1.0, 10.0)
     episode = sample_episode(data, 5, 3, 4, random.Random(0))
-    assert adapt_path_scorer(table, inner, memoise=True)(episode) == adapt_path_scorer(table, inner, memoise=False)(
-        episode
-    )
+    assert precomputed.fingerprint == encoder.fingerprint
+    direct = adapt_path_scorer(EncoderEmbedder(encoder), inner)(episode)
+    assert adapt_path_scorer(precomputed, inner)(episode) == direct
 
 
 def test_anchor_keeps_the_encoder_near_where_it_started(make_tiny, tmp_path, clinc_sample) -> None:

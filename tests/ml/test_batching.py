@@ -77,6 +77,33 @@ def test_errors_reach_every_caller_and_the_batcher_survives() -> None:
         batcher.close()
 
 
+def test_a_failing_request_fails_alone_and_the_others_of_its_pass_get_their_unbatched_rows(tiny_encoder) -> None:
+    """One tenant's bad text in a merged pass: retried request by request, only its own request fails."""
+    poison = "this text breaks the encoder"
+    passes: list[list[str]] = []
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        passes.append(list(texts))
+        if poison in texts:
+            raise ValueError("encoder failed on a marked text")
+        return tiny_encoder.embed(texts, batch_size=64)
+
+    requests = [["where is my card", "refund"], [poison], ["hi", "my pin is blocked"]]
+    # the pass closes exactly when all three requests wait (5 texts), so they share it
+    batcher = MicroBatcher(embed, max_batch_texts=5, max_wait_ms=30_000)
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            futures = [pool.submit(batcher.embed, texts) for texts in requests]
+            outcomes = [future.exception(timeout=30) or future.result() for future in futures]
+    finally:
+        batcher.close()
+    assert sorted(passes[0]) == sorted(text for texts in requests for text in texts)  # one merged pass first
+    assert isinstance(outcomes[1], ValueError)
+    for i in (0, 2):
+        assert torch.equal(outcomes[i], tiny_encoder.embed(requests[i], batch_size=64))
+    assert sorted(map(sorted, passes[1:])) == sorted(map(sorted, requests))  # then each request on its own
+
+
 def test_the_encoder_thread_keeps_its_own_intra_op_thread_count() -> None:
     """Request threads narrow their own teams (per-tenant math on one thread); encoder passes keep theirs."""
     seen: list[int] = []

@@ -112,7 +112,7 @@ def test_forward_after_embed_is_deterministic(real_model) -> None:
 
 def test_bf16_serving_stays_within_a_cosine_of_float32(real_model) -> None:
     from app.ml.encoder import use_bf16
-    from app.services.runtime import serve_in_bf16
+    from app.ml.loading import serve_in_bf16
 
     fp32 = real_model[0]
     bf16 = use_bf16(load_encoder(PACKAGED_ENCODER, None, device="cpu"))

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -18,7 +15,7 @@ from app.config import Settings
 from app.store import RedisStore
 from app.web.app import create_app
 from app.web.server import uvicorn_options
-from tests.redis_server import free_port
+from harness.server_proc import serve_in_thread as harness_serve_in_thread
 
 
 def small_settings(redis_url: str, prefix: str, **overrides: Any) -> Settings:
@@ -44,23 +41,8 @@ def small_settings(redis_url: str, prefix: str, **overrides: Any) -> Settings:
 @contextmanager
 def serve_in_thread(app: FastAPI, settings: Settings) -> Iterator[str]:
     """Run `app` under a real uvicorn server (the options `fewshot serve` uses) on a free loopback port."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=free_port(), log_level="warning", lifespan="on", **uvicorn_options(settings)
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{config.port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
+    with harness_serve_in_thread(app, **uvicorn_options(settings)) as base:
         yield base
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
 
 
 @pytest.fixture(scope="module")

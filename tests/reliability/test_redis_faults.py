@@ -17,8 +17,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.web.app import create_app
+from harness.redis_proc import RedisProcess
 from tests.reliability.conftest import small_settings
-from tests.reliability.redis_proc import RedisProcess
 from tests.web.conftest import CARDS, FX, REFUND, support
 
 REDIS_TIMEOUT_S = 1.0

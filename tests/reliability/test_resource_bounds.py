@@ -1,8 +1,10 @@
 """Resource bounds: the in-process head cache is bounded in count and bytes; a maximum-size request stays
-within a memory bound (README, "Reliability"; measured at default limits by `bench/memory_bound.py`)."""
+within a memory bound (README, "Reliability"; measured at default limits by `bench/memory_bound.py`). The
+allocator and oneDNN settings `fewshot serve` applies: tests/test_process_tuning.py."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +13,12 @@ import torch
 from app.config import Settings
 from app.ml.head import TenantHead
 from app.services.model_cache import CachedHead, HeadCache, head_nbytes
-from bench.memory_bound import measure
+from app.web.app import create_app
+from harness.memory import measure
 from tests.reliability.test_properties import make_head
+
+REPO = Path(__file__).resolve().parents[2]
+JEMALLOC = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
 
 
 def _head(n_labels: int, dim: int = 384) -> TenantHead:
@@ -66,7 +72,7 @@ def test_maximum_size_requests_stay_within_the_memory_bound(real_model: Any) -> 
         log_level="warning",
         _env_file=None,
     )
-    result = measure(settings, real_model)
+    result = measure(create_app(settings, model=real_model), settings)
     assert result["adapt_body_bytes"] > 96 * 2000
     assert result["adapt"]["growth_mb"] < 400, result
     assert result["predict"]["growth_mb"] < 400, result

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from app.store import MemoryStore, RedisStore, TenantStore
+from app.store.base import NO_MODEL
 
 META = {"labels": ["a", "b"], "note": "ünïcode"}
 SUPPORT = [{"text": "hello", "label": "a"}, {"text": "bye", "label": "b"}]
@@ -65,6 +66,16 @@ def test_compare_and_set(store: TenantStore) -> None:
     assert store.load("t1").head == b"c"  # type: ignore[union-attr]
 
 
+def test_creating_is_a_compare_and_set_on_no_model_also_after_delete(store: TenantStore) -> None:
+    assert store.save("t1", b"a", META, SUPPORT, expected_version=NO_MODEL) == 1
+    assert store.save("t1", b"b", META, SUPPORT, expected_version=NO_MODEL) is None  # a model exists now
+    assert store.load("t1").head == b"a"  # type: ignore[union-attr]
+    assert store.delete("t1")
+    assert store.save("t1", b"c", META, SUPPORT, expected_version=NO_MODEL) == 2  # deleted: no model again
+    assert store.save("t1", b"d", META, SUPPORT, expected_version=NO_MODEL) is None
+    assert store.load("t1").head == b"c"  # type: ignore[union-attr]
+
+
 def test_tenants_are_isolated(store: TenantStore) -> None:
     store.save("alpha", b"A", {"who": "alpha"}, SUPPORT)
     store.save("beta", b"B", {"who": "beta"}, SUPPORT)
@@ -113,7 +124,7 @@ def test_redis_keys_are_namespaced(redis_store: RedisStore, redis_prefix: str) -
 
 def test_unreachable_redis_raises_store_unavailable() -> None:
     from app.store import StoreUnavailable
-    from tests.redis_server import free_port
+    from harness.ports import free_port
 
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)
     started = time.monotonic()

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from app.store import RedisStore
 from app.web.access import route_path
-from tests.redis_server import free_port
+from harness.ports import free_port
 from tests.web.conftest import ADMIN, ADMIN_KEY, SUPPORT, bearer
 
 PUBLIC = ["/healthz", "/readyz", "/docs", "/redoc", "/openapi.json", "/metrics", "/docs-assets/swagger-ui.css"]

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from app.config import Settings
 from app.web.app import create_app
-from tests.redis_server import free_port
+from harness.server_proc import serve_in_thread
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -52,23 +48,8 @@ def test_docs_pages_reference_only_local_assets(make_client: Callable[..., TestC
 def live_server(real_model) -> Iterator[str]:
     """The app under a real uvicorn in a thread (docs need no store: memory, auth on)."""
     settings = Settings(checkpoint="none", store="memory", auth_enabled=True, _env_file=None)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings, model=real_model), port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.1)
-    yield base
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(create_app(settings, model=real_model)) as base:
+        yield base
 
 
 def chromium(url: str, profile: Path, *extra: str) -> str:

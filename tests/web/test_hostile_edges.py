@@ -20,7 +20,7 @@ from prometheus_client import REGISTRY
 
 from app.config import Settings
 from app.web.app import create_app
-from tests.redis_server import free_port
+from harness.ports import free_port
 from tests.reliability.conftest import serve_in_thread, small_settings
 from tests.web.conftest import ADMIN, SUPPORT, bearer
 

@@ -9,7 +9,8 @@ from fastapi.testclient import TestClient
 from app.config import Settings
 from app.store import RedisStore
 from app.web.app import create_app
-from tests.redis_server import current_version_key, free_port
+from harness.ports import free_port
+from tests.redis_server import current_version_key
 from tests.web.conftest import SUPPORT
 
 _model_key = current_version_key

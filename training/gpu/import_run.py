@@ -1,11 +1,11 @@
 """Rebuild a service checkpoint from a GPU run's packed tensors, on the pinned base encoder.
 
-The GPU machine trained on a float16 copy of the base (`bench/gpu/stage.py`), so its checkpoint
+The GPU machine trained on a float16 copy of the base (`training/gpu/stage.py`), so its checkpoint
 names that copy's hash. This loads the packaged, sha256-pinned base here, applies the run's trained
 encoder tensors and inner-loop parameters, and writes a checkpoint whose manifest names the pinned
 base (the service refuses any other), keeping the run's config, metrics and provenance.
 
-    python -m bench.gpu.import_run --parts DIR --name gpu-clinc --results DIR/results.tar.xz --out models/NAME
+    python -m training.gpu.import_run --parts DIR --name gpu-clinc --results DIR/results.tar.xz --out models/NAME
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", required=True, help="folder holding <name>.part<i>.safetensors")
     parser.add_argument("--name", required=True, help="the run's name")
-    parser.add_argument("--results", required=True, help="results.tar.xz from bench/gpu/pack.py")
+    parser.add_argument("--results", required=True, help="results.tar.xz from training/gpu/pack.py")
     parser.add_argument("--out", required=True, help="checkpoint folder to write")
     args = parser.parse_args()
     tensors: dict[str, torch.Tensor] = {}
@@ -63,7 +63,7 @@ def main() -> int:
     manifest = {key: trained[key] for key in COPIED_MANIFEST_KEYS if key in trained}
     manifest["trained_on"] = {
         "base_copy": trained["base_encoder"],
-        "note": "trained on a float16 copy of the pinned base (bench/gpu/stage.py), re-attached here",
+        "note": "trained on a float16 copy of the pinned base (training/gpu/stage.py), re-attached here",
     }
     dtype = next(iter(state.values())).dtype if state else torch.float32
     out = Path(args.out)

@@ -1,9 +1,9 @@
-"""Table of GPU meta-training runs from one or more `results.tar.xz` (bench/gpu/pack.py).
+"""Table of GPU meta-training runs from one or more `results.tar.xz` (training/gpu/pack.py).
 
 For each run: outer steps, the BANKING77 *train*-split selection accuracy at step 0 (the base
 encoder), its best and its last value, and held-out-class accuracy of the training sources.
 
-    python -m bench.gpu.summarise RESULTS.tar.xz ... --out bench/results/gpu_meta_train.json
+    python -m training.gpu.summarise RESULTS.tar.xz ... --out bench/results/gpu_meta_train.json
 """
 
 from __future__ import annotations

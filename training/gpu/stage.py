@@ -1,17 +1,17 @@
-"""Stage what a GPU machine without internet needs for `bench/gpu/run.sh` into `.devcarry/`.
+"""Stage what a GPU machine without internet needs for `training/gpu/run.sh` into `.devcarry/`.
 
 - `encoder/`: the packaged all-MiniLM-L6-v2 in `staged.safetensors`: the token-embedding matrix as
   int8 rows (`app.ml.head.Int8Rows`; frozen in every GPU recipe), everything else float16, 34 MB
   instead of 91, so that it fits the 64 MiB transfer beside the repository and its 21 MB shipped
   checkpoint. `--unpack SRC DST` there writes a loadable float16 folder (`load_encoder` trains in
   float32). The sha256 pin does not hold for this copy, so runs there use `encoder_source` = DST;
-  `bench/gpu/import_run.py` re-attaches the result to the pinned base.
+  `training/gpu/import_run.py` re-attaches the result to the pinned base.
 - `data/*.jsonl.xz`: the meta-training sources, and BANKING77's *train* split only (model selection);
   its test split never leaves this machine.
 - `whl/`: pure-Python wheels missing there (`higher`).
 
-    python -m bench.gpu.stage [--data ../shared/data]          # here
-    python3 -m bench.gpu.stage --unpack .devcarry/encoder DST   # on the GPU machine (bench/gpu/run.sh)
+    python -m training.gpu.stage [--data ../shared/data]            # here
+    python3 -m training.gpu.stage --unpack .devcarry/encoder DST   # on the GPU machine (training/gpu/run.sh)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A `redis-server` process a test can stop, freeze, kill and restart on the same port and data directory."""
+"""A real `redis-server` process: throwaway for one block, or one a test can freeze, kill and restart."""
 
 from __future__ import annotations
 
@@ -6,10 +6,28 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from tests.redis_server import INSTALL_HINT, free_port, reachable
+import redis
+
+from harness.ports import free_port
+
+INSTALL_HINT = (
+    "redis-server not found: install it (Debian/Ubuntu: `apt-get install redis-server`, macOS: `brew install redis`)"
+)
+
+
+def reachable(url: str) -> bool:
+    """True when a Redis at `url` answers PING within half a second."""
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=0.5).ping()
+        return True
+    except (redis.RedisError, OSError):
+        return False
 
 
 class RedisProcess:
@@ -23,6 +41,7 @@ class RedisProcess:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 10.0) -> None:
+        """Start the server and wait until it answers PING."""
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(INSTALL_HINT)
@@ -32,6 +51,7 @@ class RedisProcess:
         deadline = time.monotonic() + timeout_s
         while not reachable(self.url):
             if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
                 raise RuntimeError(f"redis-server did not start on port {self.port}")
             time.sleep(0.05)
 
@@ -48,8 +68,21 @@ class RedisProcess:
         self._process = None
 
     def stop(self) -> None:
+        """SIGTERM (after SIGCONT, in case it is frozen) and wait."""
         if self._process is not None and self._process.poll() is None:
             os.kill(self._process.pid, signal.SIGCONT)
             self._process.terminate()
             self._process.wait(timeout=10)
         self._process = None
+
+
+@contextmanager
+def throwaway_redis(appendonly: bool = False, port: int | None = None, data_dir: Path | None = None) -> Iterator[str]:
+    """Start `redis-server` on a free port (optionally with AOF in `data_dir`); yield its URL; stop it."""
+    with tempfile.TemporaryDirectory(prefix="fewshot-redis-") as tmp:
+        process = RedisProcess(data_dir or Path(tmp), appendonly=appendonly, port=port)
+        process.start()
+        try:
+            yield process.url
+        finally:
+            process.stop()

@@ -1,0 +1,71 @@
+"""The model-loading policy: base encoder (verified), optional meta-trained checkpoint, serving precision.
+
+Plain arguments, no settings object: the service (`app.services.runtime.load_model`), the evaluation
+and bench scripts all load through `load_model`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from app.ml.checkpoint import load_checkpoint
+from app.ml.encoder import SentenceEncoder, bf16_is_fast, load_encoder, quantize_int8, use_bf16
+from app.ml.learner import InnerLoopParams
+from app.ml.packaged import (
+    DEFAULT_INNER_LR,
+    DEFAULT_INNER_STEPS,
+    DEFAULT_LOGIT_SCALE,
+    PACKAGED_ENCODER,
+    PACKAGED_ENCODER_SHA256,
+)
+
+
+class LoadedModel(NamedTuple):
+    encoder: SentenceEncoder
+    inner: InnerLoopParams  # the checkpoint's meta-learned inner loop, else the defaults given
+    checkpoint: str | None  # the checkpoint folder applied, if any
+
+
+def default_inner_loop() -> InnerLoopParams:
+    """The inner loop without a checkpoint (the service's default settings)."""
+    return InnerLoopParams.constant(DEFAULT_INNER_STEPS, DEFAULT_INNER_LR, DEFAULT_LOGIT_SCALE)
+
+
+def load_model(
+    checkpoint: Path | None,
+    *,
+    encoder_source: str = PACKAGED_ENCODER,
+    encoder_sha256: str | None = PACKAGED_ENCODER_SHA256,
+    max_tokens: int = 128,
+    device: str = "auto",
+    default_inner: InnerLoopParams | None = None,
+    precision: str = "float32",
+    quantize: bool = False,
+    compile_encoder: bool = False,
+) -> LoadedModel:
+    """Base encoder + optional meta-trained checkpoint, then int8 or the serving precision, then compile.
+
+    `precision`: `float32`, `bfloat16`, or `auto` (see `serve_in_bf16`); `quantize` (int8) wins over it.
+    """
+    encoder = load_encoder(encoder_source, encoder_sha256, max_tokens, device)
+    if checkpoint is None:
+        inner = default_inner if default_inner is not None else default_inner_loop()
+    else:
+        inner = load_checkpoint(checkpoint, encoder)
+    if quantize:
+        quantize_int8(encoder)
+    elif serve_in_bf16(precision, encoder):
+        use_bf16(encoder)
+    if compile_encoder:
+        encoder.transformer = torch.compile(encoder.transformer, dynamic=True)
+    return LoadedModel(encoder, inner, None if checkpoint is None else str(checkpoint))
+
+
+def serve_in_bf16(precision: str, encoder: SentenceEncoder) -> bool:
+    """`bfloat16`, or `auto` on a CPU with native bf16 math (elsewhere bf16 is emulated and slower)."""
+    if precision == "bfloat16":
+        return True
+    return precision == "auto" and encoder.device.type == "cpu" and bf16_is_fast()

@@ -1,0 +1,1 @@
+"""Helpers every benchmark shares: support sampling, percentiles, writing results."""

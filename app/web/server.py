@@ -49,7 +49,8 @@ def _timeout_response() -> bytes:
 
 
 class DeadlineH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol plus a deadline for receiving each whole request."""
+    """uvicorn's h11 protocol plus a deadline for receiving each whole request, a 16 KiB cap on its head, and
+    the JSON error envelope where uvicorn answers in plain text (malformed request, concurrency limit)."""
 
     request_timeout_s: float = 30.0
 

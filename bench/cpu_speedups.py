@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 
+from app.bootstrap import limits_from, load_model
 from app.config import Settings
 from app.meta.data import load_jsonl
 from app.ml.encoder import SentenceEncoder, quantize_int8
 from app.services.adaptation import AdaptationService, validate_support
-from app.services.runtime import limits_from, load_model
 from app.store import MemoryStore
 from bench.common.results import print_table, write_json
 from bench.common.support import k_shot_examples

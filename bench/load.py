@@ -26,9 +26,9 @@ from pathlib import Path
 import httpx
 import psutil
 
+from app.bootstrap import load_model
 from app.config import Settings
 from app.meta.data import load_jsonl
-from app.services.runtime import load_model
 from bench.common.results import print_table, write_json
 from bench.common.stats import percentile
 from bench.common.support import n_way_k_shot

@@ -14,8 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
+from app.bootstrap import load_model
 from app.config import Settings
-from app.services.runtime import load_model
 from app.web.app import create_app
 from bench.common.results import write_json
 from harness.memory import measure

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
+from app.bootstrap import limits_from, load_model
 from app.config import PACKAGED_ENCODER, Settings
 from app.meta.data import load_jsonl
 from app.ml.encoder import resolve_source
 from app.services.adaptation import AdaptationService, validate_support
-from app.services.runtime import limits_from, load_model
 from app.store import MemoryStore
 from bench.common.extras import require_bench_extra
 from bench.common.results import print_table, write_json

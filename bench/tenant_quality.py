@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from app.bootstrap import limits_from, load_model
 from app.config import Settings
 from app.meta.data import LabeledSet, load_jsonl
 from app.meta.embed_cache import embed_cached
@@ -25,7 +26,6 @@ from app.meta.evaluate import summarise
 from app.ml.encoder import SentenceEncoder
 from app.ml.head import TenantHead
 from app.services.adaptation import AdaptationService, Limits, OosRule, SupportSet, validate_support
-from app.services.runtime import limits_from, load_model
 from app.store import MemoryStore
 from bench.common.results import print_table, write_json
 from bench.common.support import k_shot_examples

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from app.bootstrap import load_model
 from app.config import Settings
 from app.meta.data import load_jsonl, sample_episode
 from app.meta.embed_cache import embed_cached
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits
-from app.services.runtime import load_model
 from bench.common.results import print_table, write_json
 
 

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from app.bootstrap import load_model
 from app.config import Settings
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
-from app.services.runtime import load_model
 from app.store import RedisStore
 from tests.redis_server import test_redis_url
 from tests.tiny_encoder import build_tiny_encoder, packaged_tokenizer

@@ -1,6 +1,6 @@
 """The model-loading policy: base encoder (verified), optional meta-trained checkpoint, serving precision.
 
-Plain arguments, no settings object: the service (`app.services.runtime.load_model`), the evaluation
+Plain arguments, no settings object: the service (`app.bootstrap.load_model`), the evaluation
 and bench scripts all load through `load_model`.
 """
 

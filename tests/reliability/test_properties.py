@@ -17,6 +17,7 @@ from app.ml.head import HeadDecodeError, TenantHead
 from app.ml.learner import HeadTensors
 from app.services.records import UnusableModel, build_meta, open_record
 from app.store import MemoryStore, RedisStore, StoredModel, TenantStore
+from app.store.base import NO_MODEL
 
 PROPERTY_SETTINGS = settings(
     max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -180,9 +181,10 @@ def test_versions_are_unique_and_increasing_whatever_the_history(make_store: Any
             version = store.save(tenant, arg, {"op": op}, [])
             assert version is not None
         elif op == "cas":
-            expected = (current.get(tenant) or (0, b""))[0] + arg  # arg 0: the right version, else a wrong one
+            # arg 0: the right version (NO_MODEL = 0 when the tenant has none), else a wrong one
+            expected = (current.get(tenant) or (NO_MODEL, b""))[0] + arg
             version = store.save(tenant, b"cas", {"op": op}, [], expected_version=expected)
-            if current.get(tenant) is None or arg != 0:
+            if arg != 0:
                 assert version is None and store.load(tenant) == before
                 continue
         elif op == "rollback":

@@ -21,8 +21,8 @@ import torch
 from app.bootstrap import limits_from, load_model
 from app.config import Settings
 from app.meta.data import LabeledSet, load_jsonl
-from app.meta.embed_cache import embed_cached
 from app.meta.evaluate import summarise
+from app.ml.embedding_cache import embed_cached
 from app.ml.encoder import SentenceEncoder
 from app.ml.head import TenantHead
 from app.services.adaptation import AdaptationService, Limits, OosRule, SupportSet, validate_support

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from app.bootstrap import load_model
 from app.config import Settings
 from app.meta.data import load_jsonl, sample_episode
-from app.meta.embed_cache import embed_cached
+from app.ml.embedding_cache import embed_cached
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits
 from bench.common.results import print_table, write_json
 

@@ -141,6 +141,10 @@ class Settings(BaseSettings):
         30.0, gt=0, description="A client must send a whole request (headers and body) within this many seconds."
     )
     timeout_keep_alive_s: int = Field(5, ge=1, description="Idle keep-alive connections close after this long.")
+    http_parser: Literal["auto", "httptools", "h11"] = Field(
+        "auto",
+        description="HTTP parser of `fewshot serve`: `auto` = httptools (C) when installed, else h11 (pure Python).",
+    )
     limit_concurrency: int | None = Field(
         None, ge=1, description="Most concurrent connections/requests before answering 503 (none = unbounded)."
     )

@@ -17,8 +17,8 @@ class CachedHead:
 
 
 def head_nbytes(head: TenantHead) -> int:
-    """Approximate memory a decoded head holds: its tensors plus its label strings."""
-    tensors = head.weight.nbytes + head.prototypes.nbytes + head.bias.numel() * head.bias.element_size()
+    """Approximate memory a decoded, serving head holds: its tensors (int8 and float32 forms) plus its labels."""
+    tensors = head.weight.serving_nbytes + head.prototypes.serving_nbytes + head.bias.numel() * head.bias.element_size()
     return tensors + sum(len(label) + 64 for label in head.labels)
 
 

@@ -113,3 +113,13 @@ def test_adapted_norm_round_trips_and_changes_scores() -> None:
     features = torch.nn.functional.normalize(x * gain + shift, dim=-1)
     expected = torch.softmax(10.0 * (features @ tensors.weight.T + tensors.bias), dim=-1)
     torch.testing.assert_close(decoded.probabilities(x), expected, atol=1e-2, rtol=0)
+
+
+def test_int8_rows_serve_from_one_float_copy_made_on_first_use() -> None:
+    rows = Int8Rows.quantize(torch.randn(7, 16))
+    x = torch.randn(3, 16)
+    expected = (x @ rows.values.float().T) * rows.scales  # the int8 maths, dequantised on the fly
+    torch.testing.assert_close(rows.matmul_t(x), expected, rtol=1e-5, atol=1e-5)
+    assert rows.matmul_t(x).shape == (3, 7)
+    assert rows.dense is rows.dense  # dequantised once, then kept
+    assert rows.serving_nbytes == rows.nbytes + 4 * 7 * 16

@@ -26,9 +26,10 @@ HEAD = (
 ).encode()
 
 
-@pytest.fixture(scope="module")
-def server(redis_url: str, real_model) -> Iterator[str]:
-    settings = small_settings(redis_url, "slow-clients", request_timeout_s=REQUEST_TIMEOUT_S)
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def server(redis_url: str, real_model, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The same guarantees with either HTTP parser `fewshot serve` can run."""
+    settings = small_settings(redis_url, "slow-clients", request_timeout_s=REQUEST_TIMEOUT_S, http_parser=request.param)
     with serve_in_thread(create_app(settings, model=real_model), settings) as base:
         yield base.removeprefix("http://")
 
@@ -92,3 +93,14 @@ def test_a_merely_slow_client_and_keep_alive_are_served(server: str) -> None:
             time.sleep(REQUEST_TIMEOUT_S / 2)
     with httpx.Client(base_url=f"http://{server}", timeout=30) as http:
         assert http.get("/healthz").status_code == 200
+
+
+def test_the_parser_setting_picks_the_protocol() -> None:
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from app.web.server import deadline_protocol
+
+    assert issubclass(deadline_protocol(2.0, "auto"), HttpToolsProtocol)  # httptools is a dependency
+    assert issubclass(deadline_protocol(2.0, "h11"), H11Protocol)
+    assert deadline_protocol(2.0, "httptools").request_timeout_s == 2.0

@@ -238,9 +238,10 @@ def _raw_request(base: str, request: bytes) -> tuple[int, dict[str, Any] | None]
     return status, json.loads(body)
 
 
-@pytest.fixture(scope="module")
-def server(redis_url: str, real_model: Any) -> Any:
-    settings = small_settings(redis_url, "fewshot-edges", auth_enabled=False)
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def server(redis_url: str, real_model: Any, request: pytest.FixtureRequest) -> Any:
+    """The same guarantees with either HTTP parser `fewshot serve` can run."""
+    settings = small_settings(redis_url, "fewshot-edges", auth_enabled=False, http_parser=request.param)
     with serve_in_thread(create_app(settings, model=real_model), settings) as base:
         yield base
 

@@ -15,35 +15,17 @@ import json
 import platform
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import httpx
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import Unsatisfiable
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    negative_data_rejection,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
+from harness.fuzz import fuzz_schema
 from harness.server_proc import redis_and_server
 
 ADMIN_KEY = "fsk_live-fuzz-admin-key"
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
 SERVER_ENV = {  # auth on as deployed; small limits keep valid bodies cheap so the run reaches more operations
     "FEWSHOT_AUTH_ENABLED": "true",
     "FEWSHOT_ADMIN_KEY": ADMIN_KEY,
@@ -64,55 +46,21 @@ SEED_SUPPORT = [
 ]
 
 
-def fuzz_operation(operation: Any, mode: GenerationMode, examples: int, statuses: Counter[str]) -> None:
-    """One operation in one generation mode; hypothesis shrinks and re-raises the first failure."""
-    checks = [*CHECKS, negative_data_rejection] if mode is GenerationMode.NEGATIVE else CHECKS
-
-    @settings(
-        max_examples=examples,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        phases=[Phase.explicit, Phase.generate, Phase.shrink],
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(case=operation.as_strategy(generation_mode=mode, headers=AUTH))
-    def run(case: Any) -> None:
-        response = case.call(timeout=60)
-        statuses[f"{operation.label} | {mode.value} | {response.status_code}"] += 1
-        case.validate_response(response, checks=checks)
-
-    run()
-
-
 def run_fuzz(base: str, examples: int) -> dict[str, Any]:
     with httpx.Client(base_url=base, timeout=60) as http:
         seeded = http.post("/adapt", json={"tenant_id": "acme-support", "examples": SEED_SUPPORT}, headers=AUTH)
         seeded.raise_for_status()
     schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
-    operations = [result.ok() for result in schema.get_all_operations()]
-    statuses: Counter[str] = Counter()
-    failures: list[str] = []
     started = time.monotonic()
-    for operation in operations:
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            before = sum(statuses.values())
-            try:
-                fuzz_operation(operation, mode, examples, statuses)
-            except Unsatisfiable:
-                pass  # nothing to make invalid: no parameters and no body
-            except (Exception, BaseExceptionGroup) as exc:
-                failures.append(f"{operation.label} [{mode.value}]: {exc}"[:4000])
-            print(f"{operation.label:40s} {mode.value:8s} {sum(statuses.values()) - before:6d} requests", flush=True)
-    server_errors = sum(count for key, count in statuses.items() if int(key.rsplit("|", 1)[1]) >= 500)
+    run = fuzz_schema(schema, examples, AUTH, progress=True)
     return {
-        "requests": sum(statuses.values()),
-        "server_errors": server_errors,
-        "failures": failures,
-        "operations": len(operations),
+        "requests": run.requests,
+        "server_errors": run.server_errors,
+        "failures": run.failures,
+        "operations": len({operation for operation, _, _ in run.statuses}),
         "examples_per_operation_and_mode": examples,
         "seconds": round(time.monotonic() - started, 1),
-        "statuses": dict(sorted(statuses.items())),
+        "statuses": {" | ".join(map(str, key)): count for key, count in sorted(run.statuses.items())},
         "server_env": SERVER_ENV | {"FEWSHOT_ADMIN_KEY": "(set)"},
         "schemathesis": schemathesis.__version__ if hasattr(schemathesis, "__version__") else "unknown",
         "python": platform.python_version(),

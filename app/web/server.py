@@ -85,6 +85,14 @@ class _RequestGuards:
             return
         await self._app(scope, receive, send)
 
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self._arm_request_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_request_deadline()
+        super().connection_lost(exc)  # type: ignore[misc]
+
     def _arm_request_deadline(self) -> None:
         self._disarm_request_deadline()
         self._request_deadline = self.loop.call_later(self.request_timeout_s, self._request_deadline_expired)
@@ -156,14 +164,6 @@ class DeadlineH11Protocol(_RequestGuards, H11Protocol):
     def _request_received(self) -> bool:
         return self.conn.their_state in _FINISHED
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_request_deadline()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm_request_deadline()
-        super().connection_lost(exc)
-
     def handle_events(self) -> None:
         super().handle_events()
         if self.conn.their_state in _FINISHED:
@@ -205,14 +205,6 @@ if HttpToolsProtocol is not None:
 
         def _request_received(self) -> bool:
             return self._complete
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self._arm_request_deadline()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm_request_deadline()
-            super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
             if self._refused:

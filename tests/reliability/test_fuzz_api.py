@@ -8,40 +8,22 @@ documents for that operation; data that violates the schema must be rejected wit
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis.errors import Unsatisfiable
 from pydantic import SecretStr
-from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import (
-    content_type_conformance,
-    negative_data_rejection,
-    response_headers_conformance,
-    response_schema_conformance,
-    status_code_conformance,
-)
 
 from app.store import RedisStore
 from app.web.app import create_app
+from harness.fuzz import fuzz_schema
 from tests.reliability.conftest import small_settings
 from tests.web.conftest import SUPPORT
 
 ADMIN_KEY = "fsk_fuzz-admin-key"
 AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}  # auth on, as deployed; the admin key may call everything
 EXAMPLES_PER_OPERATION_AND_MODE = 80  # x 2 modes x every operation: thousands of requests in all
-CHECKS = [
-    not_a_server_error,
-    status_code_conformance,
-    content_type_conformance,
-    response_headers_conformance,
-    response_schema_conformance,
-]
 
 
 @pytest.fixture
@@ -72,42 +54,14 @@ def _seed(schema: Any) -> None:
         assert response.status_code == 200, response.text
 
 
-def _fuzz(operation: Any, mode: GenerationMode, statuses: Counter[tuple[str, str, int]]) -> None:
-    """Run one operation in one generation mode; hypothesis shrinks and re-raises the first failure."""
-    checks = [*CHECKS, negative_data_rejection] if mode is GenerationMode.NEGATIVE else CHECKS
-
-    @settings(
-        max_examples=EXAMPLES_PER_OPERATION_AND_MODE,
-        deadline=None,
-        database=None,
-        derandomize=True,
-        phases=[Phase.explicit, Phase.generate, Phase.shrink],
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(case=operation.as_strategy(generation_mode=mode, headers=AUTH))
-    def run(case: Any) -> None:
-        response = case.call()
-        statuses[(operation.label, mode.value, response.status_code)] += 1
-        case.validate_response(response, checks=checks)
-
-    run()
-
-
 def test_every_operation_survives_generated_requests(api_schema: Any) -> None:
     _seed(api_schema)
-    statuses: Counter[tuple[str, str, int]] = Counter()
-    failures: list[str] = []
-    operations = [result.ok() for result in api_schema.get_all_operations()]
+    run = fuzz_schema(api_schema, EXAMPLES_PER_OPERATION_AND_MODE, AUTH)
+    statuses, failures = run.statuses, run.failures
+    operations = {key[0] for key in statuses}
     assert len(operations) >= 6
-    for operation in operations:
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            try:
-                _fuzz(operation, mode, statuses)
-            except Unsatisfiable:
-                assert mode is GenerationMode.NEGATIVE and not operation.body and not operation.path_parameters
-                continue  # nothing to make invalid: an operation with no parameters and no body
-            except (Exception, BaseExceptionGroup) as exc:  # collect every operation's failure
-                failures.append(f"{operation.label} [{mode.value}]: {exc}")
+    for operation, mode in run.unsatisfiable:  # nothing to make invalid: no parameters and no body
+        assert mode == "negative" and not operation.body and not operation.path_parameters
     total = sum(statuses.values())
     print(f"\nschemathesis: {total} requests over {len(operations)} operations")
     for key, count in sorted(statuses.items()):

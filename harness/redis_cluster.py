@@ -24,7 +24,11 @@ class ClusterNodeProcess:
 
     port: int
     data_dir: Path
+    command: list[str] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = None
+
+    def launch(self) -> None:
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=2)
@@ -58,18 +62,15 @@ class LocalCluster:
             data_dir = self.root / f"node{index}"
             data_dir.mkdir(parents=True, exist_ok=True)
             node = ClusterNodeProcess(port=free_port(), data_dir=data_dir)
-            node.process = subprocess.Popen(
-                [
-                    binary,
-                    *("--port", str(node.port), "--bind", "127.0.0.1", "--dir", str(data_dir)),
-                    *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
-                    *("--cluster-port", str(free_port())),  # the bus port (default port + 10000 may not exist)
-                    *("--cluster-node-timeout", str(self.node_timeout_ms)),
-                    *("--save", "", "--appendonly", "no", "--daemonize", "no", "--repl-diskless-sync-delay", "0"),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            node.command = [
+                binary,
+                *("--port", str(node.port), "--bind", "127.0.0.1", "--dir", str(data_dir)),
+                *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                *("--cluster-port", str(free_port())),  # the bus port (default port + 10000 may not exist)
+                *("--cluster-node-timeout", str(self.node_timeout_ms)),
+                *("--save", "", "--appendonly", "no", "--daemonize", "no", "--repl-diskless-sync-delay", "0"),
+            ]
+            node.launch()
             self.nodes.append(node)
         deadline = time.monotonic() + timeout_s
         for node in self.nodes:
@@ -134,9 +135,17 @@ class LocalCluster:
             node.process.kill()
             node.process.wait(timeout=10)
 
+    def restart(self, node: ClusterNodeProcess, timeout_s: float = 20.0) -> None:
+        """Start a killed node again (same ports and nodes.conf): it rejoins, as a replica of whoever took over
+        its slots; returns once the cluster is ok and replicas are in sync."""
+        node.launch()
+        self.wait_until_ok(timeout_s)
+
     def promote(self, replica: ClusterNodeProcess, timeout_s: float = 20.0) -> None:
-        """`CLUSTER FAILOVER FORCE` on a replica whose primary is gone, then wait for `cluster_state:ok`."""
-        replica.client().execute_command("CLUSTER", "FAILOVER", "FORCE")
+        """`CLUSTER FAILOVER FORCE` on a replica whose primary is gone (unless the cluster's own failover, after
+        `node_timeout_ms`, promoted it already), then wait for `cluster_state:ok`."""
+        if replica.info("replication").get("role") != "master":
+            replica.client().execute_command("CLUSTER", "FAILOVER", "FORCE")
         deadline = time.monotonic() + timeout_s
         while replica.info("replication").get("role") != "master":
             if time.monotonic() > deadline:

@@ -128,6 +128,22 @@ def primaries(client: RedisClient) -> list[redis.Redis]:
     return [client]
 
 
+def ping(client: RedisClient) -> None:
+    """PING the server; on a cluster, the primaries until one answers. A dead primary (or replica) makes only
+    its slots unavailable, so it must not mark every API pod unready: its tenants get 503 meanwhile."""
+    if not isinstance(client, RedisCluster):
+        client.ping()
+        return
+    errors: list[BaseException] = []
+    for primary in primaries(client):
+        try:
+            primary.ping()
+            return
+        except UNAVAILABLE_ERRORS as exc:
+            errors.append(exc)
+    raise RedisConnectionError(f"no primary answers PING: {errors[-1] if errors else 'no primaries known'}")
+
+
 def refresh_topology(client: RedisClient) -> None:
     """Re-read the cluster's slot map (after a redirection a node-pinned call could not follow)."""
     if isinstance(client, RedisCluster):

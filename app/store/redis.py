@@ -24,6 +24,7 @@ from app.store.client import (
     RedisClient,
     connect,
     node_client,
+    ping,
     primaries,
     redis_errors,
     refresh_topology,
@@ -313,7 +314,7 @@ class RedisStore:
 
     @translate_errors
     def ping(self) -> None:
-        self._client.ping()
+        ping(self._client)
 
     def close(self) -> None:
         self._client.close()

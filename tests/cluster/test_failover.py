@@ -90,6 +90,7 @@ def test_a_primary_dies_mid_traffic_and_acknowledged_adapts_survive(cluster: Loc
             cluster.kill(victim)  # right after the acknowledgement: no time for lazy replication
             during = adapt(client, SUPPORT)
             assert during.status_code == 503 and during.json()["error"]["code"] == "store_unavailable"
+            assert client.get("/readyz").status_code == 200  # other primaries answer: the pod stays in service
             cluster.promote(replica)
             seen = len(traffic.statuses)
             recovered = until_ok(lambda: client.post("/predict", json={"tenant_id": TENANT, "texts": ["refund"]}))

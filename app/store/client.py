@@ -114,6 +114,11 @@ def connect(url: str, timeout_s: float = 2.0) -> RedisClient:
     return redis.Redis.from_url(url, retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)), **common)
 
 
+def glob_escape(text: str) -> str:
+    """`text` as a literal inside a Redis MATCH pattern."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
+
+
 def node_client(client: RedisClient, key: str) -> redis.Redis:
     """A plain client for the server that holds `key` (the client itself when it is not a cluster)."""
     if isinstance(client, RedisCluster):

@@ -23,6 +23,7 @@ from app.store.base import JSON, StoredModel, StoreUnavailable, VersionInfo
 from app.store.client import (
     RedisClient,
     connect,
+    glob_escape,
     node_client,
     ping,
     primaries,
@@ -163,11 +164,6 @@ def _decode_support(raw: bytes) -> list[JSON] | None:
     return support
 
 
-def _glob_escape(text: str) -> str:
-    """`text` as a literal inside a Redis MATCH pattern."""
-    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
-
-
 class RedisStore:
     """`TenantStore` over redis-py (one server or a cluster) with bounded timeouts."""
 
@@ -305,7 +301,7 @@ class RedisStore:
     def tenant_ids(self) -> list[str]:
         """Every tenant with a current model: SCAN over `<prefix>:{*}:model` on every primary (`GET /tenants`)."""
         start = len(self._prefix) + 2
-        pattern = f"{_glob_escape(self._prefix)}:{{*}}:model"
+        pattern = f"{glob_escape(self._prefix)}:{{*}}:model"
         return [
             key.decode()[start:-7]
             for primary in primaries(self._client)

@@ -323,3 +323,21 @@ def test_redis_hands_back_a_head_that_does_not_inflate_as_stored(
         value = any_redis_store._client.hget(key, "1:head")[:-5]
     any_redis_store._client.hset(key, "1:head", value)
     assert any_redis_store.load("t1").head == value
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "CLUSTERDOWN The cluster is down",
+        "TRYAGAIN Multiple keys request during rehashing of slot",
+        "MASTERDOWN Link with MASTER is down",
+    ],
+)
+def test_failover_and_resharding_replies_become_store_unavailable(error: str) -> None:
+    """What redis-py raises for these replies (its own parser, not a stand-in) is a 503, never a 500."""
+    from redis._parsers.base import BaseParser
+
+    from app.store import redis_errors
+
+    with pytest.raises(StoreUnavailable), redis_errors():
+        raise BaseParser.parse_error(error)

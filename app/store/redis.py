@@ -21,6 +21,7 @@ from redis.exceptions import AskError, MovedError
 
 from app.store.base import JSON, StoredModel, StoreUnavailable, VersionInfo
 from app.store.client import (
+    UNAVAILABLE_ERRORS,
     RedisClient,
     connect,
     glob_escape,
@@ -218,6 +219,9 @@ class RedisStore:
                     raise StoreUnavailable(f"redis slot moving: {exc}") from exc
                 refresh_topology(self._client)
                 continue
+            except UNAVAILABLE_ERRORS as exc:  # not retried (the write's outcome is unknown); the next call
+                refresh_topology(self._client)  # goes to the slot's current primary
+                raise StoreUnavailable(f"redis unavailable: {exc}") from exc
             if int(result) >= 0 and int(acknowledged) < replicas:
                 raise StoreUnavailable(f"write confirmed by {acknowledged} of {replicas} replicas in {timeout_ms} ms")
             return int(result)

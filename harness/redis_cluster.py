@@ -3,7 +3,9 @@ create`), for tests and benchmarks; nodes can be killed and replicas promoted to
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -135,6 +137,15 @@ class LocalCluster:
             node.process.kill()
             node.process.wait(timeout=10)
 
+    def freeze(self, node: ClusterNodeProcess) -> None:
+        """SIGSTOP: the node holds its connections but answers nothing (a stalled replica or primary)."""
+        assert node.process is not None
+        os.kill(node.process.pid, signal.SIGSTOP)
+
+    def thaw(self, node: ClusterNodeProcess) -> None:
+        assert node.process is not None
+        os.kill(node.process.pid, signal.SIGCONT)
+
     def restart(self, node: ClusterNodeProcess, timeout_s: float = 20.0) -> None:
         """Start a killed node again (same ports and nodes.conf): it rejoins, as a replica of whoever took over
         its slots; returns once the cluster is ok and replicas are in sync."""
@@ -157,6 +168,7 @@ class LocalCluster:
         for node in self.nodes:
             if node.alive:
                 assert node.process is not None
+                self.thaw(node)
                 node.process.terminate()
                 node.process.wait(timeout=10)
 

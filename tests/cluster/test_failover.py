@@ -94,11 +94,11 @@ def test_a_primary_dies_mid_traffic_and_acknowledged_adapts_survive(cluster: Loc
             cluster.promote(replica)
             seen = len(traffic.statuses)
             recovered = until_ok(lambda: client.post("/predict", json={"tenant_id": TENANT, "texts": ["refund"]}))
-            assert recovered.json()["version"] == 2  # the acknowledged adapt survived the failover
-            assert until_ok(lambda: client.get(f"/tenants/{TENANT}")).json()["labels"] == [
-                "card_arrival",
-                "exchange_rate",
-            ]
+            assert recovered.json()["version"] >= 2
+            # the acknowledged adapt survived the failover (an unacknowledged one may or may not sit on top of it)
+            retained = until_ok(lambda: client.get(f"/tenants/{TENANT}/versions")).json()["versions"]
+            acknowledged_version = next(entry for entry in retained if entry["version"] == 2)
+            assert acknowledged_version["labels"] == ["card_arrival", "exchange_rate"]
             # the new primary has no replica yet: with WAIT 1 a write cannot be confirmed, so it is not acknowledged
             unconfirmed = adapt(client, SUPPORT)
             assert unconfirmed.status_code == 503 and unconfirmed.json()["error"]["code"] == "store_unavailable"

@@ -185,6 +185,24 @@ def test_tenant_listing_covers_every_primary(make_store: MakeStore, redis_cluste
     assert sorted(store.tenant_ids()) == sorted(tenants)
 
 
+def test_a_write_is_acknowledged_only_once_its_replica_has_it(
+    make_store: MakeStore, redis_cluster: Any, redis_prefix: str
+) -> None:
+    """With the tenant's replica stalled, `wait_replicas=1` refuses to acknowledge; the default acknowledges a
+    write the replica cannot have (what a failover right then would lose)."""
+    waiting = make_store("cluster", wait_replicas=1, wait_timeout_ms=300)
+    default = make_store("cluster")
+    replica = redis_cluster.replica_of(redis_cluster.primary_for(f"{redis_prefix}:{{t1}}:model"))
+    redis_cluster.freeze(replica)
+    try:
+        with pytest.raises(StoreUnavailable, match="0 of 1 replicas"):
+            waiting.save("t1", b"x", META, SUPPORT)
+        assert default.save("t1", b"y", META, SUPPORT) == 2
+    finally:
+        redis_cluster.thaw(replica)
+    assert waiting.save("t1", b"z", META, SUPPORT) == 3  # the replica caught up
+
+
 def test_a_write_waits_for_its_replica(make_store: MakeStore) -> None:
     """`wait_replicas=1`: acknowledged once the tenant's replica has it; asking for more replicas than exist is a
     `StoreUnavailable` after the timeout (the write happened on the primary but is not confirmed)."""

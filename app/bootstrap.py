@@ -1,7 +1,8 @@
 """The composition root: the only reader of `Settings`; builds the encoder, store, access guard and services.
 
-One Redis connection pool per process (`app.store.connect`) serves the tenant store, the API keys and the rate
-limiter alike, with one retry policy and one translation of Redis errors (`app.store.redis_errors`).
+One Redis client per process (`app.store.connect`: a single server or a Redis Cluster) serves the tenant store,
+the API keys and the rate limiter alike, with one retry policy and one translation of Redis errors
+(`app.store.redis_errors`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-import redis
 import torch
 
 from app.access.guard import AccessGuard, build_guard
@@ -27,7 +27,7 @@ from app.services.adaptation import AdaptationService, Limits
 from app.services.model_cache import HeadCache
 from app.services.prediction import PredictionService
 from app.services.tenants import TenantService
-from app.store import TenantStore, build_store, connect
+from app.store import RedisClient, TenantStore, build_store, connect
 
 log = logging.getLogger("fewshot")
 
@@ -86,7 +86,7 @@ class Runtime:
     guard: AccessGuard
     readiness: Readiness
     batcher: MicroBatcher | None = None
-    redis_client: redis.Redis | None = None
+    redis_client: RedisClient | None = None
 
     def close(self) -> None:
         if self.batcher is not None:
@@ -105,7 +105,7 @@ def admin_digest(settings: Settings) -> str | None:
     return None
 
 
-def build_access(settings: Settings, client: redis.Redis | None) -> AccessGuard:
+def build_access(settings: Settings, client: RedisClient | None) -> AccessGuard:
     """The access guard over the process's Redis client (memory keys and limits without one)."""
     return build_guard(
         settings.auth_enabled,
@@ -128,6 +128,8 @@ def build_runtime(settings: Settings, model: Model | None = None) -> Runtime:
         timeout_s=settings.redis_timeout_s,
         keep_versions=settings.keep_versions,
         client=client,
+        wait_replicas=settings.redis_wait_replicas,
+        wait_timeout_ms=settings.redis_wait_timeout_ms,
     )
     cache = HeadCache(settings.model_cache_size, max_bytes=int(settings.model_cache_mb * 2**20))
     limits = limits_from(settings)

@@ -96,9 +96,22 @@ class Settings(BaseSettings):
 
     # --- store ---------------------------------------------------------------------------------
     store: Literal["memory", "redis"] = Field("memory", description="Where tenant models live.")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis connection URL (store=redis).")
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="Redis connection URL (store=redis). A Redis Cluster: `redis+cluster://[user:password@]host:port"
+        "[,host:port...]` (TLS: `rediss+cluster://`), seed nodes from which the client discovers the cluster.",
+    )
     redis_prefix: str = Field("fewshot", description="Namespace prefix of every Redis key.")
     redis_timeout_s: float = Field(2.0, gt=0, description="Redis connect and socket timeout.")
+    redis_wait_replicas: int = Field(
+        0,
+        ge=0,
+        description="Replicas that must confirm each write (adapt, rollback, delete) before it is acknowledged "
+        "(Redis `WAIT`); 0 = acknowledge once the primary has it (a failover may lose the last writes).",
+    )
+    redis_wait_timeout_ms: int = Field(
+        1000, ge=1, description="How long a write waits for `redis_wait_replicas` confirmations; then 503."
+    )
     tenant_ttl_s: int | None = Field(None, ge=1, description="Expire tenants this long after their last adapt.")
     keep_versions: int = Field(5, ge=1, le=100, description="Versions of each tenant's model kept for rollback.")
     model_cache_size: int = Field(1024, ge=0, description="Decoded tenant heads kept per process (LRU).")

@@ -94,14 +94,14 @@ def redis_sizes(url: str, redis_url: str | None, prefix: str, train: dict[str, l
             httpx.post(f"{url}/adapt", json=body, timeout=120).raise_for_status()  # one version only
             keys = list(client.scan_iter(match=f"{prefix}:{{{tenant}}}:*"))
             total = sum(int(client.memory_usage(k, samples=0) or 0) for k in keys)
-            current = client.hget(f"{prefix}:{{{tenant}}}:model", "version").decode()
-            version_key = f"{prefix}:{{{tenant}}}:v:{current}"
+            model_key = f"{prefix}:{{{tenant}}}:model"
+            current = client.hget(model_key, "version").decode()  # fields `<n>:head` etc. (app/store/redis.py)
             sizes[f"{n_way} labels"] = {
                 "keys": sorted(k.decode().split("}:", 1)[1] for k in keys),
                 "redis_bytes": total,
-                "head_bytes": int(client.hstrlen(version_key, "head")),
-                "support_bytes": int(client.hstrlen(version_key, "support")),
-                "meta_bytes": int(client.hstrlen(version_key, "meta")),
+                "head_bytes": int(client.hstrlen(model_key, f"{current}:head")),
+                "support_bytes": int(client.hstrlen(model_key, f"{current}:support")),
+                "meta_bytes": int(client.hstrlen(model_key, f"{current}:meta")),
                 "redis_bytes_per_label": round(total / n_way, 1),
             }
     return sizes

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Redis, the real encoder (loaded once), a tiny random encoder."""
+"""Shared fixtures: a real Redis (and a real Redis Cluster, started lazily once per session), the real encoder
+(loaded once), a tiny random encoder."""
 
 from __future__ import annotations
 
@@ -12,14 +13,26 @@ from app.config import Settings
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
 from app.store import RedisStore
-from tests.redis_server import test_redis_url
+from harness.redis_cluster import LocalCluster, local_cluster
+from tests.redis_server import delete_prefix, test_redis_url, whole_suite_on_cluster
 from tests.tiny_encoder import build_tiny_encoder, packaged_tokenizer
 
 ModelBundle = tuple[SentenceEncoder, InnerLoopParams, str | None]
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A local 3-primary, 3-replica Redis Cluster shared by the session (started on first use, ~3 s)."""
+    with local_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The single test Redis, or the session's cluster with `FEWSHOT_TEST_REDIS=cluster`."""
+    if whole_suite_on_cluster():
+        yield request.getfixturevalue("redis_cluster").url
+        return
     with test_redis_url() as url:
         yield url
 
@@ -34,9 +47,7 @@ def redis_prefix() -> str:
 def redis_store(redis_url: str, redis_prefix: str) -> Iterator[RedisStore]:
     store = RedisStore(redis_url, prefix=redis_prefix)
     yield store
-    client = store._client
-    for key in client.scan_iter(match=f"{redis_prefix}:*"):
-        client.delete(key)
+    delete_prefix(store._client, redis_prefix)
     store.close()
 
 

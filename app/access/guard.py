@@ -5,10 +5,9 @@ from __future__ import annotations
 import hmac
 from dataclasses import dataclass
 
-import redis
-
 from app.access.keys import ApiKey, KeyStore, MemoryKeyStore, RedisKeyStore, digest, make_record
 from app.access.ratelimit import Decision, MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from app.store import RedisClient
 
 
 @dataclass(frozen=True)
@@ -67,7 +66,7 @@ class AccessGuard:
 
 def build_guard(
     enabled: bool,
-    client: redis.Redis | None,
+    client: RedisClient | None,
     prefix: str,
     rate_limit: tuple[int, int],
     admin_digest: str | None = None,

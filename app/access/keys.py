@@ -10,9 +10,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-import redis
-
-from app.store import redis_errors
+from app.store import RedisClient, redis_errors
 
 KEY_PREFIX = "fsk_"
 
@@ -106,12 +104,14 @@ class MemoryKeyStore:
 
 
 class RedisKeyStore:
-    """Two hashes: `<prefix>:access:keys` (digest -> record JSON) and `<prefix>:access:ids` (id -> digest)."""
+    """Two hashes: `<prefix>:{access}:keys` (digest -> record JSON) and `<prefix>:{access}:ids` (id -> digest).
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    The `{access}` hash tag puts both in one Redis Cluster slot, so one MULTI writes both."""
+
+    def __init__(self, client: RedisClient, prefix: str) -> None:
         self._client = client
-        self._keys = f"{prefix}:access:keys"
-        self._ids = f"{prefix}:access:ids"
+        self._keys = f"{prefix}:{{access}}:keys"
+        self._ids = f"{prefix}:{{access}}:ids"
 
     def add(self, key_digest: str, record: ApiKey) -> None:
         with redis_errors():

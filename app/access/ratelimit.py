@@ -8,9 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-import redis
-
-from app.store import redis_errors
+from app.store import RedisClient, redis_errors
 
 
 @dataclass(frozen=True)
@@ -56,9 +54,10 @@ class MemoryRateLimiter:
 
 
 class RedisRateLimiter:
-    """Shared by every replica: INCR + EXPIRE on `<prefix>:ratelimit:<identity>:<window>` in one transaction."""
+    """Shared by every replica: INCR + EXPIRE on `<prefix>:ratelimit:<identity>:<window>` in one transaction
+    (one key, so one Redis Cluster slot)."""
 
-    def __init__(self, client: redis.Redis, prefix: str, limit: int, window_s: int) -> None:
+    def __init__(self, client: RedisClient, prefix: str, limit: int, window_s: int) -> None:
         self._client, self._prefix = client, prefix
         self.limit, self.window_s = limit, window_s
 

@@ -1,13 +1,13 @@
-"""Tenant stores: `MemoryStore` (embedded default) and `RedisStore` (production)."""
-
-from redis import Redis
+"""Tenant stores: `MemoryStore` (embedded default) and `RedisStore` (production: one server or a cluster)."""
 
 from app.store.base import StoredModel, StoreUnavailable, TenantStore, VersionInfo
+from app.store.client import RedisClient, connect, is_cluster_url, redis_errors
 from app.store.memory import MemoryStore
-from app.store.redis import RedisStore, connect, redis_errors
+from app.store.redis import RedisStore
 
 __all__ = [
     "MemoryStore",
+    "RedisClient",
     "RedisStore",
     "StoreUnavailable",
     "StoredModel",
@@ -15,6 +15,7 @@ __all__ = [
     "VersionInfo",
     "build_store",
     "connect",
+    "is_cluster_url",
     "redis_errors",
 ]
 
@@ -27,11 +28,20 @@ def build_store(
     ttl_s: int | None,
     timeout_s: float,
     keep_versions: int = 5,
-    client: Redis | None = None,
+    client: RedisClient | None = None,
+    wait_replicas: int = 0,
+    wait_timeout_ms: int = 1000,
 ) -> TenantStore:
-    """The store named by settings (`client`: a shared Redis connection pool)."""
+    """The store named by settings (`client`: the process's shared Redis client)."""
     if kind == "redis":
         return RedisStore(
-            redis_url, prefix=prefix, ttl_s=ttl_s, timeout_s=timeout_s, keep_versions=keep_versions, client=client
+            redis_url,
+            prefix=prefix,
+            ttl_s=ttl_s,
+            timeout_s=timeout_s,
+            keep_versions=keep_versions,
+            client=client,
+            wait_replicas=wait_replicas,
+            wait_timeout_ms=wait_timeout_ms,
         )
     return MemoryStore(ttl_s=ttl_s, keep_versions=keep_versions)

@@ -1,55 +1,62 @@
-"""Redis store: every write is one Lua script, so readers never see half a model.
+"""Redis store (single server or Redis Cluster): every write is one Lua script, so readers never see half a model.
 
-Keys (the `{tenant}` hash tag keeps a tenant's keys in one Cluster slot):
-  <prefix>:{<tenant>}:model     hash {version}: which retained version is current
-  <prefix>:{<tenant>}:v:<n>     hash {version, head (zlib'd safetensors bytes), meta (JSON), support (zlib'd JSON)}
-                                for each retained version n (the newest `keep_versions`)
-  <prefix>:{<tenant>}:versions  list of retained version numbers, newest first
-  <prefix>:{<tenant>}:seq       version counter; survives DELETE so versions never repeat
+Keys (the `{tenant}` hash tag puts a tenant's keys in one Cluster slot; every script declares both in KEYS):
+  <prefix>:{<tenant>}:model  hash: `version` (the current one), `versions` (retained numbers, newest first,
+                             space-separated) and, for each retained version n (the newest `keep_versions`),
+                             `<n>:head` (zlib'd safetensors), `<n>:meta` (JSON), `<n>:support` (zlib'd JSON)
+  <prefix>:{<tenant>}:seq    version counter; no TTL, survives DELETE so versions never repeat
 
-Each version's bytes are stored once: reads of the current model go through a Lua script that
-follows the `model` pointer atomically.
+Two keys per tenant (Redis spends ~100 bytes on each key): a million tenants cost little beyond their bytes.
+Each version's bytes are stored once; reading the current model is one script that follows `version`.
+With `wait_replicas`, a write is acknowledged only once that many replicas confirm it (`WAIT`).
 """
 
 from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import wraps
-from typing import Any, TypeVar
 
 import redis
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
+from redis.exceptions import AskError, MovedError
 
 from app.store.base import JSON, StoredModel, StoreUnavailable, VersionInfo
+from app.store.client import (
+    UNAVAILABLE_ERRORS,
+    RedisClient,
+    connect,
+    glob_escape,
+    node_client,
+    ping,
+    primaries,
+    redis_errors,
+    refresh_topology,
+    translate_errors,
+)
 
-T = TypeVar("T")
+__all__ = ["RedisStore", "connect", "redis_errors"]
 
 CORRUPT_META: JSON = {"schema": None, "unreadable": "stored metadata is not a JSON object"}
 """What `load` returns as metadata that cannot be parsed: `open_record` rejects it (schema check)."""
 
+VERSION_FIELDS = ("head", "meta", "support")
+"""A retained version n is the fields `<n>:head`, `<n>:meta`, `<n>:support` of the tenant's model hash."""
+
 # Shared tail of the write scripts: publish (head, meta, support) as a new version.
-# KEYS: model, seq, versions; ARGV[1..3] = head, meta, support; ARGV[4] ttl; ARGV[6] keep; ARGV[7] version-key prefix
+# KEYS: model, seq; ARGV[1..3] = head, meta, support; ARGV[4] ttl; ARGV[6] keep
 _PUBLISH = """
 local version = redis.call('INCR', KEYS[2])
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'version', version)
-redis.call('HSET', ARGV[7] .. version, 'version', version, 'head', ARGV[1], 'meta', ARGV[2], 'support', ARGV[3])
-redis.call('LPUSH', KEYS[3], version)
-local keep = tonumber(ARGV[6])
-for _, old in ipairs(redis.call('LRANGE', KEYS[3], keep, -1)) do redis.call('DEL', ARGV[7] .. old) end
-redis.call('LTRIM', KEYS[3], 0, keep - 1)
-local ttl = tonumber(ARGV[4])
-if ttl > 0 then
-  redis.call('EXPIRE', KEYS[1], ttl)
-  redis.call('EXPIRE', KEYS[3], ttl)
-  for _, kept in ipairs(redis.call('LRANGE', KEYS[3], 0, -1)) do redis.call('EXPIRE', ARGV[7] .. kept, ttl) end
+local retained = {tostring(version)}
+for old in string.gmatch(redis.call('HGET', KEYS[1], 'versions') or '', '%d+') do
+  table.insert(retained, old)
 end
+local keep = tonumber(ARGV[6])
+for i = keep + 1, #retained do
+  redis.call('HDEL', KEYS[1], retained[i] .. ':head', retained[i] .. ':meta', retained[i] .. ':support')
+end
+redis.call('HSET', KEYS[1], 'version', version, 'versions', table.concat(retained, ' ', 1, math.min(keep, #retained)),
+  version .. ':head', ARGV[1], version .. ':meta', ARGV[2], version .. ':support', ARGV[3])
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
 return version
 """
 
@@ -67,7 +74,7 @@ end
 # ARGV[5]: the version to restore; its data is re-published as a new version
 _ROLLBACK_SCRIPT = (
     """
-local source = redis.call('HMGET', ARGV[7] .. ARGV[5], 'head', 'meta', 'support')
+local source = redis.call('HMGET', KEYS[1], ARGV[5] .. ':head', ARGV[5] .. ':meta', ARGV[5] .. ':support')
 if not source[1] then return -1 end
 ARGV[1] = source[1]
 ARGV[2] = source[2]
@@ -76,57 +83,21 @@ ARGV[3] = source[3]
     + _PUBLISH
 )
 
-# KEYS: model; ARGV[1]: version-key prefix, ARGV[2..]: fields of the current version's hash (nil: no tenant)
+# KEYS: model; ARGV: fields of the current version (`head`, ...). Returns {version, values...}, nil: no tenant
 _READ_CURRENT_SCRIPT = """
 local version = redis.call('HGET', KEYS[1], 'version')
 if not version then return nil end
-return redis.call('HMGET', ARGV[1] .. version, unpack(ARGV, 2))
+local fields = {}
+for i, name in ipairs(ARGV) do fields[i] = version .. ':' .. name end
+local values = redis.call('HMGET', KEYS[1], unpack(fields))
+table.insert(values, 1, version)
+return values
 """
 
-# KEYS: model, versions; ARGV[1]: version-key prefix. Returns 1 when the tenant existed.
+# KEYS: model. Returns 1 when the tenant existed (`seq` stays).
 _DELETE_SCRIPT = """
-local existed = redis.call('EXISTS', KEYS[1])
-for _, kept in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do redis.call('DEL', ARGV[1] .. kept) end
-redis.call('DEL', KEYS[1], KEYS[2])
-return existed
+return redis.call('DEL', KEYS[1])
 """
-
-
-@contextmanager
-def redis_errors() -> Iterator[None]:
-    """Connection problems and timeouts become `StoreUnavailable` (503): the one translation of Redis errors."""
-    try:
-        yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-        raise StoreUnavailable(f"redis unavailable: {exc}") from exc
-
-
-def _translate_errors(method: Callable[..., T]) -> Callable[..., T]:
-    """`redis_errors` around a method."""
-
-    @wraps(method)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        with redis_errors():
-            return method(*args, **kwargs)
-
-    return wrapper
-
-
-def connect(url: str, timeout_s: float = 2.0) -> redis.Redis:
-    """A Redis client (one connection pool) for everything a process keeps in Redis: tenants, keys, rate limits.
-
-    One immediate retry on a broken connection (a restarted Redis leaves stale pooled sockets), none on
-    timeouts (a write's outcome is unknown): a call takes at most ~2 x timeout_s. redis-py's default
-    (10 retries, backoff up to 1 s) would hold a worker for many seconds.
-    """
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
-        health_check_interval=15,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
-        decode_responses=False,
-    )
 
 
 def _decode_meta(raw: bytes) -> JSON:
@@ -194,13 +165,8 @@ def _decode_support(raw: bytes) -> list[JSON] | None:
     return support
 
 
-def _glob_escape(text: str) -> str:
-    """`text` as a literal inside a Redis MATCH pattern."""
-    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
-
-
 class RedisStore:
-    """`TenantStore` over redis-py with a connection pool and bounded timeouts."""
+    """`TenantStore` over redis-py (one server or a cluster) with bounded timeouts."""
 
     def __init__(
         self,
@@ -209,12 +175,17 @@ class RedisStore:
         ttl_s: int | None = None,
         timeout_s: float = 2.0,
         keep_versions: int = 5,
-        client: redis.Redis | None = None,
+        client: RedisClient | None = None,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
-        """`client`: a shared connection pool (from `connect`); otherwise the store opens its own to `url`."""
+        """`client`: the process's shared client (from `connect`); otherwise the store opens its own to `url`.
+        `wait_replicas` > 0: every write returns only after that many replicas confirmed it (`WAIT`, at most
+        `wait_timeout_ms`), else raises `StoreUnavailable` (the write may or may not survive a failover)."""
         self._prefix = prefix
         self._ttl_s = ttl_s or 0
         self._keep_versions = max(1, keep_versions)
+        self._wait = (wait_replicas, wait_timeout_ms)
         self._client = client if client is not None else connect(url, timeout_s)
         self._save = self._client.register_script(_SAVE_SCRIPT)
         self._rollback = self._client.register_script(_ROLLBACK_SCRIPT)
@@ -224,13 +195,39 @@ class RedisStore:
     def _key(self, tenant_id: str, suffix: str) -> str:
         return f"{self._prefix}:{{{tenant_id}}}:{suffix}"
 
-    def _version_key(self, tenant_id: str, version: int) -> str:
-        return self._key(tenant_id, f"v:{version}")
+    def model_key(self, tenant_id: str) -> str:
+        """The hash holding a tenant's current version and every retained version's fields."""
+        return self._key(tenant_id, "model")
 
     def _write_keys(self, tenant_id: str) -> list[str]:
-        return [self._key(tenant_id, "model"), self._key(tenant_id, "seq"), self._key(tenant_id, "versions")]
+        return [self.model_key(tenant_id), self._key(tenant_id, "seq")]
 
-    @_translate_errors
+    def _write(self, script: redis.commands.core.Script, keys: list[str], args: list[object]) -> int:
+        """Run a write script; with `wait_replicas`, on one connection followed by `WAIT` (WAIT counts only
+        the writes of its own connection, so it must share the script's)."""
+        replicas, timeout_ms = self._wait
+        if replicas <= 0:
+            return int(script(keys=keys, args=args))
+        for attempt in range(2):
+            pipe = node_client(self._client, keys[0]).pipeline(transaction=False)
+            script(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", replicas, timeout_ms)
+            try:
+                result, acknowledged = pipe.execute()
+            except (MovedError, AskError) as exc:  # the slot moved (failover, resharding): re-read the map
+                if attempt:
+                    raise StoreUnavailable(f"redis slot moving: {exc}") from exc
+                refresh_topology(self._client)
+                continue
+            except UNAVAILABLE_ERRORS as exc:  # not retried (the write's outcome is unknown); the next call
+                refresh_topology(self._client)  # goes to the slot's current primary
+                raise StoreUnavailable(f"redis unavailable: {exc}") from exc
+            if int(result) >= 0 and int(acknowledged) < replicas:
+                raise StoreUnavailable(f"write confirmed by {acknowledged} of {replicas} replicas in {timeout_ms} ms")
+            return int(result)
+        raise AssertionError("unreachable")
+
+    @translate_errors
     def save(
         self,
         tenant_id: str,
@@ -239,79 +236,85 @@ class RedisStore:
         support: list[JSON],
         expected_version: int | None = None,
     ) -> int | None:
-        args = [
+        args: list[object] = [
             encode_head(head),
             json.dumps(meta, ensure_ascii=False, separators=(",", ":")),
             encode_support(support),
             self._ttl_s,
             "" if expected_version is None else str(expected_version),
             self._keep_versions,
-            self._key(tenant_id, "v:"),
         ]
-        version = int(self._save(keys=self._write_keys(tenant_id), args=args))
+        version = self._write(self._save, self._write_keys(tenant_id), args)
         return None if version < 0 else version
 
-    @_translate_errors
+    @translate_errors
     def rollback(self, tenant_id: str, version: int) -> int | None:
-        args = ["", "", "", self._ttl_s, str(version), self._keep_versions, self._key(tenant_id, "v:")]
-        new_version = int(self._rollback(keys=self._write_keys(tenant_id), args=args))
+        args: list[object] = ["", "", "", self._ttl_s, str(version), self._keep_versions]
+        new_version = self._write(self._rollback, self._write_keys(tenant_id), args)
         return None if new_version < 0 else new_version
 
-    def _fields(self, tenant_id: str, version: int | None, fields: list[str]) -> list[bytes | None]:
-        """Fields of a retained version's hash, or of the current one (one atomic round trip)."""
+    def _fields(self, tenant_id: str, version: int | None, fields: list[str]) -> tuple[int | None, list[bytes | None]]:
+        """(version, its fields) of a retained version or of the current one (one atomic round trip)."""
+        key = self.model_key(tenant_id)
         if version is not None:
-            return list(self._client.hmget(self._version_key(tenant_id, version), fields))
-        values = self._read_current(keys=[self._key(tenant_id, "model")], args=[self._key(tenant_id, "v:"), *fields])
-        return [None] * len(fields) if values is None else list(values)
+            return version, list(self._client.hmget(key, [f"{version}:{field}" for field in fields]))
+        values = self._read_current(keys=[key], args=fields)
+        if values is None:
+            return None, [None] * len(fields)
+        return int(values[0]), list(values[1:])
 
-    @_translate_errors
+    @translate_errors
     def load(self, tenant_id: str, version: int | None = None) -> StoredModel | None:
-        stored, head, meta = self._fields(tenant_id, version, ["version", "head", "meta"])
+        stored, (head, meta) = self._fields(tenant_id, version, ["head", "meta"])
         if stored is None or head is None or meta is None:
             return None
-        return StoredModel(version=int(stored), head=decode_head(bytes(head)), meta=_decode_meta(meta))
+        return StoredModel(version=stored, head=decode_head(bytes(head)), meta=_decode_meta(meta))
 
-    @_translate_errors
+    @translate_errors
     def current_version(self, tenant_id: str) -> int | None:
-        version = self._client.hget(self._key(tenant_id, "model"), "version")
+        version = self._client.hget(self.model_key(tenant_id), "version")
         return None if version is None else int(version)
 
-    @_translate_errors
+    @translate_errors
     def load_support(self, tenant_id: str, version: int | None = None) -> list[JSON] | None:
-        (support,) = self._fields(tenant_id, version, ["support"])
+        _, (support,) = self._fields(tenant_id, version, ["support"])
         return None if support is None else _decode_support(support)
 
-    @_translate_errors
+    @translate_errors
     def versions(self, tenant_id: str) -> list[VersionInfo]:
-        numbers = [int(v) for v in self._client.lrange(self._key(tenant_id, "versions"), 0, -1)]
-        pipe = self._client.pipeline(transaction=False)
-        for number in numbers:
-            pipe.hget(self._version_key(tenant_id, number), "meta")
+        key = self.model_key(tenant_id)
+        numbers = [int(v) for v in (self._client.hget(key, "versions") or b"").split()]
+        if not numbers:
+            return []
         infos = []
-        for number, raw_meta in zip(numbers, pipe.execute(), strict=True):
+        metas = self._client.hmget(key, [f"{number}:meta" for number in numbers])
+        for number, raw_meta in zip(numbers, metas, strict=True):
             if raw_meta is not None:
                 meta = _decode_meta(raw_meta)
                 size = meta.get("head_bytes")  # the head's own size (stored zlib'd); records always carry it
                 if not isinstance(size, int):
-                    size = len(decode_head(self._client.hget(self._version_key(tenant_id, number), "head") or b""))
+                    size = len(decode_head(self._client.hget(key, f"{number}:head") or b""))
                 infos.append(VersionInfo(version=number, head_bytes=size, meta=meta))
         return infos
 
-    @_translate_errors
+    @translate_errors
     def delete(self, tenant_id: str) -> bool:
-        keys = [self._key(tenant_id, "model"), self._key(tenant_id, "versions")]
-        return bool(self._delete(keys=keys, args=[self._key(tenant_id, "v:")]))
+        return bool(self._write(self._delete, [self.model_key(tenant_id)], []))
 
-    @_translate_errors
+    @translate_errors
     def tenant_ids(self) -> list[str]:
-        """Every tenant with a current model (SCAN over `<prefix>:{*}:model`; used by `GET /tenants`)."""
+        """Every tenant with a current model: SCAN over `<prefix>:{*}:model` on every primary (`GET /tenants`)."""
         start = len(self._prefix) + 2
-        pattern = f"{_glob_escape(self._prefix)}:{{*}}:model"
-        return [key.decode()[start:-7] for key in self._client.scan_iter(match=pattern, count=1000)]
+        pattern = f"{glob_escape(self._prefix)}:{{*}}:model"
+        return [
+            key.decode()[start:-7]
+            for primary in primaries(self._client)
+            for key in primary.scan_iter(match=pattern, count=1000)
+        ]
 
-    @_translate_errors
+    @translate_errors
     def ping(self) -> None:
-        self._client.ping()
+        ping(self._client)
 
     def close(self) -> None:
         self._client.close()

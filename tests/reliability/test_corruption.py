@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from app.store import RedisStore
 from app.store.redis import decode_head, encode_head
-from tests.redis_server import current_version_key
+from tests.redis_server import StoredVersion
 from tests.web.conftest import CARDS, FX, REFUND, support
 
 
@@ -31,25 +31,22 @@ SUPPORT = support(("card", CARDS), ("fx", FX), ("refund", REFUND))
 Tamper = Callable[[RedisStore, str], None]
 
 
-_key = current_version_key
-
-
 def _meta(store: RedisStore, tenant: str) -> dict:
-    return json.loads(store._client.hget(_key(store, tenant), "meta"))
+    return json.loads(StoredVersion(store, tenant).get("meta"))
 
 
 def _set_meta(store: RedisStore, tenant: str, meta: dict) -> None:
-    store._client.hset(_key(store, tenant), "meta", json.dumps(meta))
+    StoredVersion(store, tenant).set("meta", json.dumps(meta))
 
 
 def _head(store: RedisStore, tenant: str) -> bytes:
     """The head's safetensors bytes (stored zlib'd)."""
-    return decode_head(store._client.hget(_key(store, tenant), "head"))
+    return decode_head(StoredVersion(store, tenant).get("head"))
 
 
 def _set_head(store: RedisStore, tenant: str, head: bytes, meta: dict | None = None) -> None:
     fields = {"head": encode_head(head)} | ({"meta": json.dumps(meta)} if meta is not None else {})
-    store._client.hset(_key(store, tenant), mapping=fields)
+    StoredVersion(store, tenant).set_many(fields)
 
 
 def flip_tensor_byte(store: RedisStore, tenant: str) -> None:
@@ -68,8 +65,8 @@ def flip_header_byte(store: RedisStore, tenant: str) -> None:
 
 def truncate_stored_zlib_stream(store: RedisStore, tenant: str) -> None:
     """The stored (compressed) value cut short: it no longer inflates."""
-    raw = store._client.hget(_key(store, tenant), "head")
-    store._client.hset(_key(store, tenant), "head", raw[:-10])
+    raw = StoredVersion(store, tenant).get("head")
+    StoredVersion(store, tenant).set("head", raw[:-10])
 
 
 def bump_record_schema(store: RedisStore, tenant: str) -> None:
@@ -102,12 +99,12 @@ def meta_fields_of_wrong_types(store: RedisStore, tenant: str) -> None:
 
 def truncate_meta(store: RedisStore, tenant: str) -> None:
     """Metadata cut mid-JSON (not parseable)."""
-    raw = store._client.hget(_key(store, tenant), "meta")
-    store._client.hset(_key(store, tenant), "meta", raw[: len(raw) // 2])
+    raw = StoredVersion(store, tenant).get("meta")
+    StoredVersion(store, tenant).set("meta", raw[: len(raw) // 2])
 
 
 def meta_not_an_object(store: RedisStore, tenant: str) -> None:
-    store._client.hset(_key(store, tenant), "meta", b"[1, 2, 3]")
+    StoredVersion(store, tenant).set("meta", b"[1, 2, 3]")
 
 
 def head_schema_with_valid_checksum(store: RedisStore, tenant: str) -> None:
@@ -184,7 +181,7 @@ def test_unrepairable_model_is_a_clear_409_never_a_500(
     reliable_client, redis_store = module_app
     reliable_client.post("/adapt", json={"tenant_id": tenant, "examples": SUPPORT})
     flip_tensor_byte(redis_store, tenant)
-    redis_store._client.hset(_key(redis_store, tenant), "support", support_value)
+    StoredVersion(redis_store, tenant).set("support", support_value)
     for _ in range(2):  # and stays a 409: the damaged head is never cached or served
         response = reliable_client.post("/predict", json={"tenant_id": tenant, "texts": ["hello"]})
         assert response.status_code == 409, response.text

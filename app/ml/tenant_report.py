@@ -48,6 +48,28 @@ class Scored:
     thresholds: list[float | None]
     not_evaluable: list[int] = field(default_factory=list)  # label indices with too few examples to hold one out
     n_folds: int = 0
+    curve: LearningCurve | None = None  # cross-validation only: accuracy one step down the learning curve
+
+
+@dataclass
+class LearningCurve:
+    """Held-out accuracy with `train_per_label` examples per label, and again with `reduced_per_label` (each fold's
+    training set thinned by as many examples per label as the fold holds out): the slope that projects the
+    cross-validated accuracy to the full support set (`full_per_label`)."""
+
+    full_per_label: float
+    train_per_label: float
+    reduced_per_label: float
+    accuracy: float
+    reduced_accuracy: float
+
+    def projected(self) -> float:
+        """Accuracy at `full_per_label`, extrapolated along log(examples per label); never below the CV value."""
+        if not self.full_per_label > self.train_per_label > self.reduced_per_label > 0:
+            return self.accuracy
+        slope = (self.accuracy - self.reduced_accuracy) / math.log(self.train_per_label / self.reduced_per_label)
+        gain = max(0.0, slope) * math.log(self.full_per_label / self.train_per_label)
+        return min(1.0, self.accuracy + gain)
 
 
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
@@ -98,37 +120,93 @@ def cross_validate(
     temperature: TemperatureRule = FITTED,
     extra: tuple[torch.Tensor, list[int]] | None = None,
     seed: int = 0,
+    learning_curve: bool = True,
 ) -> Scored:
-    """Stratified k-fold CV of the `/adapt` fit; `extra` (embeddings, targets) always train (label descriptions)."""
+    """Stratified k-fold CV of the `/adapt` fit; `extra` (embeddings, targets) always train (label descriptions).
+
+    With `learning_curve`, each fold is fitted a second time on a training set thinned by as many examples per
+    label as the fold holds out (at least one kept), scoring the same held-out rows: `Scored.curve`.
+    """
     folds, not_evaluable, k = stratified_folds(targets, len(labels), seed)
     target_tensor = torch.tensor(targets, dtype=torch.long)
     fold_tensor = torch.tensor(folds, dtype=torch.long)
     held_rows: list[torch.Tensor] = []
     probabilities, oos_scores, thresholds = [], [], []
+    reduced_correct: list[torch.Tensor] = []
+    sizes: list[tuple[float, float, int]] = []  # per fold: train and reduced examples per evaluable label, held
+    rng = random.Random(seed + 1)
+    evaluable = [y for y in range(len(labels)) if y not in set(not_evaluable)]
     for fold in range(k):
         held = (fold_tensor == fold).nonzero().flatten()
         if held.numel() == 0:
             continue
         train = (fold_tensor != fold).nonzero().flatten()
-        fit_x, fit_y = embeddings[train], target_tensor[train]
-        if extra is not None and extra[1]:
-            fit_x = torch.cat([fit_x, extra[0]])
-            fit_y = torch.cat([fit_y, torch.tensor(extra[1], dtype=torch.long)])
-        head = fit_embedded(fit_x, fit_y, labels, inner, oos_rule, temperature)
+        head = fit_embedded(
+            *_with_extra(embeddings[train], target_tensor[train], extra), labels, inner, oos_rule, temperature
+        )
         probabilities.append(head.probabilities(embeddings[held]))
         oos_scores.append(head.oos_scores(embeddings[held]))
         thresholds += [head.oos_threshold] * held.numel()
         held_rows.append(held)
+        if learning_curve and evaluable:
+            thinned = _thinned(train.tolist(), held.tolist(), targets, rng)
+            reduced = fit_embedded(
+                *_with_extra(embeddings[thinned], target_tensor[thinned], extra), labels, inner, oos_rule, temperature
+            )
+            reduced_correct.append(reduced.probabilities(embeddings[held]).argmax(-1) == target_tensor[held])
+            train_counts = Counter(targets[i] for i in train.tolist())
+            thinned_counts = Counter(targets[i] for i in thinned.tolist())
+            sizes.append(
+                (
+                    sum(train_counts[y] for y in evaluable) / len(evaluable),
+                    sum(thinned_counts[y] for y in evaluable) / len(evaluable),
+                    held.numel(),
+                )
+            )
     rows = torch.cat(held_rows) if held_rows else torch.empty(0, dtype=torch.long)
+    probability_rows = torch.cat(probabilities) if probabilities else torch.empty(0, len(labels))
+    curve = None
+    if reduced_correct:
+        weight = sum(n for _, _, n in sizes)
+        counts = Counter(targets)
+        curve = LearningCurve(
+            full_per_label=sum(counts[y] for y in evaluable) / len(evaluable),
+            train_per_label=sum(t * n for t, _, n in sizes) / weight,
+            reduced_per_label=sum(r * n for _, r, n in sizes) / weight,
+            accuracy=float((probability_rows.argmax(-1) == target_tensor[rows]).float().mean()),
+            reduced_accuracy=float(torch.cat(reduced_correct).float().mean()),
+        )
     return Scored(
         texts=[texts[i] for i in rows.tolist()],
         targets=target_tensor[rows],
-        probabilities=torch.cat(probabilities) if probabilities else torch.empty(0, len(labels)),
+        probabilities=probability_rows,
         oos_scores=torch.cat(oos_scores) if oos_scores else torch.empty(0),
         thresholds=thresholds,
         not_evaluable=not_evaluable,
         n_folds=k,
+        curve=curve,
     )
+
+
+def _with_extra(
+    x: torch.Tensor, y: torch.Tensor, extra: tuple[torch.Tensor, list[int]] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if extra is None or not extra[1]:
+        return x, y
+    return torch.cat([x, extra[0]]), torch.cat([y, torch.tensor(extra[1], dtype=torch.long)])
+
+
+def _thinned(train: list[int], held: list[int], targets: list[int], rng: random.Random) -> torch.Tensor:
+    """`train` without as many random examples of each label as `held` holds of it (keeping at least one)."""
+    drop = Counter(targets[i] for i in held)
+    by_label: dict[int, list[int]] = defaultdict(list)
+    for i in train:
+        by_label[targets[i]].append(i)
+    kept: list[int] = []
+    for y, members in by_label.items():
+        n_drop = min(drop[y], len(members) - 1)
+        kept += rng.sample(members, len(members) - n_drop) if n_drop > 0 else members
+    return torch.tensor(sorted(kept), dtype=torch.long)
 
 
 def evaluate_head(head: TenantHead, embeddings: torch.Tensor, targets: list[int], texts: list[str]) -> Scored:
@@ -268,6 +346,9 @@ def build_report(
     evaluated = [y for y in range(n_labels) if y not in not_evaluable]
     precision, recall, f1, support = _per_label(predicted, scored.targets, n_labels)
     low, high = wilson_interval(correct, n)
+    raw = correct / n if n else None
+    headline = scored.curve.projected() if scored.curve is not None else raw
+    shift = 0.0 if headline is None or raw is None else headline - raw
     per_label = []
     for y, label in enumerate(labels):
         entry: Report = {"label": label, "examples": counts[y], "support": support[y]}
@@ -291,8 +372,10 @@ def build_report(
         "n_examples": sum(counts),
         "n_evaluated": n,
         "evaluable": n > 0,
-        "accuracy": round(correct / n, 4) if n else None,
-        "accuracy_ci95": [round(low, 4), round(high, 4)] if n else None,
+        "accuracy": round(headline, 4) if headline is not None else None,
+        "accuracy_ci95": [round(max(0.0, low + shift), 4), round(min(1.0, high + shift), 4)] if n else None,
+        "heldout_accuracy": round(raw, 4) if raw is not None else None,
+        "learning_curve": _curve_out(scored.curve),
         "macro_f1": round(sum(e["f1"] for e in scored_labels) / len(scored_labels), 4) if scored_labels else None,
         "ece": round(expected_calibration_error(scored.probabilities, scored.targets), 4) if n else None,
         "mean_confidence": round(float(scored.probabilities.max(dim=-1).values.mean()), 4) if n else None,
@@ -304,6 +387,19 @@ def build_report(
         "suspected_mislabels": suspected_mislabels(support_embeddings, support_targets, labels, support_texts),
         "near_duplicates": near_duplicates(support_embeddings, support_targets, labels, support_texts),
         "oos_tradeoff": oos_tradeoff(scored),
+    }
+
+
+def _curve_out(curve: LearningCurve | None) -> Report | None:
+    if curve is None:
+        return None
+    return {
+        "examples_per_label": [
+            round(curve.reduced_per_label, 3),
+            round(curve.train_per_label, 3),
+            round(curve.full_per_label, 3),
+        ],
+        "accuracy": [round(curve.reduced_accuracy, 4), round(curve.accuracy, 4), round(curve.projected(), 4)],
     }
 
 

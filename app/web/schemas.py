@@ -366,8 +366,19 @@ class EvaluationReport(BaseModel):
     n_examples: int = Field(description="Examples in the support set.")
     n_evaluated: int = Field(description="Predictions scored.")
     evaluable: bool
-    accuracy: float | None
-    accuracy_ci95: list[float] | None = Field(description="95 % Wilson interval of the accuracy.")
+    accuracy: float | None = Field(
+        description="Estimated accuracy of the model adapted on the whole support set: the held-out accuracy "
+        "projected along the learning curve to the full number of examples per label (test set: as measured)."
+    )
+    accuracy_ci95: list[float] | None = Field(
+        description="95 % Wilson interval of the held-out accuracy, moved with the projection."
+    )
+    heldout_accuracy: float | None = Field(description="Accuracy of the held-out predictions themselves.")
+    learning_curve: dict[str, list[float]] | None = Field(
+        None,
+        description="Cross-validation only: `examples_per_label` [thinned, folds' training, full support] and "
+        "`accuracy` [held-out with the thinned training sets, held-out, projected].",
+    )
     macro_f1: float | None
     ece: float | None = Field(description="Expected calibration error of the served scores (15 bins).")
     mean_confidence: float | None
@@ -399,8 +410,10 @@ class EvaluateResponse(BaseModel):
                         "n_examples": 6,
                         "n_evaluated": 6,
                         "evaluable": True,
-                        "accuracy": 0.8333,
-                        "accuracy_ci95": [0.4365, 0.9699],
+                        "accuracy": 0.8571,
+                        "accuracy_ci95": [0.4603, 0.9937],
+                        "heldout_accuracy": 0.8333,
+                        "learning_curve": {"examples_per_label": [1.0, 2.0, 3.0], "accuracy": [0.6667, 0.8333, 0.8571]},
                         "macro_f1": 0.8286,
                         "ece": 0.12,
                         "mean_confidence": 0.81,

@@ -141,6 +141,21 @@ def test_console_with_auth_takes_the_typed_key(live: str) -> None:
             driver.call("POST", f"/element/{driver.element('#predict')}/click", {})
             assert "predicted 2 text(s)" in driver.wait_for_text("#status", "predicted")
             assert "card_arrival" in driver.text("#predictions")
+
+            pasted = (
+                'text,label\n"close my account, please",lonely\n{"text": "shut my account down", "label": "lonely"}'
+            )
+            driver.call("POST", f"/element/{driver.element('#adapt-data')}/value", {"text": pasted})
+            driver.call("POST", f"/element/{driver.element('#adapt')}/click", {})
+            assert "report for acme v2" in driver.wait_for_text("#status", "report for acme v2")
+            assert "acme: version 2, 12 examples" in driver.text("#adapt-result")
+            assert "Not evaluable" not in driver.text("#report")  # lonely now has 3 examples
+
+            pool = "where is the card I ordered\nyen to dollar rate\nmoney back for a broken item"
+            driver.call("POST", f"/element/{driver.element('#suggest-texts')}/value", {"text": pool})
+            driver.call("POST", f"/element/{driver.element('#suggest')}/click", {})
+            assert "3 suggestion(s) from 3 text(s)" in driver.wait_for_text("#status", "suggestion")
+            assert "yen to dollar rate" in driver.text("#suggestions")
             png = base64.b64decode(str(driver.call("GET", "/screenshot")))
             ARTIFACTS.mkdir(exist_ok=True)
             (ARTIFACTS / "console_auth.png").write_bytes(png)

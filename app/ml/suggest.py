@@ -62,7 +62,9 @@ def suggest(
     return chosen
 
 
-def _suggestion(head: TenantHead, i: int, top: torch.return_types.topk, margin: torch.Tensor, distance: float):
+def _suggestion(
+    head: TenantHead, i: int, top: torch.return_types.topk, margin: torch.Tensor, distance: float
+) -> Suggestion:
     labels = head.labels
     predicted = labels[int(top.indices[i, 0])]
     runner = labels[int(top.indices[i, 1])] if top.indices.shape[1] > 1 else None

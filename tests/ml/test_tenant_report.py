@@ -14,6 +14,7 @@ from app.ml.learner import InnerLoopParams
 from app.ml.suggest import suggest
 from app.ml.tenant_fit import fit_embedded
 from app.ml.tenant_report import (
+    LearningCurve,
     build_report,
     cross_validate,
     label_counts,
@@ -134,3 +135,28 @@ def test_a_300_label_report_is_quick() -> None:
     report = build_report(scored, labels, label_counts(targets, 300), x, targets, texts, "cross_validation")
     assert report["n_evaluated"] == 900 and report["confusion"]["format"] == "sparse"
     assert time.perf_counter() - started < 30
+
+
+def test_the_learning_curve_projects_along_log_examples_per_label() -> None:
+    curve = LearningCurve(
+        full_per_label=5.0, train_per_label=4.0, reduced_per_label=3.0, accuracy=0.77, reduced_accuracy=0.74
+    )
+    expected = 0.77 + 0.03 * math.log(5 / 4) / math.log(4 / 3)
+    assert curve.projected() == pytest.approx(expected)
+    flat = LearningCurve(5.0, 4.0, 3.0, accuracy=0.77, reduced_accuracy=0.80)  # noise: never projected downwards
+    assert flat.projected() == pytest.approx(0.77)
+    assert LearningCurve(2.0, 1.0, 1.0, 0.5, 0.5).projected() == 0.5  # nothing to thin: no projection
+
+
+def test_cross_validation_reports_the_curve_and_projects_the_accuracy() -> None:
+    x, targets, labels = clusters(6, 5, noise=1.2, seed=3)
+    texts = [str(i) for i in range(len(targets))]
+    scored = cross_validate(x, targets, labels, texts, INNER)
+    assert scored.curve is not None
+    assert (
+        scored.curve.full_per_label == 5 and scored.curve.train_per_label == 4 and scored.curve.reduced_per_label == 3
+    )
+    report = build_report(scored, labels, label_counts(targets, 6), x, targets, texts, "cross_validation")
+    assert report["heldout_accuracy"] == pytest.approx(scored.curve.accuracy, abs=1e-4)
+    assert report["accuracy"] >= report["heldout_accuracy"]
+    assert report["learning_curve"]["examples_per_label"] == [3.0, 4.0, 5.0]

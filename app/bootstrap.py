@@ -24,12 +24,15 @@ from app.ml.loading import LoadedModel
 from app.ml.loading import load_model as load_model_files
 from app.ml.tenant_fit import OosRule
 from app.services.adaptation import AdaptationService, Limits
+from app.services.insight import InsightService, ReportCache
 from app.services.model_cache import HeadCache
 from app.services.prediction import PredictionService
 from app.services.tenants import TenantService
 from app.store import RedisClient, TenantStore, build_store, connect
 
 log = logging.getLogger("fewshot")
+
+REPORT_CACHE_TENANTS = 256  # tenants whose evaluation reports are kept (a few versions each)
 
 Model = tuple[SentenceEncoder, InnerLoopParams, str | None]
 """(encoder, inner-loop parameters, checkpoint folder or None): what `load_model` returns."""
@@ -83,6 +86,7 @@ class Runtime:
     adaptation: AdaptationService
     prediction: PredictionService
     tenants: TenantService
+    insight: InsightService
     guard: AccessGuard
     readiness: Readiness
     batcher: MicroBatcher | None = None
@@ -155,6 +159,7 @@ def build_runtime(settings: Settings, model: Model | None = None) -> Runtime:
     )
     prediction = PredictionService(embedder, store, cache, adaptation, limits, math_threads=math_threads)
     tenants = TenantService(store, cache, encoder.fingerprint)
+    insight = InsightService(store, adaptation, prediction, ReportCache(REPORT_CACHE_TENANTS), settings.max_examples)
     readiness = Readiness(
         encoder_fingerprint=encoder.fingerprint,
         checkpoint=None if checkpoint is None else _folder_name(checkpoint),
@@ -176,6 +181,7 @@ def build_runtime(settings: Settings, model: Model | None = None) -> Runtime:
         adaptation=adaptation,
         prediction=prediction,
         tenants=tenants,
+        insight=insight,
         guard=build_access(settings, client),
         readiness=readiness,
         batcher=batcher,

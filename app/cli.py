@@ -1,4 +1,4 @@
-"""`fewshot` command line: serve (and, with the meta package, meta-train / evaluate)."""
+"""`fewshot` command line: serve, report (a tenant's evaluation) and, with the meta package, meta-train / evaluate."""
 
 from __future__ import annotations
 
@@ -25,6 +25,22 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    from app.report_client import ReportError, fetch_report, render
+
+    key = args.key if args.key is not None else os.environ.get("FEWSHOT_API_KEY")
+    try:
+        reply = fetch_report(args.url, args.tenant, key, args.version)
+    except ReportError as exc:
+        print(f"fewshot report: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(reply, indent=2, ensure_ascii=False) if args.json else render(reply))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fewshot", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -32,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None)
     serve.add_argument("--port", type=int, default=None)
     serve.set_defaults(handler=_serve)
+    report = commands.add_parser("report", help="print a tenant's evaluation report (POST /tenants/{id}/evaluate)")
+    report.add_argument("--tenant", required=True, help="tenant id")
+    report.add_argument("--url", default="http://127.0.0.1:8000", help="the service's base URL")
+    report.add_argument("--key", default=None, help="API key (default: $FEWSHOT_API_KEY)")
+    report.add_argument("--version", type=int, default=None, help="a retained earlier version (default: current)")
+    report.add_argument("--json", action="store_true", help="print the reply as JSON instead of tables")
+    report.set_defaults(handler=_report)
     from app.meta.cli import register_meta_commands
 
     register_meta_commands(commands)

@@ -47,6 +47,7 @@ LAYERS: dict[str, int] = {  # a component may import only components of a lower 
     "access": 2,
     "services": 2,
     "process_tuning": 2,
+    "report_client": 2,  # `fewshot report`: an HTTP client of the service, stdlib only
     "bootstrap": 3,
     "web": 4,
     "cli": 5,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from app.ml.calibration import FITTED, TemperatureRule, label_separation
 from app.ml.embedder import Embedder
 from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.head import TenantHead
@@ -68,25 +69,43 @@ def fit_tenant(
     cache: EmbeddingLRU | None = None,
     scope: str = "",
     math_threads: int | None = None,
+    temperature: TemperatureRule = FITTED,
 ) -> TenantFit:
     """Embed the support set (texts in `cache` under `scope` reused) and run `inner` (its own step count).
 
     `math_threads`: intra-op threads for the inner loop and the threshold (None: the calling thread's).
     """
-    rule = oos_rule or OosRule()
     started = time.perf_counter()
     texts, target_list = support.fit_inputs()
     embeddings, n_embedded = (cache if cache is not None else _NO_CACHE).embed(texts, embedder.embed, scope)
     embedded = time.perf_counter()
     targets = torch.tensor(target_list, dtype=torch.long)
-    n_labels = len(support.labels)
     with intra_op_threads(math_threads):
-        tensors = adapt_head(embeddings, targets, n_labels, inner, differentiable=False)
-        prototypes = normalized_prototypes(embeddings, targets, n_labels)
-        threshold = oos_threshold(embeddings, targets, n_labels, rule.quantile, rule.fallback)
-    head = TenantHead.from_tensors(support.labels, tensors, float(inner.scale), prototypes, threshold)
+        head = fit_embedded(embeddings, targets, support.labels, inner, oos_rule, temperature)
     adapted = time.perf_counter()
     return TenantFit(head, n_embedded, {"embed": _ms(embedded - started), "inner_loop": _ms(adapted - embedded)})
+
+
+def fit_embedded(
+    embeddings: torch.Tensor,
+    targets: torch.Tensor,
+    labels: list[str],
+    inner: InnerLoopParams,
+    oos_rule: OosRule | None = None,
+    temperature: TemperatureRule = FITTED,
+) -> TenantHead:
+    """The fitting maths on embedded fit inputs: inner loop, prototypes, OOS threshold, served temperature.
+
+    `fit_tenant` (what `/adapt` runs) and the cross-validation of `app.ml.tenant_report` both call this.
+    """
+    rule = oos_rule or OosRule()
+    n_labels = len(labels)
+    tensors = adapt_head(embeddings, targets, n_labels, inner, differentiable=False)
+    prototypes = normalized_prototypes(embeddings, targets, n_labels)
+    threshold = oos_threshold(embeddings, targets, n_labels, rule.quantile, rule.fallback)
+    factor = temperature.factor(n_labels, len(targets) / n_labels, label_separation(prototypes))
+    scale = float(inner.scale) * factor
+    return TenantHead.from_tensors(labels, tensors, scale, prototypes, threshold)
 
 
 def _ms(seconds: float) -> float:

@@ -25,9 +25,9 @@ from app.web.errors import error_response
 log = logging.getLogger("fewshot.access")
 
 PUBLIC_PATHS = frozenset(
-    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"}
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/console"}
 )
-PUBLIC_PREFIXES = ("/docs-assets/",)
+PUBLIC_PREFIXES = ("/docs-assets/", "/console-assets/")  # static pages: their API calls carry the key
 ADMIN_PREFIX = "/admin/"
 _TENANT_PATH = re.compile(r"^/tenants/([^/]+)(?:/|$)")
 

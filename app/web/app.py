@@ -16,6 +16,7 @@ from app.web import metrics
 from app.web.access import AccessMiddleware
 from app.web.admin import router as admin_router
 from app.web.body_limit import BodySizeLimitMiddleware
+from app.web.console import install_console
 from app.web.context import RequestContextMiddleware
 from app.web.docs import install_docs
 from app.web.errors import install_error_handlers
@@ -68,6 +69,7 @@ def create_app(settings: Settings, model: Model | None = None) -> FastAPI:
     app.include_router(router)
     app.include_router(admin_router)
     install_docs(app, settings.auth_enabled)
+    install_console(app)
     if settings.metrics_enabled:
         app.add_api_route("/metrics", metrics.metrics_endpoint, methods=["GET"], include_in_schema=False)
 

@@ -10,6 +10,7 @@ from app.access.guard import AccessGuard, Principal
 from app.bootstrap import Readiness, Runtime
 from app.services.adaptation import AdaptationService
 from app.services.errors import ServiceError
+from app.services.insight import InsightService
 from app.services.prediction import PredictionService
 from app.services.tenants import TenantService
 from app.store import TenantStore
@@ -29,6 +30,10 @@ def get_prediction(request: Request) -> PredictionService:
 
 def get_tenants(request: Request) -> TenantService:
     return _runtime(request).tenants
+
+
+def get_insight(request: Request) -> InsightService:
+    return _runtime(request).insight
 
 
 def get_store(request: Request) -> TenantStore:
@@ -53,6 +58,7 @@ def get_principal(request: Request) -> Principal:
 Adaptation = Annotated[AdaptationService, Depends(get_adaptation)]
 Prediction = Annotated[PredictionService, Depends(get_prediction)]
 Tenants = Annotated[TenantService, Depends(get_tenants)]
+Insight = Annotated[InsightService, Depends(get_insight)]
 Store = Annotated[TenantStore, Depends(get_store)]
 ReadinessInfo = Annotated[Readiness, Depends(get_readiness)]
 Guard = Annotated[AccessGuard, Depends(get_guard)]

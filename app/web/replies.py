@@ -6,11 +6,14 @@ from dataclasses import asdict
 
 from app.access.keys import ApiKey
 from app.services.adaptation import AdaptResult
+from app.services.insight import Evaluation, SuggestResult
 from app.services.prediction import PredictResult
 from app.services.tenants import ModelSummary as ModelSummaryResult
 from app.services.tenants import RollbackResult, TenantDescription, VersionHistory
 from app.web.schemas import (
     AdaptResponse,
+    EvaluateResponse,
+    EvaluationReport,
     KeyCreated,
     KeyInfo,
     LabelScore,
@@ -18,6 +21,8 @@ from app.web.schemas import (
     PredictionOut,
     PredictResponse,
     RollbackResponse,
+    SuggestionOut,
+    SuggestResponse,
     TenantInfo,
     VersionList,
 )
@@ -89,3 +94,33 @@ def key_info(record: ApiKey) -> KeyInfo:
 
 def key_created(key: str, record: ApiKey) -> KeyCreated:
     return KeyCreated(**key_info(record).model_dump(), key=key)
+
+
+def evaluated(result: Evaluation) -> EvaluateResponse:
+    return EvaluateResponse(
+        tenant_id=result.tenant_id,
+        version=result.version,
+        cached=result.cached,
+        report=EvaluationReport(**result.report),
+        timings_ms=result.timings_ms,
+    )
+
+
+def suggested(result: SuggestResult) -> SuggestResponse:
+    return SuggestResponse(
+        tenant_id=result.tenant_id,
+        version=result.version,
+        pool_size=result.pool_size,
+        suggestions=[
+            SuggestionOut(
+                text=text,
+                predicted_label=pick.predicted,
+                score=pick.score,
+                runner_up=pick.runner_up,
+                margin=pick.margin,
+                reason=pick.reason,
+            )
+            for text, pick in result.suggestions
+        ],
+        timings_ms=result.timings_ms,
+    )

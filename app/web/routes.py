@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from app.store.base import StoreUnavailable
 from app.web import metrics, replies
-from app.web.deps import Adaptation, Caller, Prediction, ReadinessInfo, Store, Tenants
+from app.web.deps import Adaptation, Caller, Insight, Prediction, ReadinessInfo, Store, Tenants
 from app.web.errors import error_response
 from app.web.schemas import (
     ERROR_RESPONSES,
@@ -18,12 +18,16 @@ from app.web.schemas import (
     AdaptRequest,
     AdaptResponse,
     ErrorResponse,
+    EvaluateRequest,
+    EvaluateResponse,
     HealthResponse,
     PredictRequest,
     PredictResponse,
     ReadyResponse,
     RollbackRequest,
     RollbackResponse,
+    SuggestRequest,
+    SuggestResponse,
     TenantInfo,
     TenantList,
     VersionList,
@@ -87,6 +91,28 @@ def list_versions(tenant_id: TenantPath, tenants: Tenants) -> VersionList:
 def rollback(tenant_id: TenantPath, body: RollbackRequest, tenants: Tenants) -> RollbackResponse:
     """Restore a retained earlier version; it becomes the current one under a new version number."""
     return replies.rolled_back(tenants.rollback(tenant_id, body.version))
+
+
+@router.post(
+    "/tenants/{tenant_id}/evaluate", response_model=EvaluateResponse, responses=ERROR_RESPONSES, tags=["insight"]
+)
+def evaluate(tenant_id: TenantPath, insight: Insight, body: EvaluateRequest | None = None) -> EvaluateResponse:
+    """How good the tenant's classifier is and what to fix: cross-validation of its support set through the
+    /adapt path (or, with `examples`, the current model on a labeled test set); cached per version."""
+    request = body or EvaluateRequest()
+    examples = None if request.examples is None else [example.model_dump() for example in request.examples]
+    result = insight.evaluate(tenant_id, version=request.version, examples=examples)
+    return replies.evaluated(result)
+
+
+@router.post(
+    "/tenants/{tenant_id}/suggest", response_model=SuggestResponse, responses=ERROR_RESPONSES, tags=["insight"]
+)
+def suggest(tenant_id: TenantPath, body: SuggestRequest, insight: Insight) -> SuggestResponse:
+    """Which of these unlabeled texts to label next (uncertain and diverse), each with the predicted label to
+    confirm or correct; send the labeled ones back with POST /adapt `mode: append`."""
+    result = insight.suggest(tenant_id, body.texts, body.k)
+    return replies.suggested(result)
 
 
 @router.delete("/tenants/{tenant_id}", status_code=204, responses=ERROR_RESPONSES, tags=["tenants"])

@@ -1,0 +1,477 @@
+"""How good is a tenant's classifier, and what to fix: cross-validation through the `/adapt` maths.
+
+`cross_validate` refits the head (`tenant_fit.fit_embedded`: inner loop, served temperature, OOS rule) on k
+stratified folds of the support set's cached embeddings; `evaluate_head` scores a fitted head on a labeled test
+set. Both yield `Scored` predictions that `build_report` turns into the report: accuracy with a Wilson interval,
+macro-F1, per-label precision / recall / F1, the confusion matrix, the most confused pairs, the labels most in
+need of examples, suspected mislabels, near-duplicates under different labels, the out-of-scope trade-off and ECE.
+Pure PyTorch: no service imports.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from app.ml.calibration import FITTED, TemperatureRule, expected_calibration_error
+from app.ml.head import TenantHead
+from app.ml.learner import InnerLoopParams
+from app.ml.tenant_fit import OosRule, fit_embedded
+
+MAX_FOLDS = 5
+DENSE_CONFUSION_MAX_LABELS = 50
+NEAR_DUPLICATE_COSINE = 0.95
+OOS_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6)
+LISTED = 20  # entries of each ranked list
+EXAMPLE_TEXTS = 3
+LOW_RECALL = 0.8
+FEW_EXAMPLES = 5
+
+Report = dict[str, Any]
+
+
+@dataclass
+class Scored:
+    """Held-out predictions: for each scored example its text, true label index, probabilities, OOS score and the
+    threshold of the head that scored it."""
+
+    texts: list[str]
+    targets: torch.Tensor  # [n] long
+    probabilities: torch.Tensor  # [n, n_labels]
+    oos_scores: torch.Tensor  # [n]
+    thresholds: list[float | None]
+    not_evaluable: list[int] = field(default_factory=list)  # label indices with too few examples to hold one out
+    n_folds: int = 0
+    curve: LearningCurve | None = None  # cross-validation only: accuracy one step down the learning curve
+
+
+@dataclass
+class LearningCurve:
+    """Held-out accuracy with `train_per_label` examples per label, and again with `reduced_per_label` (each fold's
+    training set thinned by as many examples per label as the fold holds out): the slope that projects the
+    cross-validated accuracy to the full support set (`full_per_label`)."""
+
+    full_per_label: float
+    train_per_label: float
+    reduced_per_label: float
+    accuracy: float
+    reduced_accuracy: float
+
+    def projected(self) -> float:
+        """Accuracy at `full_per_label`, extrapolated along log(examples per label); never below the CV value."""
+        if not self.full_per_label > self.train_per_label > self.reduced_per_label > 0:
+            return self.accuracy
+        slope = (self.accuracy - self.reduced_accuracy) / math.log(self.train_per_label / self.reduced_per_label)
+        gain = max(0.0, slope) * math.log(self.full_per_label / self.train_per_label)
+        return min(1.0, self.accuracy + gain)
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion (0..1); (0, 1) without trials."""
+    if trials == 0:
+        return 0.0, 1.0
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def stratified_folds(targets: list[int], n_labels: int, seed: int = 0) -> tuple[list[int], list[int], int]:
+    """Fold of each example (-1: never held out), the not-evaluable labels and the number of folds.
+
+    k = min(5, largest count): each label with >= 2 examples deals its shuffled examples round-robin from a
+    rotating start, so a label with fewer than k examples is left out one example at a time (leave-one-out)
+    and always keeps one in training; a label with a single example is never held out (not evaluable).
+    """
+    by_label: dict[int, list[int]] = defaultdict(list)
+    for i, y in enumerate(targets):
+        by_label[y].append(i)
+    evaluable = [y for y in range(n_labels) if len(by_label[y]) >= 2]
+    not_evaluable = [y for y in range(n_labels) if len(by_label[y]) < 2]
+    if not evaluable:
+        return [-1] * len(targets), not_evaluable, 0
+    k = min(MAX_FOLDS, max(len(by_label[y]) for y in evaluable))
+    rng = random.Random(seed)
+    folds = [-1] * len(targets)
+    start = 0
+    for y in evaluable:
+        members = by_label[y][:]
+        rng.shuffle(members)
+        for j, i in enumerate(members):
+            folds[i] = (start + j) % k
+        start = (start + len(members)) % k
+    return folds, not_evaluable, k
+
+
+def cross_validate(
+    embeddings: torch.Tensor,
+    targets: list[int],
+    labels: list[str],
+    texts: list[str],
+    inner: InnerLoopParams,
+    oos_rule: OosRule | None = None,
+    temperature: TemperatureRule = FITTED,
+    extra: tuple[torch.Tensor, list[int]] | None = None,
+    seed: int = 0,
+    learning_curve: bool = True,
+) -> Scored:
+    """Stratified k-fold CV of the `/adapt` fit; `extra` (embeddings, targets) always train (label descriptions).
+
+    With `learning_curve`, each fold is fitted a second time on a training set thinned by as many examples per
+    label as the fold holds out (at least one kept), scoring the same held-out rows: `Scored.curve`.
+    """
+    folds, not_evaluable, k = stratified_folds(targets, len(labels), seed)
+    target_tensor = torch.tensor(targets, dtype=torch.long)
+    fold_tensor = torch.tensor(folds, dtype=torch.long)
+    held_rows: list[torch.Tensor] = []
+    probabilities, oos_scores, thresholds = [], [], []
+    reduced_correct: list[torch.Tensor] = []
+    sizes: list[tuple[float, float, int]] = []  # per fold: train and reduced examples per evaluable label, held
+    rng = random.Random(seed + 1)
+    evaluable = [y for y in range(len(labels)) if y not in set(not_evaluable)]
+    for fold in range(k):
+        held = (fold_tensor == fold).nonzero().flatten()
+        if held.numel() == 0:
+            continue
+        train = (fold_tensor != fold).nonzero().flatten()
+        head = fit_embedded(
+            *_with_extra(embeddings[train], target_tensor[train], extra), labels, inner, oos_rule, temperature
+        )
+        probabilities.append(head.probabilities(embeddings[held]))
+        oos_scores.append(head.oos_scores(embeddings[held]))
+        thresholds += [head.oos_threshold] * held.numel()
+        held_rows.append(held)
+        if learning_curve and evaluable:
+            thinned = _thinned(train.tolist(), held.tolist(), targets, rng)
+            reduced = fit_embedded(
+                *_with_extra(embeddings[thinned], target_tensor[thinned], extra), labels, inner, oos_rule, temperature
+            )
+            reduced_correct.append(reduced.probabilities(embeddings[held]).argmax(-1) == target_tensor[held])
+            train_counts = Counter(targets[i] for i in train.tolist())
+            thinned_counts = Counter(targets[i] for i in thinned.tolist())
+            sizes.append(
+                (
+                    sum(train_counts[y] for y in evaluable) / len(evaluable),
+                    sum(thinned_counts[y] for y in evaluable) / len(evaluable),
+                    held.numel(),
+                )
+            )
+    rows = torch.cat(held_rows) if held_rows else torch.empty(0, dtype=torch.long)
+    probability_rows = torch.cat(probabilities) if probabilities else torch.empty(0, len(labels))
+    curve = None
+    if reduced_correct:
+        weight = sum(n for _, _, n in sizes)
+        counts = Counter(targets)
+        curve = LearningCurve(
+            full_per_label=sum(counts[y] for y in evaluable) / len(evaluable),
+            train_per_label=sum(t * n for t, _, n in sizes) / weight,
+            reduced_per_label=sum(r * n for _, r, n in sizes) / weight,
+            accuracy=float((probability_rows.argmax(-1) == target_tensor[rows]).float().mean()),
+            reduced_accuracy=float(torch.cat(reduced_correct).float().mean()),
+        )
+    return Scored(
+        texts=[texts[i] for i in rows.tolist()],
+        targets=target_tensor[rows],
+        probabilities=probability_rows,
+        oos_scores=torch.cat(oos_scores) if oos_scores else torch.empty(0),
+        thresholds=thresholds,
+        not_evaluable=not_evaluable,
+        n_folds=k,
+        curve=curve,
+    )
+
+
+def _with_extra(
+    x: torch.Tensor, y: torch.Tensor, extra: tuple[torch.Tensor, list[int]] | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if extra is None or not extra[1]:
+        return x, y
+    return torch.cat([x, extra[0]]), torch.cat([y, torch.tensor(extra[1], dtype=torch.long)])
+
+
+def _thinned(train: list[int], held: list[int], targets: list[int], rng: random.Random) -> torch.Tensor:
+    """`train` without as many random examples of each label as `held` holds of it (keeping at least one)."""
+    drop = Counter(targets[i] for i in held)
+    by_label: dict[int, list[int]] = defaultdict(list)
+    for i in train:
+        by_label[targets[i]].append(i)
+    kept: list[int] = []
+    for y, members in by_label.items():
+        n_drop = min(drop[y], len(members) - 1)
+        kept += rng.sample(members, len(members) - n_drop) if n_drop > 0 else members
+    return torch.tensor(sorted(kept), dtype=torch.long)
+
+
+def evaluate_head(head: TenantHead, embeddings: torch.Tensor, targets: list[int], texts: list[str]) -> Scored:
+    """A fitted head on a labeled test set (every label evaluable)."""
+    return Scored(
+        texts=list(texts),
+        targets=torch.tensor(targets, dtype=torch.long),
+        probabilities=head.probabilities(embeddings),
+        oos_scores=head.oos_scores(embeddings),
+        thresholds=[head.oos_threshold] * len(texts),
+    )
+
+
+def suspected_mislabels(
+    embeddings: torch.Tensor, targets: list[int], labels: list[str], texts: list[str], limit: int = LISTED
+) -> list[Report]:
+    """Examples whose nearest other label's prototype beats their own label's prototype computed without them."""
+    if not targets:
+        return []
+    x = F.normalize(embeddings.float(), dim=-1)
+    y = torch.tensor(targets, dtype=torch.long)
+    n_labels = len(labels)
+    counts = torch.bincount(y, minlength=n_labels).float()
+    sums = torch.zeros(n_labels, x.shape[1]).index_add_(0, y, x)
+    prototypes = F.normalize(sums / counts.clamp(min=1).unsqueeze(1), dim=-1)
+    similarity = x @ prototypes.T  # [n, labels]
+    keep = counts[y] >= 2
+    own = torch.full((len(targets),), float("nan"))
+    own[keep] = F.cosine_similarity(x[keep], sums[y[keep]] - x[keep], dim=-1)
+    similarity[torch.arange(len(targets)), y] = float("-inf")
+    present = counts > 0
+    similarity[:, ~present] = float("-inf")
+    best, nearest = similarity.max(dim=-1)
+    margin = best - own
+    found = (keep & (margin > 0)).nonzero().flatten().tolist()
+    found.sort(key=lambda i: -float(margin[i]))
+    return [
+        {
+            "text": texts[i],
+            "label": labels[targets[i]],
+            "nearest_label": labels[int(nearest[i])],
+            "own_similarity": round(float(own[i]), 4),
+            "nearest_similarity": round(float(best[i]), 4),
+            "margin": round(float(margin[i]), 4),
+        }
+        for i in found[:limit]
+    ]
+
+
+def near_duplicates(
+    embeddings: torch.Tensor,
+    targets: list[int],
+    labels: list[str],
+    texts: list[str],
+    threshold: float = NEAR_DUPLICATE_COSINE,
+    limit: int = LISTED,
+    block: int = 1024,
+) -> list[Report]:
+    """Pairs of texts under different labels with cosine >= `threshold` (computed in blocks of rows)."""
+    x = F.normalize(embeddings.float(), dim=-1)
+    y = torch.tensor(targets, dtype=torch.long)
+    found: list[tuple[float, int, int]] = []
+    for start in range(0, len(targets), block):
+        rows = x[start : start + block]
+        similarity = rows @ x.T
+        index = torch.arange(start, start + rows.shape[0]).unsqueeze(1)
+        upper = torch.arange(len(targets)).unsqueeze(0) > index
+        different = y[start : start + rows.shape[0]].unsqueeze(1) != y.unsqueeze(0)
+        hits = ((similarity >= threshold) & upper & different).nonzero().tolist()
+        found += [(float(similarity[r, c]), start + r, c) for r, c in hits]
+    found.sort(key=lambda hit: -hit[0])
+    return [
+        {
+            "similarity": round(sim, 4),
+            "a": {"text": texts[i], "label": labels[targets[i]]},
+            "b": {"text": texts[j], "label": labels[targets[j]]},
+        }
+        for sim, i, j in found[:limit]
+    ]
+
+
+def _per_label(predicted: torch.Tensor, targets: torch.Tensor, n_labels: int) -> tuple[list, list, list, list]:
+    tp = torch.zeros(n_labels)
+    tp.index_add_(0, targets[predicted == targets], torch.ones(int((predicted == targets).sum())))
+    predicted_count = torch.bincount(predicted, minlength=n_labels).float()
+    support = torch.bincount(targets, minlength=n_labels).float()
+    precision = torch.where(predicted_count > 0, tp / predicted_count.clamp(min=1), torch.zeros(n_labels))
+    recall = torch.where(support > 0, tp / support.clamp(min=1), torch.zeros(n_labels))
+    f1 = torch.where(precision + recall > 0, 2 * precision * recall / (precision + recall).clamp(min=1e-12), 0.0)
+    return precision.tolist(), recall.tolist(), f1.tolist(), support.long().tolist()
+
+
+def _confusion(predicted: torch.Tensor, targets: torch.Tensor, n_labels: int) -> torch.Tensor:
+    flat = targets * n_labels + predicted
+    return torch.bincount(flat, minlength=n_labels * n_labels).reshape(n_labels, n_labels)
+
+
+def oos_tradeoff(scored: Scored, thresholds: tuple[float, ...] = OOS_THRESHOLDS) -> list[Report]:
+    """In-scope recall and false rejection of held-out in-scope examples at the tenant's rule and fixed thresholds."""
+    n = scored.oos_scores.numel()
+    if n == 0:
+        return []
+    correct = scored.probabilities.argmax(dim=-1) == scored.targets
+    rows: list[Report] = []
+    tenant = torch.tensor([-1.0 if t is None else t for t in scored.thresholds])
+    points: list[tuple[str, float | None, torch.Tensor]] = [("tenant", None, tenant)]
+    points += [("fixed", t, torch.full((n,), t)) for t in thresholds]
+    for kind, value, limit in points:
+        accepted = scored.oos_scores >= limit
+        rows.append(
+            {
+                "threshold": round(float(tenant.mean()), 4) if value is None else value,
+                "rule": kind,
+                "in_scope_recall": round(float(accepted.float().mean()), 4),
+                "false_rejection": round(float((~accepted).float().mean()), 4),
+                "accuracy": round(float((accepted & correct).float().mean()), 4),
+            }
+        )
+    return rows
+
+
+def build_report(
+    scored: Scored,
+    labels: list[str],
+    counts: list[int],
+    support_embeddings: torch.Tensor,
+    support_targets: list[int],
+    support_texts: list[str],
+    method: str,
+) -> Report:
+    """The whole report as plain JSON-able data (see the module docstring)."""
+    n_labels = len(labels)
+    n = scored.targets.numel()
+    predicted = scored.probabilities.argmax(dim=-1) if n else torch.empty(0, dtype=torch.long)
+    correct = int((predicted == scored.targets).sum()) if n else 0
+    not_evaluable = set(scored.not_evaluable)
+    evaluated = [y for y in range(n_labels) if y not in not_evaluable]
+    precision, recall, f1, support = _per_label(predicted, scored.targets, n_labels)
+    low, high = wilson_interval(correct, n)
+    raw = correct / n if n else None
+    headline = scored.curve.projected() if scored.curve is not None else raw
+    shift = 0.0 if headline is None or raw is None else headline - raw
+    per_label = []
+    for y, label in enumerate(labels):
+        entry: Report = {"label": label, "examples": counts[y], "support": support[y]}
+        if y in not_evaluable or support[y] == 0:
+            entry |= {"status": "not_evaluable", "precision": None, "recall": None, "f1": None}
+        else:
+            entry |= {
+                "status": "ok",
+                "precision": round(precision[y], 4),
+                "recall": round(recall[y], 4),
+                "f1": round(f1[y], 4),
+            }
+        per_label.append(entry)
+    scored_labels = [e for e in per_label if e["status"] == "ok"]
+    confusion = _confusion(predicted, scored.targets, n_labels) if n else torch.zeros(n_labels, n_labels)
+    pairs = _confused_pairs(confusion, scored, predicted, labels)
+    return {
+        "method": method,
+        "n_folds": scored.n_folds,
+        "n_labels": n_labels,
+        "n_examples": sum(counts),
+        "n_evaluated": n,
+        "evaluable": n > 0,
+        "accuracy": round(headline, 4) if headline is not None else None,
+        "accuracy_ci95": [round(max(0.0, low + shift), 4), round(min(1.0, high + shift), 4)] if n else None,
+        "heldout_accuracy": round(raw, 4) if raw is not None else None,
+        "learning_curve": _curve_out(scored.curve),
+        "macro_f1": round(sum(e["f1"] for e in scored_labels) / len(scored_labels), 4) if scored_labels else None,
+        "ece": round(expected_calibration_error(scored.probabilities, scored.targets), 4) if n else None,
+        "mean_confidence": round(float(scored.probabilities.max(dim=-1).values.mean()), 4) if n else None,
+        "not_evaluable": [labels[y] for y in sorted(not_evaluable)],
+        "per_label": per_label,
+        "confusion": _confusion_out(confusion, labels, evaluated),
+        "confused_pairs": pairs,
+        "labels_needing_examples": _needing_examples(per_label, pairs),
+        "suspected_mislabels": suspected_mislabels(support_embeddings, support_targets, labels, support_texts),
+        "near_duplicates": near_duplicates(support_embeddings, support_targets, labels, support_texts),
+        "oos_tradeoff": oos_tradeoff(scored),
+    }
+
+
+def _curve_out(curve: LearningCurve | None) -> Report | None:
+    if curve is None:
+        return None
+    return {
+        "examples_per_label": [
+            round(curve.reduced_per_label, 3),
+            round(curve.train_per_label, 3),
+            round(curve.full_per_label, 3),
+        ],
+        "accuracy": [round(curve.reduced_accuracy, 4), round(curve.accuracy, 4), round(curve.projected(), 4)],
+    }
+
+
+def _confusion_out(confusion: torch.Tensor, labels: list[str], evaluated: list[int]) -> Report:
+    if len(labels) <= DENSE_CONFUSION_MAX_LABELS:
+        return {"format": "dense", "labels": labels, "matrix": confusion.long().tolist()}
+    off = confusion.clone()
+    off.fill_diagonal_(0)
+    cells = off.nonzero().tolist()
+    cells.sort(key=lambda rc: -int(off[rc[0], rc[1]]))
+    return {
+        "format": "sparse",
+        "labels": labels,
+        "diagonal": [int(confusion[y, y]) for y in range(len(labels))],
+        "cells": [{"true": labels[r], "predicted": labels[c], "count": int(off[r, c])} for r, c in cells],
+    }
+
+
+def _confused_pairs(confusion: torch.Tensor, scored: Scored, predicted: torch.Tensor, labels: list[str]) -> list:
+    off = confusion.clone()
+    off.fill_diagonal_(0)
+    cells = off.nonzero().tolist()
+    cells.sort(key=lambda rc: -int(off[rc[0], rc[1]]))
+    texts_by_cell: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for text, y, p in zip(scored.texts, scored.targets.tolist(), predicted.tolist(), strict=True):
+        if y != p and len(texts_by_cell[(y, p)]) < EXAMPLE_TEXTS:
+            texts_by_cell[(y, p)].append(text)
+    return [
+        {
+            "true": labels[r],
+            "predicted": labels[c],
+            "count": int(off[r, c]),
+            "rate": round(int(off[r, c]) / max(1, int(confusion[r].sum())), 4),
+            "examples": texts_by_cell[(r, c)],
+        }
+        for r, c in cells[:LISTED]
+    ]
+
+
+def _needing_examples(per_label: list[Report], pairs: list[Report]) -> list[Report]:
+    """Labels ranked by need: not evaluable, low recall, few examples; each with why (and whom it is confused with)."""
+    partner: dict[str, str] = {}
+    for pair in pairs:
+        partner.setdefault(pair["true"], pair["predicted"])
+    ranked = []
+    for entry in per_label:
+        reasons = []
+        if entry["status"] == "not_evaluable":
+            reasons.append(f"only {entry['examples']} example(s): cannot be cross-validated")
+        elif entry["recall"] < LOW_RECALL:
+            reasons.append(f"low recall {entry['recall']:.2f}")
+        if entry["examples"] < FEW_EXAMPLES and entry["status"] != "not_evaluable":
+            reasons.append(f"few examples ({entry['examples']})")
+        if entry["label"] in partner:
+            reasons.append(f"confused with {partner[entry['label']]}")
+        if not reasons or (len(reasons) == 1 and entry["label"] in partner and entry["recall"] >= LOW_RECALL):
+            continue
+        need = (2.0 if entry["status"] == "not_evaluable" else 1.0 - entry["recall"]) + 1.0 / (1 + entry["examples"])
+        ranked.append((need, entry, reasons))
+    ranked.sort(key=lambda item: -item[0])
+    return [
+        {
+            "label": entry["label"],
+            "examples": entry["examples"],
+            "recall": entry["recall"],
+            "confused_with": partner.get(entry["label"]),
+            "reasons": reasons,
+        }
+        for _, entry, reasons in ranked[:LISTED]
+    ]
+
+
+def label_counts(targets: list[int], n_labels: int) -> list[int]:
+    tally = Counter(targets)
+    return [tally[y] for y in range(n_labels)]

@@ -1,0 +1,257 @@
+"""InsightService: a tenant's evaluation report (cached per version) and which texts to label next.
+
+The report cross-validates the stored support set of a version through the `/adapt` maths
+(`app.ml.tenant_report.cross_validate` -> `tenant_fit.fit_embedded`) on the tenant's cached embeddings (the
+adaptation service's per-tenant `EmbeddingLRU`; texts it no longer holds are embedded once), or scores the
+current head on a labeled test set. Reports are kept in a bounded LRU keyed by (tenant, version, encoder): a
+version never changes, so a report is returned again until the tenant gets a new version.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from app.ml.suggest import Suggestion, suggest
+from app.ml.tenant_report import build_report, cross_validate, evaluate_head, label_counts
+from app.ml.threads import intra_op_threads
+from app.services.adaptation import AdaptationService, SupportSet, check_label, check_text, split_stored
+from app.services.adaptation import validate_support as validate_stored
+from app.services.errors import ServiceError, invalid, unknown_tenant, unknown_version
+from app.services.prediction import PredictionService
+from app.store.base import JSON, TenantStore
+
+REPORTS_PER_TENANT = 4
+
+
+@dataclass
+class Evaluation:
+    tenant_id: str
+    version: int
+    cached: bool
+    report: dict[str, Any]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class SuggestResult:
+    tenant_id: str
+    version: int
+    pool_size: int
+    suggestions: list[tuple[str, Suggestion]]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class ReportCache:
+    """Bounded, thread-safe LRU of reports: at most `max_tenants` tenants, `REPORTS_PER_TENANT` versions each."""
+
+    def __init__(self, max_tenants: int) -> None:
+        self._max_tenants = max_tenants
+        self._entries: OrderedDict[str, OrderedDict[tuple[int, str], dict[str, Any]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, tenant_id: str, version: int, fingerprint: str) -> dict[str, Any] | None:
+        with self._lock:
+            versions = self._entries.get(tenant_id)
+            if versions is None or (version, fingerprint) not in versions:
+                return None
+            self._entries.move_to_end(tenant_id)
+            return versions[(version, fingerprint)]
+
+    def put(self, tenant_id: str, version: int, fingerprint: str, report: dict[str, Any]) -> None:
+        if self._max_tenants == 0:
+            return
+        with self._lock:
+            versions = self._entries.setdefault(tenant_id, OrderedDict())
+            versions[(version, fingerprint)] = report
+            while len(versions) > REPORTS_PER_TENANT:
+                versions.popitem(last=False)
+            self._entries.move_to_end(tenant_id)
+            while len(self._entries) > self._max_tenants:
+                self._entries.popitem(last=False)
+
+    def forget(self, tenant_id: str) -> None:
+        with self._lock:
+            self._entries.pop(tenant_id, None)
+
+    def __len__(self) -> int:
+        return sum(len(versions) for versions in self._entries.values())
+
+
+class InsightService:
+    """Evaluation reports and labeling suggestions for a tenant."""
+
+    def __init__(
+        self,
+        store: TenantStore,
+        adaptation: AdaptationService,
+        prediction: PredictionService,
+        reports: ReportCache,
+        max_pool: int = 5000,
+    ) -> None:
+        self.store = store
+        self.adaptation = adaptation
+        self.prediction = prediction
+        self.reports = reports
+        self.limits = adaptation.limits
+        self.max_pool = max_pool
+
+    # -- evaluation -------------------------------------------------------------------------------------------
+
+    def evaluate(self, tenant_id: str, version: int | None = None, examples: list[JSON] | None = None) -> Evaluation:
+        """Cross-validation of a version's support set, or (with `examples`) the current head on a test set."""
+        started = time.perf_counter()
+        if examples is not None:
+            return self._evaluate_on(tenant_id, version, examples, started)
+        current = self.store.current_version(tenant_id)
+        if current is None:
+            self.reports.forget(tenant_id)
+            raise unknown_tenant(tenant_id)
+        pinned = current if version is None else version
+        fingerprint = self.adaptation.embedder.fingerprint
+        if pinned == current:
+            found = self.reports.get(tenant_id, pinned, fingerprint)
+            if found is not None:
+                return Evaluation(tenant_id, pinned, True, found, {"total": _ms(time.perf_counter() - started)})
+        support, steps = self._stored_support(tenant_id, pinned)
+        if pinned != current:
+            found = self.reports.get(tenant_id, pinned, fingerprint)
+            if found is not None:
+                return Evaluation(tenant_id, pinned, True, found, {"total": _ms(time.perf_counter() - started)})
+        loaded = time.perf_counter()
+        embeddings, extra_embeddings, extra_targets = self._support_embeddings(tenant_id, support)
+        embedded = time.perf_counter()
+        n = len(support.texts)
+        with intra_op_threads(self.adaptation.math_threads):
+            scored = cross_validate(
+                embeddings,
+                support.targets,
+                support.labels,
+                support.texts,
+                self.adaptation.inner.with_steps(steps),
+                self.adaptation.oos_rule,
+                extra=(extra_embeddings, extra_targets),
+            )
+            report = build_report(
+                scored,
+                support.labels,
+                label_counts(support.targets, len(support.labels)),
+                embeddings[:n],
+                support.targets,
+                support.texts,
+                "cross_validation",
+            )
+        done = time.perf_counter()
+        self.reports.put(tenant_id, pinned, fingerprint, report)
+        timings = {
+            "load": _ms(loaded - started),
+            "embed": _ms(embedded - loaded),
+            "cross_validation": _ms(done - embedded),
+            "total": _ms(done - started),
+        }
+        return Evaluation(tenant_id, pinned, False, report, timings)
+
+    def _evaluate_on(self, tenant_id: str, version: int | None, examples: list[JSON], started: float) -> Evaluation:
+        if not examples:
+            raise invalid("no_examples", "examples must hold at least one labeled example")
+        if len(examples) > self.limits.max_examples:
+            raise invalid("too_many_examples", f"{len(examples)} examples; the limit is {self.limits.max_examples}")
+        if version is None:
+            version, head = self.prediction.head_for(tenant_id)
+        else:
+            head = self.prediction.pinned_head(tenant_id, version)
+        index = {label: i for i, label in enumerate(head.labels)}
+        for i, example in enumerate(examples):
+            check_text(example["text"], self.limits, f"examples[{i}].text")
+            check_label(example["label"], self.limits, f"examples[{i}].label")
+            if example["label"] not in index:
+                raise invalid("unknown_label", f"examples[{i}].label {example['label']!r} is not a label of the tenant")
+        support, _ = self._stored_support(tenant_id, version)
+        loaded = time.perf_counter()
+        texts = [example["text"] for example in examples]
+        test_embeddings = self.adaptation.embedder.embed(texts)
+        support_embeddings, _, _ = self._support_embeddings(tenant_id, support)
+        embedded = time.perf_counter()
+        targets = [index[example["label"]] for example in examples]
+        with intra_op_threads(self.adaptation.math_threads):
+            scored = evaluate_head(head, test_embeddings, targets, texts)
+            report = build_report(
+                scored,
+                head.labels,
+                label_counts(support.targets, len(support.labels)),
+                support_embeddings,
+                support.targets,
+                support.texts,
+                "test_set",
+            )
+        done = time.perf_counter()
+        timings = {
+            "load": _ms(loaded - started),
+            "embed": _ms(embedded - loaded),
+            "scoring": _ms(done - embedded),
+            "total": _ms(done - started),
+        }
+        return Evaluation(tenant_id, version, False, report, timings)
+
+    def _stored_support(self, tenant_id: str, version: int) -> tuple[SupportSet, int]:
+        stored = self.store.load(tenant_id, version=version)
+        rows = self.store.load_support(tenant_id, version=version) if stored is not None else None
+        if stored is None or rows is None:
+            if self.store.current_version(tenant_id) is None:
+                raise unknown_tenant(tenant_id)
+            raise unknown_version(tenant_id, version)
+        examples, descriptions = split_stored(rows)
+        try:
+            support = validate_stored(examples, None, self.limits, descriptions)
+        except ServiceError as exc:
+            raise ServiceError(409, "model_unusable", f"stored support set is invalid: {exc.message}") from exc
+        steps = stored.meta.get("inner_steps")
+        valid_steps = isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0
+        return support, steps if valid_steps else self.adaptation.inner.steps
+
+    def _support_embeddings(self, tenant_id: str, support: SupportSet) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """Examples' embeddings, and the descriptions' (always trained on), from the tenant's embedding cache."""
+        texts, targets = support.fit_inputs()
+        embeddings, _ = self.adaptation.embeddings.embed(texts, self.adaptation.embedder.embed, tenant_id)
+        n = len(support.texts)
+        return embeddings[:n], embeddings[n:], targets[n:]
+
+    # -- suggestions ------------------------------------------------------------------------------------------
+
+    def suggest(self, tenant_id: str, texts: list[str], k: int) -> SuggestResult:
+        """The `k` texts of the pool to label next (uncertain under the current head and diverse)."""
+        started = time.perf_counter()
+        if not texts:
+            raise invalid("no_texts", "texts must hold at least one text")
+        if len(texts) > self.max_pool:
+            raise invalid("too_many_texts", f"{len(texts)} texts; the limit for /suggest is {self.max_pool}")
+        if k < 1:
+            raise invalid("invalid_k", "k must be at least 1")
+        for i, text in enumerate(texts):
+            check_text(text, self.limits, f"texts[{i}]")
+        version, head = self.prediction.head_for(tenant_id)
+        support, _ = self._stored_support(tenant_id, version)
+        pool = list(dict.fromkeys(texts))  # a text pasted twice is one candidate
+        loaded = time.perf_counter()
+        pool_embeddings = self.adaptation.embedder.embed(pool)
+        support_embeddings, _, _ = self._support_embeddings(tenant_id, support)
+        embedded = time.perf_counter()
+        with intra_op_threads(self.adaptation.math_threads):
+            picks = suggest(head, pool_embeddings, support_embeddings, k)
+        done = time.perf_counter()
+        timings = {
+            "load": _ms(loaded - started),
+            "embed": _ms(embedded - loaded),
+            "select": _ms(done - embedded),
+            "total": _ms(done - started),
+        }
+        return SuggestResult(tenant_id, version, len(pool), [(pool[p.index], p) for p in picks], timings)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 3)

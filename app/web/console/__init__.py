@@ -1,0 +1,21 @@
+"""The console: a static page (HTML, JS, CSS in this folder; no CDN) over the public API, served at /console."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+CONSOLE_DIR = Path(__file__).resolve().parent
+ASSETS_URL = "/console-assets"
+
+
+def install_console(app: FastAPI) -> None:
+    """GET /console (the page) and /console-assets/ (its script and style); public, like /docs."""
+    app.mount(ASSETS_URL, StaticFiles(directory=CONSOLE_DIR / "assets"), name="console-assets")
+
+    @app.get("/console", include_in_schema=False)
+    def console() -> FileResponse:
+        return FileResponse(CONSOLE_DIR / "index.html", media_type="text/html")

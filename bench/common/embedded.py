@@ -1,0 +1,94 @@
+"""Whole data files embedded ONCE with the served encoder and kept on disk (`app.ml.embedding_cache.DiskCache`).
+
+`EmbeddedSet` maps every text of the chosen splits to its row, so benchmarks that refit many heads (cross-
+validation, labeling rounds, calibration) never run the encoder twice on a text.
+
+    python -m bench.common.embedded --data ../shared/data banking77 clinc150   # warm the cache
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from app.ml.embedding_cache import DiskCache
+from app.ml.encoder import SentenceEncoder
+
+DEFAULT_CACHE = Path("runs/embed-cache")
+
+
+@dataclass
+class EmbeddedSet:
+    """The texts of some splits of a JSONL file, grouped by label, with one embedding row per distinct text."""
+
+    by_label: dict[str, list[str]]
+    rows: dict[str, int]
+    embeddings: torch.Tensor
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        return self.embeddings[torch.tensor([self.rows[text] for text in texts], dtype=torch.long)]
+
+    @property
+    def labels(self) -> list[str]:
+        return sorted(self.by_label)
+
+
+def read_rows(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def all_texts(path: Path) -> list[str]:
+    """Every distinct text of the file, sorted (the cache key does not depend on the order of the lines)."""
+    return sorted({row["text"] for row in read_rows(path)})
+
+
+def file_embeddings(
+    encoder: SentenceEncoder, path: Path, cache: Path | None = DEFAULT_CACHE
+) -> tuple[list, torch.Tensor]:
+    texts = all_texts(path)
+
+    def compute() -> dict[str, torch.Tensor]:
+        return {"embeddings": encoder.embed(texts, batch_size=128)}
+
+    parts = ["file-embeddings", encoder.fingerprint, str(encoder.max_tokens), *texts]
+    return texts, DiskCache(cache, prefix=f"{path.stem}-").tensors(parts, compute)["embeddings"]
+
+
+def embedded_set(
+    encoder: SentenceEncoder, path: Path, splits: list[str], cache: Path | None = DEFAULT_CACHE
+) -> EmbeddedSet:
+    texts, embeddings = file_embeddings(encoder, path, cache)
+    rows = {text: i for i, text in enumerate(texts)}
+    by_label: dict[str, list[str]] = defaultdict(list)
+    seen: set[tuple[str, str]] = set()
+    for row in read_rows(path):
+        key = (row["text"], row["label"])
+        if row["split"] in splits and key not in seen:
+            seen.add(key)
+            by_label[row["label"]].append(row["text"])
+    return EmbeddedSet(dict(by_label), rows, embeddings)
+
+
+def main() -> None:
+    from app.bootstrap import load_model
+    from app.config import Settings
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("names", nargs="+")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    args = parser.parse_args()
+    encoder, _, _ = load_model(Settings())
+    for name in args.names:
+        texts, embeddings = file_embeddings(encoder, args.data / f"{name}.jsonl", args.cache)
+        print(f"{name}: {len(texts)} texts -> {tuple(embeddings.shape)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

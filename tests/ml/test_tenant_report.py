@@ -1,0 +1,162 @@
+"""The report's maths on hand-made embeddings: folds, Wilson interval, ECE, mislabels, duplicates, suggestions."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from app.ml.calibration import FITTED, IDENTITY, TemperatureRule, best_factor, expected_calibration_error
+from app.ml.learner import InnerLoopParams
+from app.ml.suggest import suggest
+from app.ml.tenant_fit import fit_embedded
+from app.ml.tenant_report import (
+    LearningCurve,
+    build_report,
+    cross_validate,
+    label_counts,
+    near_duplicates,
+    stratified_folds,
+    suspected_mislabels,
+    wilson_interval,
+)
+
+INNER = InnerLoopParams.constant(steps=10, lr=0.05, scale=10.0)
+
+
+def clusters(n_labels: int, shots: int, dim: int = 32, noise: float = 0.3, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    centres = F.normalize(torch.randn(n_labels, dim, generator=generator), dim=-1)
+    targets = [y for y in range(n_labels) for _ in range(shots)]
+    x = centres[torch.tensor(targets)] + noise * torch.randn(len(targets), dim, generator=generator) / math.sqrt(dim)
+    return F.normalize(x, dim=-1), targets, [f"label{y}" for y in range(n_labels)]
+
+
+def test_wilson_interval_matches_the_textbook_values() -> None:
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    low, high = wilson_interval(10, 10)
+    assert high == pytest.approx(1.0) and low == pytest.approx(0.7225, abs=1e-4)
+
+
+def test_ece_on_a_hand_made_case() -> None:
+    # two predictions at 0.9 (one right: bin accuracy 0.5) and two at 0.6 (both right): ECE = 0.5*0.4 + 0.5*0.4
+    probabilities = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.6, 0.4]])
+    targets = torch.tensor([0, 1, 0, 0])
+    assert expected_calibration_error(probabilities, targets) == pytest.approx(0.4)
+    perfect = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert expected_calibration_error(perfect, torch.tensor([0, 1])) == pytest.approx(0.0)
+
+
+def test_folds_are_stratified_leave_one_out_for_small_labels_and_skip_single_examples() -> None:
+    targets = [0] * 10 + [1] * 3 + [2] * 1
+    folds, not_evaluable, k = stratified_folds(targets, 3)
+    assert k == 5 and not_evaluable == [2]
+    assert sorted(folds[:10]) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]  # 2 per fold
+    assert len(set(folds[10:13])) == 3 and -1 not in folds[10:13]  # each held out alone: leave-one-out
+    assert folds[13] == -1  # never held out
+    _, _, k_small = stratified_folds([0, 0, 1, 1, 1], 2)
+    assert k_small == 3
+
+
+def test_cross_validation_reports_every_part_and_the_single_example_label() -> None:
+    x, targets, labels = clusters(4, 6)
+    x = torch.cat([x, x[:1] * 0.5 + F.normalize(torch.randn(1, 32), dim=-1) * 0.5])
+    targets = [*targets, 4]
+    labels = [*labels, "lonely"]
+    texts = [f"text {i}" for i in range(len(targets))]
+    scored = cross_validate(x, targets, labels, texts, INNER)
+    report = build_report(scored, labels, label_counts(targets, 5), x, targets, texts, "cross_validation")
+    assert report["n_evaluated"] == 24 and report["not_evaluable"] == ["lonely"]
+    assert report["accuracy"] > 0.9 and report["accuracy_ci95"][0] <= report["accuracy"] <= report["accuracy_ci95"][1]
+    lonely = next(e for e in report["per_label"] if e["label"] == "lonely")
+    assert lonely["status"] == "not_evaluable" and lonely["recall"] is None
+    assert report["labels_needing_examples"][0]["label"] == "lonely"
+    assert report["confusion"]["format"] == "dense" and len(report["confusion"]["matrix"]) == 5
+    assert sum(map(sum, report["confusion"]["matrix"])) == 24
+    assert report["oos_tradeoff"][0]["rule"] == "tenant" and 0 <= report["ece"] <= 1
+
+
+def test_confusion_is_sparse_above_fifty_labels() -> None:
+    x, targets, labels = clusters(60, 2, noise=1.0)
+    texts = [str(i) for i in range(len(targets))]
+    scored = cross_validate(x, targets, labels, texts, INNER)
+    report = build_report(scored, labels, label_counts(targets, 60), x, targets, texts, "cross_validation")
+    confusion = report["confusion"]
+    assert confusion["format"] == "sparse" and len(confusion["diagonal"]) == 60
+    assert sum(confusion["diagonal"]) + sum(c["count"] for c in confusion["cells"]) == 120
+
+
+def test_a_swapped_label_is_a_suspected_mislabel_and_a_copy_under_another_label_a_near_duplicate() -> None:
+    x, targets, labels = clusters(3, 5, noise=0.1)
+    targets = targets[:]
+    targets[0] = 1  # an example of label0 filed under label1
+    texts = [f"t{i}" for i in range(len(targets))]
+    found = suspected_mislabels(x, targets, labels, texts)
+    assert found[0]["text"] == "t0" and found[0]["nearest_label"] == "label0" and found[0]["margin"] > 0
+    duplicated = torch.cat([x, x[5:6]])
+    pairs = near_duplicates(duplicated, [*targets, 2], labels, [*texts, "copy"])
+    assert pairs and {pairs[0]["a"]["text"], pairs[0]["b"]["text"]} == {"t5", "copy"}
+
+
+def test_temperature_rule_lowers_confidence_without_changing_the_argmax() -> None:
+    x, targets, labels = clusters(2, 2)
+    y = torch.tensor(targets)
+    sharp = fit_embedded(x, y, labels, INNER, temperature=IDENTITY)
+    soft = fit_embedded(x, y, labels, INNER, temperature=TemperatureRule(intercept=math.log(0.25)))
+    queries, _, _ = clusters(2, 10, seed=1)
+    assert torch.equal(sharp.probabilities(queries).argmax(-1), soft.probabilities(queries).argmax(-1))
+    assert soft.scale == pytest.approx(sharp.scale * 0.25)
+    assert FITTED.factor(2, 2) > 0
+    logits = torch.tensor([[2.0, 0.0]] * 3 + [[0.0, 2.0]])
+    assert best_factor(logits, torch.tensor([0, 0, 1, 1])) < best_factor(logits, torch.tensor([0, 0, 0, 1]))
+
+
+def test_suggestions_are_uncertain_and_diverse() -> None:
+    x, targets, labels = clusters(2, 3, noise=0.05)
+    head = fit_embedded(x, torch.tensor(targets), labels, INNER)
+    middle = F.normalize(x[0] + x[3], dim=-1)
+    pool = torch.stack([middle, middle, x[0] * 0.99, F.normalize(middle + 0.01 * torch.randn(32), dim=-1)])
+    picks = suggest(head, pool, x, 2)
+    assert picks[0].index in (0, 1, 3) and "unsure" in picks[0].reason
+    assert {picks[0].index, picks[1].index} != {0, 1}  # the exact duplicate is not picked twice
+    assert suggest(head, pool, x, 10)[-1].index in range(4) and len(suggest(head, pool, x, 10)) == 4
+
+
+def test_a_300_label_report_is_quick() -> None:
+    x, targets, labels = clusters(300, 3, dim=64, noise=0.5)
+    texts = [str(i) for i in range(len(targets))]
+    started = time.perf_counter()
+    scored = cross_validate(x, targets, labels, texts, INNER)
+    report = build_report(scored, labels, label_counts(targets, 300), x, targets, texts, "cross_validation")
+    assert report["n_evaluated"] == 900 and report["confusion"]["format"] == "sparse"
+    assert time.perf_counter() - started < 30
+
+
+def test_the_learning_curve_projects_along_log_examples_per_label() -> None:
+    curve = LearningCurve(
+        full_per_label=5.0, train_per_label=4.0, reduced_per_label=3.0, accuracy=0.77, reduced_accuracy=0.74
+    )
+    expected = 0.77 + 0.03 * math.log(5 / 4) / math.log(4 / 3)
+    assert curve.projected() == pytest.approx(expected)
+    flat = LearningCurve(5.0, 4.0, 3.0, accuracy=0.77, reduced_accuracy=0.80)  # noise: never projected downwards
+    assert flat.projected() == pytest.approx(0.77)
+    assert LearningCurve(2.0, 1.0, 1.0, 0.5, 0.5).projected() == 0.5  # nothing to thin: no projection
+
+
+def test_cross_validation_reports_the_curve_and_projects_the_accuracy() -> None:
+    x, targets, labels = clusters(6, 5, noise=1.2, seed=3)
+    texts = [str(i) for i in range(len(targets))]
+    scored = cross_validate(x, targets, labels, texts, INNER)
+    assert scored.curve is not None
+    assert (
+        scored.curve.full_per_label == 5 and scored.curve.train_per_label == 4 and scored.curve.reduced_per_label == 3
+    )
+    report = build_report(scored, labels, label_counts(targets, 6), x, targets, texts, "cross_validation")
+    assert report["heldout_accuracy"] == pytest.approx(scored.curve.accuracy, abs=1e-4)
+    assert report["accuracy"] >= report["heldout_accuracy"]
+    assert report["learning_curve"]["examples_per_label"] == [3.0, 4.0, 5.0]

@@ -26,8 +26,9 @@ lint: install
 	$(BIN)/ruff format --check app tests bench training harness
 
 # Uses REDIS_URL when reachable, otherwise starts a throwaway redis-server (tests/redis_server.py, harness/redis_proc.py).
+# Two to four workers (pytest-xdist): much of the suite waits on processes, sockets and Redis.
 test: install lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4
 
 bench-latency: install
 	$(BIN)/python -m bench.latency

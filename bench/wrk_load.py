@@ -2,7 +2,8 @@
 
 One `fewshot serve` process (embedded defaults unless `--env` says otherwise) and, in the same run:
 - `GET /healthz` requests/s (the HTTP stack alone);
-- `/predict` with 1 text per request and with 32 texts per request (texts/s, p50/p95/p99, server CPU per request);
+- `/predict` with 1 text per request (one connection: latency at low load; then `--connections`) and with 32 texts
+  per request (texts/s, p50/p95/p99, server CPU per request);
 - the raw encoder in this process on the same texts (texts/s at the merged pass size the server ran).
 Server CPU outside the encoder = server CPU per request - the raw encoder's CPU per text x texts per request
 (at the mean merged pass size read from the server's /metrics).
@@ -130,6 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--env", nargs="*", default=[], help="extra KEY=VALUE settings for the server")
     parser.add_argument("--out", type=Path, default=Path("bench/results/wrk_load.json"))
+    parser.add_argument(
+        "--checkout",
+        type=Path,
+        default=None,
+        help="serve from another checkout (e.g. a `git worktree` of an older commit)",
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install wrk")
@@ -142,12 +149,16 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     env = os.environ | {"FEWSHOT_LOG_LEVEL": "warning"} | dict(item.split("=", 1) for item in args.env)
     command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port)]
+    if args.checkout is not None:  # that checkout's `app` package, first on the server's path
+        launch = f"import sys; sys.path.insert(0, {str(args.checkout.resolve())!r}); from app.cli import main; main()"
+        command = [sys.executable, "-c", launch, "serve", "--port", str(port)]
     results: dict[str, Any] = {}
     with served(command, port, env) as server:
         httpx.post(f"{server.url}/adapt", json={"tenant_id": "t0", "examples": support}, timeout=120).raise_for_status()
         one = [json.dumps({"tenant_id": "t0", "texts": [q]}) for q in queries[:2000]]
         many = [json.dumps({"tenant_id": "t0", "texts": queries[i : i + 32]}) for i in range(0, 2000, 32)]
         results["healthz"] = run_wrk(server.url, "GET", "/healthz", [""], args, server.pid, args.connections)
+        results["predict_1_low_load"] = run_wrk(server.url, "POST", "/predict", one, args, server.pid, 1)
         passes_before = encoder_passes(server.url)
         results["predict_1"] = run_wrk(server.url, "POST", "/predict", one, args, server.pid, args.connections)
         passes_after = encoder_passes(server.url)
@@ -168,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         "connections": args.connections,
         "duration_s": args.duration,
         "server_env": args.env,
+        "checkout": None if args.checkout is None else str(args.checkout),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),
@@ -186,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['server_cpu_ms_per_request']:.3f}",
                 r["non2xx"] + r["errors"],
             ]
-            for name, r in ((k, results[k]) for k in ("healthz", "predict_1", "predict_32"))
+            for name, r in ((k, results[k]) for k in ("healthz", "predict_1_low_load", "predict_1", "predict_32"))
         ],
     )
     print(

@@ -156,7 +156,7 @@ class Settings(BaseSettings):
     timeout_keep_alive_s: int = Field(5, ge=1, description="Idle keep-alive connections close after this long.")
     http_parser: Literal["auto", "httptools", "h11"] = Field(
         "auto",
-        description="HTTP parser of `fewshot serve`: `auto` = httptools (C) when installed, else h11 (pure Python).",
+        description="HTTP parser of `fewshot serve`: `auto` or `httptools` = httptools (C), `h11` = h11 (pure Python).",
     )
     limit_concurrency: int | None = Field(
         None, ge=1, description="Most concurrent connections/requests before answering 503 (none = unbounded)."

@@ -13,7 +13,7 @@ The request line and headers may take at most `MAX_HEAD_BYTES` (16 KiB): a large
 its limit, so a 70 KB head that arrived in one read passed). A request h11 cannot parse gets 400 `bad_request`.
 Both answers use the JSON error envelope, like every error of the app.
 
-Two parsers carry these guarantees: `httptools` (llhttp, C; the default when installed, with uvloop as the event
+Two parsers carry these guarantees: `httptools` (llhttp, C; the default, with uvloop as the event
 loop) and `h11` (pure Python). `FEWSHOT_HTTP_PARSER` picks one; the tests run the guarantees on both.
 """
 
@@ -26,11 +26,7 @@ from typing import Any
 import h11
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
-
-try:
-    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-except ImportError:  # httptools not installed: h11 only
-    HttpToolsProtocol = None  # type: ignore[assignment,misc]
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.config import Settings
 from app.web.errors import error_body
@@ -186,61 +182,55 @@ class DeadlineH11Protocol(_RequestGuards, H11Protocol):
             self._arm_request_deadline()  # part of the next request arrived while this one was served
 
 
-if HttpToolsProtocol is not None:
+class DeadlineHttpToolsProtocol(_RequestGuards, HttpToolsProtocol):
+    """uvicorn's httptools (llhttp) protocol plus the same request guards as `DeadlineH11Protocol`.
 
-    class DeadlineHttpToolsProtocol(_RequestGuards, HttpToolsProtocol):
-        """uvicorn's httptools (llhttp) protocol plus the same request guards as `DeadlineH11Protocol`.
+    The head is counted from the first byte of a request until llhttp reports the headers complete; bytes of
+    a pipelined request that arrive in the same read as the previous request's end are not counted (llhttp's
+    own 80 KB header limit still bounds them).
+    """
 
-        The head is counted from the first byte of a request until llhttp reports the headers complete; bytes of
-        a pipelined request that arrive in the same read as the previous request's end are not counted (llhttp's
-        own 80 KB header limit still bounds them).
-        """
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_guards()
+        self._complete = False  # the current request arrived whole
+        self._head = bytearray()  # bytes of the head being received (capped)
+        self._in_head = True
 
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._init_guards()
-            self._complete = False  # the current request arrived whole
-            self._head = bytearray()  # bytes of the head being received (capped)
-            self._in_head = True
+    def _request_received(self) -> bool:
+        return self._complete
 
-        def _request_received(self) -> bool:
-            return self._complete
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return  # the rest of a refused request
+        if self._request_deadline is None and (self._complete or self._in_head):
+            self._arm_request_deadline()  # the first bytes of the next request on a keep-alive connection
+        if self._in_head:
+            if _head_too_large(self._head, data):
+                self._refuse_head_too_large()
+                return
+            self._head += data[: MAX_HEAD_BYTES + len(_HEAD_END)]
+        super().data_received(data)
 
-        def data_received(self, data: bytes) -> None:
-            if self._refused:
-                return  # the rest of a refused request
-            if self._request_deadline is None and (self._complete or self._in_head):
-                self._arm_request_deadline()  # the first bytes of the next request on a keep-alive connection
-            if self._in_head:
-                if _head_too_large(self._head, data):
-                    self._refuse_head_too_large()
-                    return
-                self._head += data[: MAX_HEAD_BYTES + len(_HEAD_END)]
-            super().data_received(data)
+    def on_message_begin(self) -> None:
+        self._complete = False
+        super().on_message_begin()
 
-        def on_message_begin(self) -> None:
-            self._complete = False
-            super().on_message_begin()
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head.clear()
+        super().on_headers_complete()
 
-        def on_headers_complete(self) -> None:
-            self._in_head = False
-            self._head.clear()
-            super().on_headers_complete()
-
-        def on_message_complete(self) -> None:
-            self._complete, self._in_head = True, True
-            self._disarm_request_deadline()  # the whole request is in; the app may take its time
-            super().on_message_complete()
+    def on_message_complete(self) -> None:
+        self._complete, self._in_head = True, True
+        self._disarm_request_deadline()  # the whole request is in; the app may take its time
+        super().on_message_complete()
 
 
 def deadline_protocol(request_timeout_s: float, parser: str = "auto") -> type[_RequestGuards]:
-    """The protocol class for `parser` (`auto`: httptools when installed, else h11) with the given request
+    """The protocol class for `parser` (`auto` and `httptools`: httptools; `h11`: h11) with the given request
     deadline (uvicorn builds one instance per connection)."""
-    base: type[_RequestGuards] = DeadlineH11Protocol
-    if parser in ("auto", "httptools") and HttpToolsProtocol is not None:
-        base = DeadlineHttpToolsProtocol
-    elif parser == "httptools":
-        raise RuntimeError("FEWSHOT_HTTP_PARSER=httptools, but httptools is not installed")
+    base: type[_RequestGuards] = DeadlineH11Protocol if parser == "h11" else DeadlineHttpToolsProtocol
     return type(base.__name__, (base,), {"request_timeout_s": float(request_timeout_s)})
 
 

@@ -7,13 +7,14 @@ the API keys and the rate limiter alike, with one retry policy and one translati
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from app.access.guard import AccessGuard, build_guard
+from app.access.keys import digest
 from app.config import Settings
 from app.ml.batching import MicroBatcher
 from app.ml.embedder import Embedder, EncoderEmbedder, RoutedEmbedder
@@ -105,7 +106,7 @@ def admin_digest(settings: Settings) -> str | None:
     if settings.admin_key_sha256:
         return settings.admin_key_sha256.strip().lower()
     if settings.admin_key is not None and settings.admin_key.get_secret_value():
-        return hashlib.sha256(settings.admin_key.get_secret_value().encode("utf-8")).hexdigest()
+        return digest(settings.admin_key.get_secret_value())
     return None
 
 
@@ -162,7 +163,7 @@ def build_runtime(settings: Settings, model: Model | None = None) -> Runtime:
     insight = InsightService(store, adaptation, prediction, ReportCache(REPORT_CACHE_TENANTS), settings.max_examples)
     readiness = Readiness(
         encoder_fingerprint=encoder.fingerprint,
-        checkpoint=None if checkpoint is None else _folder_name(checkpoint),
+        checkpoint=None if checkpoint is None else Path(checkpoint).name,
         store=settings.store,
     )
     log.info(
@@ -187,7 +188,3 @@ def build_runtime(settings: Settings, model: Model | None = None) -> Runtime:
         batcher=batcher,
         redis_client=client,
     )
-
-
-def _folder_name(path: str) -> str:
-    return path.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import random
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from app.bootstrap import limits_from, load_model
 from app.config import Settings
 from app.meta.data import LabeledSet, load_jsonl
 from app.meta.evaluate import summarise
+from app.ml.calibration import expected_calibration_error
 from app.ml.embedding_cache import embed_cached
 from app.ml.encoder import SentenceEncoder
 from app.ml.head import TenantHead
@@ -32,19 +32,6 @@ from bench.common.support import k_shot_examples
 
 LARSON_ANCHOR = {"in_scope_accuracy": 0.962, "oos_recall": 0.523}  # BERT + threshold, 100 examples/intent
 OOS_COLUMNS = ("in_scope_accuracy", "oos_recall", "accuracy_without_oos")
-
-
-def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor, bins: int = 15) -> float:
-    """ECE with equal-width confidence bins."""
-    confidence, predicted = probs.max(dim=-1)
-    correct = (predicted == targets).float()
-    edges = torch.linspace(0, 1, bins + 1)
-    total = 0.0
-    for low, high in itertools.pairwise(edges.tolist()):
-        in_bin = (confidence > low) & (confidence <= high)
-        if in_bin.any():
-            total += in_bin.float().mean().item() * abs(correct[in_bin].mean() - confidence[in_bin].mean()).item()
-    return total
 
 
 def k_shot_support(train: LabeledSet, shots: int, seed: int, limits, descriptions=None) -> SupportSet:

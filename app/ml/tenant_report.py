@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from app.ml.calibration import FITTED, TemperatureRule, expected_calibration_error
 from app.ml.head import TenantHead
 from app.ml.learner import InnerLoopParams
+from app.ml.ood import leave_one_out_similarity, normalized_prototypes
 from app.ml.tenant_fit import OosRule, fit_embedded
 
 MAX_FOLDS = 5
@@ -229,13 +230,11 @@ def suspected_mislabels(
     x = F.normalize(embeddings.float(), dim=-1)
     y = torch.tensor(targets, dtype=torch.long)
     n_labels = len(labels)
-    counts = torch.bincount(y, minlength=n_labels).float()
-    sums = torch.zeros(n_labels, x.shape[1]).index_add_(0, y, x)
-    prototypes = F.normalize(sums / counts.clamp(min=1).unsqueeze(1), dim=-1)
-    similarity = x @ prototypes.T  # [n, labels]
+    counts = torch.bincount(y, minlength=n_labels)
+    similarity = x @ normalized_prototypes(x, y, n_labels).T  # [n, labels]
     keep = counts[y] >= 2
     own = torch.full((len(targets),), float("nan"))
-    own[keep] = F.cosine_similarity(x[keep], sums[y[keep]] - x[keep], dim=-1)
+    own[keep] = leave_one_out_similarity(x, y, n_labels)  # own label's prototype without the example
     similarity[torch.arange(len(targets)), y] = float("-inf")
     present = counts > 0
     similarity[:, ~present] = float("-inf")

@@ -146,6 +146,15 @@ def split_stored(rows: list[JSON]) -> tuple[list[JSON], dict[str, str]]:
     return examples, descriptions
 
 
+def stored_support_set(rows: list[JSON], limits: Limits) -> SupportSet:
+    """A stored support set, validated again (limits may have changed); 409 `model_unusable` when it fails."""
+    examples, descriptions = split_stored(rows)
+    try:
+        return validate_support(examples, None, limits, descriptions)
+    except ServiceError as exc:
+        raise ServiceError(409, "model_unusable", f"stored support set is invalid: {exc.message}") from exc
+
+
 def merge_support(
     stored: list[JSON],
     examples: list[JSON],
@@ -268,11 +277,7 @@ class AdaptationService:
         stored_support = self.store.load_support(tenant_id)
         if stored_support is None:
             return None
-        examples, descriptions = split_stored(stored_support)
-        try:
-            support = validate_support(examples, None, self.limits, descriptions)
-        except ServiceError as exc:
-            raise ServiceError(409, "model_unusable", f"stored support set is invalid: {exc.message}") from exc
+        support = stored_support_set(stored_support, self.limits)
         steps = self.inner.steps if inner_steps is None else inner_steps
         head, _, _ = self.fit(support, steps, tenant_id)
         new_version = self._save(tenant_id, head, support, steps, expected_version=version)

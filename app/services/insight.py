@@ -20,9 +20,8 @@ import torch
 from app.ml.suggest import Suggestion, suggest
 from app.ml.tenant_report import build_report, cross_validate, evaluate_head, label_counts
 from app.ml.threads import intra_op_threads
-from app.services.adaptation import AdaptationService, SupportSet, check_label, check_text, split_stored
-from app.services.adaptation import validate_support as validate_stored
-from app.services.errors import ServiceError, invalid, unknown_tenant, unknown_version
+from app.services.adaptation import AdaptationService, SupportSet, check_label, check_text, stored_support_set
+from app.services.errors import invalid, unknown_tenant, unknown_version
 from app.services.prediction import PredictionService
 from app.store.base import JSON, TenantStore
 
@@ -205,11 +204,7 @@ class InsightService:
             if self.store.current_version(tenant_id) is None:
                 raise unknown_tenant(tenant_id)
             raise unknown_version(tenant_id, version)
-        examples, descriptions = split_stored(rows)
-        try:
-            support = validate_stored(examples, None, self.limits, descriptions)
-        except ServiceError as exc:
-            raise ServiceError(409, "model_unusable", f"stored support set is invalid: {exc.message}") from exc
+        support = stored_support_set(rows, self.limits)
         steps = stored.meta.get("inner_steps")
         valid_steps = isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0
         return support, steps if valid_steps else self.adaptation.inner.steps

@@ -27,6 +27,14 @@ FX = ["what is the euro exchange rate", "how much is a dollar in pounds", "curre
 REFUND = ["I want my money back", "please refund this purchase", "how do I get a refund"]
 
 
+def assert_error(response: Any, status: int, code: str) -> None:
+    """An error reply: this status, the JSON envelope with this code and a message."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+
+
 def support(*groups: tuple[str, list[str]]) -> list[dict[str, str]]:
     return [{"text": text, "label": label} for label, texts in groups for text in texts]
 

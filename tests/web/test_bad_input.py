@@ -17,7 +17,7 @@ from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
 from app.store import RedisStore
 from app.web.app import create_app
-from tests.web.conftest import SUPPORT
+from tests.web.conftest import SUPPORT, assert_error
 
 
 @pytest.fixture
@@ -26,13 +26,6 @@ def client(settings: Settings, tiny_encoder: SentenceEncoder, redis_store: Redis
     model = (tiny_encoder, InnerLoopParams.constant(2, 0.04, 10.0), None)
     with TestClient(create_app(settings, model=model)) as test_client:
         yield test_client
-
-
-def _error(response: Any, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
 
 
 @pytest.fixture
@@ -60,7 +53,7 @@ def test_bad_adapt_changes_nothing(
     client: TestClient, redis_store: RedisStore, adapted: bytes, payload: dict[str, Any], code: str
 ) -> None:
     response = client.post("/adapt", json={"tenant_id": "acme", **payload})
-    _error(response, 422, code)
+    assert_error(response, 422, code)
     stored = redis_store.load("acme")
     assert stored is not None and stored.version == 1 and stored.head == adapted
 
@@ -68,15 +61,15 @@ def test_bad_adapt_changes_nothing(
 @pytest.mark.parametrize("tenant_id", ["", "has space", "slash/y", "x" * 65, "ümlaut", None, 7])
 def test_bad_tenant_id(client: TestClient, redis_store: RedisStore, tenant_id: Any) -> None:
     response = client.post("/adapt", json={"tenant_id": tenant_id, "examples": SUPPORT})
-    _error(response, 422, "invalid_tenant_id")
+    assert_error(response, 422, "invalid_tenant_id")
     assert not list(redis_store._client.scan_iter(match=f"{redis_store._prefix}:*"))  # nothing written
     predicted = client.post("/predict", json={"tenant_id": tenant_id, "texts": ["hi"]})
-    _error(predicted, 422, "invalid_tenant_id")
+    assert_error(predicted, 422, "invalid_tenant_id")
 
 
 def test_bad_tenant_id_in_path(client: TestClient) -> None:
-    _error(client.get("/tenants/" + "x" * 65), 422, "invalid_tenant_id")
-    _error(client.delete("/tenants/bad%20id"), 422, "invalid_tenant_id")
+    assert_error(client.get("/tenants/" + "x" * 65), 422, "invalid_tenant_id")
+    assert_error(client.delete("/tenants/bad%20id"), 422, "invalid_tenant_id")
 
 
 @pytest.mark.parametrize(
@@ -88,12 +81,12 @@ def test_bad_tenant_id_in_path(client: TestClient) -> None:
     ],
 )
 def test_bad_predict(client: TestClient, adapted: bytes, payload: dict[str, Any], code: str) -> None:
-    _error(client.post("/predict", json={"tenant_id": "acme", **payload}), 422, code)
+    assert_error(client.post("/predict", json={"tenant_id": "acme", **payload}), 422, code)
 
 
 def test_unknown_tenant_is_404(client: TestClient) -> None:
-    _error(client.post("/predict", json={"tenant_id": "nobody", "texts": ["hi"]}), 404, "unknown_tenant")
-    _error(client.get("/tenants/nobody"), 404, "unknown_tenant")
+    assert_error(client.post("/predict", json={"tenant_id": "nobody", "texts": ["hi"]}), 404, "unknown_tenant")
+    assert_error(client.get("/tenants/nobody"), 404, "unknown_tenant")
 
 
 @pytest.mark.parametrize("raw", [b"{not json", b"", b"[1, 2]", b'"string"', b'{"tenant_id": "a",}'])
@@ -107,9 +100,9 @@ def test_malformed_json(client: TestClient, adapted: bytes, redis_store: RedisSt
 
 def test_not_json_at_all_is_invalid_json(client: TestClient) -> None:
     response = client.post("/adapt", content=b"{oops", headers={"content-type": "application/json"})
-    _error(response, 422, "invalid_json")
+    assert_error(response, 422, "invalid_json")
 
 
 def test_unknown_route_and_method(client: TestClient) -> None:
-    _error(client.get("/nope"), 404, "not_found")
-    _error(client.get("/adapt"), 405, "method_not_allowed")
+    assert_error(client.get("/nope"), 404, "not_found")
+    assert_error(client.get("/adapt"), 405, "method_not_allowed")

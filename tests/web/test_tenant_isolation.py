@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.store import RedisStore
-from tests.web.conftest import SUPPORT
+from tests.web.conftest import SUPPORT, assert_error
 
 LONE_SURROGATE = "x\ud800"
 INVISIBLE = ["\u200b", "\ufeff", "\u202e\u202c", "\u200b \u200d\u2060", "\u3164"]
@@ -20,11 +20,6 @@ INVISIBLE = ["\u200b", "\ufeff", "\u202e\u202c", "\u200b \u200d\u2060", "\u3164"
 def post_raw(client: TestClient, path: str, payload: dict[str, Any]) -> httpx.Response:
     """POST `payload` as ASCII JSON: lone surrogates travel as valid `\\ud800` escapes, as hostile clients send them."""
     return client.post(path, content=json.dumps(payload).encode(), headers={"content-type": "application/json"})
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.json()["error"]["code"] == code
 
 
 @pytest.mark.parametrize(

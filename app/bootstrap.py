@@ -21,7 +21,7 @@ from app.ml.embedder import Embedder, EncoderEmbedder, RoutedEmbedder
 from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
-from app.ml.loading import LoadedModel
+from app.ml.loading import LoadedModel, multi_label_inner_loop
 from app.ml.loading import load_model as load_model_files
 from app.ml.tenant_fit import OosRule
 from app.services.adaptation import AdaptationService, Limits
@@ -157,6 +157,7 @@ def build_runtime(settings: Settings, model: Model | None = None) -> Runtime:
         oos_rule=OosRule(settings.oos_quantile, settings.oos_fallback_threshold),
         embedding_cache=EmbeddingLRU(settings.embedding_cache_size),
         math_threads=math_threads,
+        multi_inner=multi_label_inner_loop(None if checkpoint is None else Path(checkpoint)),
     )
     prediction = PredictionService(embedder, store, cache, adaptation, limits, math_threads=math_threads)
     tenants = TenantService(store, cache, encoder.fingerprint)

@@ -5,6 +5,8 @@ A checkpoint folder holds
                       inner-loop tensors (prefix `inner.`: lr_weight, lr_bias, log_scale)
   manifest.json       base encoder sha256, algorithm, inner steps, config, metrics, provenance
   MODEL_CARD.md       what it is, how it was trained, how it scores
+  multilabel.safetensors   optional: the meta-learned multi-label inner loop (`fewshot meta-train-multilabel`),
+                      its sha256 and step count under `multilabel` in the manifest
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from app.ml.learner import InnerLoopParams
 
 DELTA_FILE = "delta.safetensors"
 MANIFEST_FILE = "manifest.json"
+MULTILABEL_FILE = "multilabel.safetensors"
 CHECKPOINT_FORMAT = 1
 
 
@@ -111,3 +114,27 @@ def load_checkpoint(folder: Path, encoder: SentenceEncoder) -> InnerLoopParams:
         return inner_loop_params(int(manifest["inner_steps"]), tensors)
     except KeyError as exc:
         raise CheckpointError(f"checkpoint lacks inner-loop parameter {exc}") from exc
+
+
+def save_multilabel_inner(folder: Path, inner: InnerLoopParams, provenance: dict[str, Any]) -> Path:
+    """Add (or replace) the multi-label inner loop of a checkpoint folder and record it in the manifest."""
+    manifest = read_manifest(folder)
+    path = folder / MULTILABEL_FILE
+    tensors = {
+        f"inner.{name}": value.detach().cpu().float().contiguous().clone() for name, value in inner.tensors().items()
+    }
+    save_file(tensors, str(path), metadata={"format": str(CHECKPOINT_FORMAT)})
+    manifest["multilabel"] = {"sha256": sha256_file(path), "inner_steps": inner.steps, **provenance}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def load_multilabel_inner(folder: Path) -> InnerLoopParams | None:
+    """The checkpoint's meta-learned multi-label inner loop, None when it has none; checked against the manifest."""
+    entry = read_manifest(folder).get("multilabel")
+    path = folder / MULTILABEL_FILE
+    if entry is None:
+        return None
+    if not path.is_file() or sha256_file(path) != entry.get("sha256"):
+        raise CheckpointError(f"{path} is missing or does not match the sha256 in its manifest")
+    return inner_loop_params(int(entry["inner_steps"]), load_file(str(path)))

@@ -1,4 +1,8 @@
-"""A tenant's adapted head: labels + linear layer + temperature + out-of-scope rule, and its codec."""
+"""A tenant's adapted head: labels + linear layer + temperature + out-of-scope rule, and its codec.
+
+Single-label heads score with a softmax over labels; multi-label heads (`task = "multi_label"`) with a
+sigmoid per label, each compared with the label's own threshold (`thresholds`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from app.ml.learner import HeadTensors, normed_features
 
 HEAD_SCHEMA = "2"  # int8 rows + per-row scales (the only schema the service ever released)
 FLOAT16_MAX = 65504.0
+SINGLE_LABEL, MULTI_LABEL = "single_label", "multi_label"
+TASKS = (SINGLE_LABEL, MULTI_LABEL)
 
 
 class HeadDecodeError(ValueError):
@@ -87,6 +93,7 @@ class TenantHead:
     oos_threshold: float | None  # below this prototype similarity a text is out of scope; None = off
     norm_gain: torch.Tensor | None = None  # [dim] adapted last-layer norm (float16 values), if the inner loop adapts it
     norm_shift: torch.Tensor | None = None  # [dim]
+    thresholds: torch.Tensor | None = None  # [n_labels] multi-label only: a label applies when its score >= this
 
     @classmethod
     def from_tensors(
@@ -96,6 +103,7 @@ class TenantHead:
         scale: float,
         prototypes: torch.Tensor,
         oos_threshold: float | None,
+        thresholds: torch.Tensor | None = None,
     ) -> TenantHead:
         return cls(
             labels=list(labels),
@@ -106,16 +114,34 @@ class TenantHead:
             oos_threshold=oos_threshold,
             norm_gain=_float16_values(head.norm_gain),
             norm_shift=_float16_values(head.norm_shift),
+            thresholds=None if thresholds is None else thresholds.detach().float().cpu().contiguous(),
         )
 
     @property
     def dim(self) -> int:
         return int(self.weight.shape[1])
 
+    @property
+    def task(self) -> str:
+        return SINGLE_LABEL if self.thresholds is None else MULTI_LABEL
+
+    @property
+    def multi_label(self) -> bool:
+        return self.thresholds is not None
+
+    def logits(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Scaled logits `[n, n_labels]`."""
+        features = normed_features(embeddings.float(), self.norm_gain, self.norm_shift)
+        return self.scale * (self.weight.matmul_t(features) + self.bias)
+
+    def scores(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """`[n, n_labels]`: softmax over labels (single-label) or one sigmoid per label (multi-label)."""
+        logits = self.logits(embeddings)
+        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+
     def probabilities(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Softmax over labels, `[n, n_labels]`."""
-        features = normed_features(embeddings.float(), self.norm_gain, self.norm_shift)
-        return torch.softmax(self.scale * (self.weight.matmul_t(features) + self.bias), dim=-1)
+        return torch.softmax(self.logits(embeddings), dim=-1)
 
     def oos_scores(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Similarity to the nearest label prototype, `[n]` (embeddings are unit-norm); compare with `oos_threshold`."""
@@ -138,6 +164,9 @@ class TenantHead:
         }
         if self.norm_gain is not None and self.norm_shift is not None:
             tensors |= {"norm_gain": self.norm_gain.half(), "norm_shift": self.norm_shift.half()}
+        if self.thresholds is not None:  # single-label heads keep the bytes they always had
+            metadata["task"] = MULTI_LABEL
+            tensors["thresholds"] = self.thresholds
         return st_save(tensors, metadata=metadata)
 
     @classmethod
@@ -153,6 +182,9 @@ class TenantHead:
             prototypes = _int8_rows(tensors["prototypes"], tensors["prototypes_scale"])
             labels = json.loads(metadata["labels"])
             threshold = json.loads(metadata["oos_threshold"])
+            task = metadata.get("task", SINGLE_LABEL)
+            if task not in TASKS or (task == MULTI_LABEL) != ("thresholds" in tensors):
+                raise HeadDecodeError(f"head task {task!r} and its tensors disagree")
             head = cls(
                 labels=labels,
                 weight=weight,
@@ -162,6 +194,7 @@ class TenantHead:
                 oos_threshold=None if threshold is None else float(threshold),
                 norm_gain=_optional_float(tensors.get("norm_gain")),
                 norm_shift=_optional_float(tensors.get("norm_shift")),
+                thresholds=_optional_float(tensors.get("thresholds")),
             )
         except HeadDecodeError:
             raise
@@ -177,8 +210,11 @@ class TenantHead:
             or head.prototypes.shape != head.weight.shape
             or (head.norm_gain is None) != (head.norm_shift is None)
             or any(t is not None and t.shape != (head.dim,) for t in (head.norm_gain, head.norm_shift))
+            or (head.thresholds is not None and head.thresholds.shape != (n_labels,))
         ):
             raise HeadDecodeError("head tensors and labels disagree in shape")
+        if head.thresholds is not None and not bool(((head.thresholds >= 0) & (head.thresholds <= 1)).all()):
+            raise HeadDecodeError("head thresholds are not probabilities")
         return head
 
 

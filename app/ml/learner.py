@@ -1,5 +1,8 @@
 """THE inner loop: prototype-initialised linear head + a few SGD steps through `higher`.
 
+Single-label tasks (targets: class indices `[n]`) get a softmax head and a cross-entropy loss;
+multi-label tasks (targets: multi-hot `[n, c]`) a one-vs-rest head and a per-label sigmoid loss.
+
 This is the only module of ours that imports `higher` (unmaintained; keep it contained).
 `adapt_head(..., differentiable=True)` is what meta-training back-propagates through;
 `/adapt` calls the very same function with `differentiable=False` (no higher-order tracking).
@@ -110,6 +113,45 @@ def prototype_head(embeddings: torch.Tensor, targets: torch.Tensor, n_classes: i
     return HeadTensors(weight=2.0 * protos, bias=-(protos * protos).sum(dim=1))
 
 
+def one_vs_rest_head(embeddings: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor | None = None) -> HeadTensors:
+    """Per label, the linear layer that compares a text's distance to the label's positives' mean `p` with its
+    distance to the mean `q` of the examples without the label (multi-hot `targets`, `[n, c]`):
+
+        logit = ||x - q||^2 - ||x - p||^2 = 2 x.(p - q) - (||p||^2 - ||q||^2)
+
+    positive when `x` is nearer the positives. A label without negatives takes q = 0 (the origin); one
+    without positives (a cross-validation fold may lack them) gets weight 0 and bias -1: never applies.
+    `seen` (0/1, `[n, c]`): only these (example, label) entries count (default: all).
+    """
+    mask = torch.ones_like(targets) if seen is None else (seen > 0).to(targets.dtype)
+    positives = (targets * mask).to(embeddings.dtype)  # [n, c]
+    negatives = ((1.0 - targets) * mask).to(embeddings.dtype)
+    n_pos = positives.sum(dim=0).unsqueeze(1)  # [c, 1]
+    n_neg = negatives.sum(dim=0).unsqueeze(1)
+    p = positives.T @ embeddings / n_pos.clamp(min=1)  # [c, dim]
+    q = negatives.T @ embeddings / n_neg.clamp(min=1)
+    has_pos = (n_pos > 0).squeeze(1)
+    weight = torch.where(has_pos.unsqueeze(1), 2.0 * (p - q), torch.zeros_like(p))
+    bias = torch.where(has_pos, (q * q).sum(dim=1) - (p * p).sum(dim=1), -torch.ones_like(n_pos.squeeze(1)))
+    return HeadTensors(weight=weight, bias=bias)
+
+
+def support_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """The inner loop's loss, scaled so that a label row's gradient does not shrink as labels are added.
+
+    Single-label (`targets` `[n]` class indices): mean cross-entropy times `c`. Multi-label (`targets` `[n, c]`
+    multi-hot): `sum(weights * sigmoid cross-entropy)` with `weights` `[n, c]` defaulting to `1 / n`: summed
+    over labels, averaged over examples (= the mean over all `n * c` entries times `c`, the same scaling).
+    """
+    n_classes = logits.shape[-1]
+    if targets.ndim == 2:
+        if weights is None:
+            return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype)) * n_classes
+        entries = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none")
+        return (weights * entries).sum()
+    return F.cross_entropy(logits, targets) * n_classes
+
+
 def head_logits(embeddings: torch.Tensor, head: HeadTensors, scale: torch.Tensor | float) -> torch.Tensor:
     """Scaled logits `[n, n_classes]`."""
     return scale * F.linear(normed_features(embeddings, head.norm_gain, head.norm_shift), head.weight, head.bias)
@@ -122,12 +164,19 @@ def adapt_head(
     params: InnerLoopParams,
     differentiable: bool,
     init: str = "prototype",
+    weights: torch.Tensor | None = None,
 ) -> HeadTensors:
-    """Prototype init (or `init="zero"`, plain MAML), then `params.steps` SGD steps on the support cross-entropy.
+    """Prototype init (or `init="zero"`, plain MAML), then `params.steps` SGD steps on the support loss.
 
-    The support loss is the mean cross-entropy times `n_classes`: a class row's gradient does not
-    shrink as labels are added, so one learning rate fits 5-way and 300-way tasks alike (with the plain
-    mean, 50 steps at a rate tuned for 77 labels overfit 5-way tasks: 93.6 % vs 96.3 % on BANKING77).
+    `targets`: class indices `[n]` (single-label: softmax head, nearest-prototype init) or multi-hot
+    `[n, n_classes]` (multi-label: one-vs-rest sigmoid head, `one_vs_rest_head` init). Multi-label
+    `weights` `[n, n_classes]` weigh each (example, label) entry of the loss (see `support_loss`); an entry
+    of weight 0 is unseen, by the init too. Label columns never interact, so several heads fitted on
+    different subsets of the examples (cross-validation folds) can run as one head with more columns.
+
+    The support loss (`support_loss`) is the mean cross-entropy times `n_classes`: a class row's gradient
+    does not shrink as labels are added, so one learning rate fits 5-way and 300-way tasks alike (with the
+    plain mean, 50 steps at a rate tuned for 77 labels overfit 5-way tasks: 93.6 % vs 96.3 % on BANKING77).
 
     With `params.lr_norm` set, the steps also adapt a last-layer norm (gain from 1, shift from 0;
     see `HeadTensors`): "head + last-layer norms".
@@ -139,7 +188,9 @@ def adapt_head(
     with torch.enable_grad():
         if not differentiable:
             embeddings = embeddings.detach().clone()
-        if init == "prototype":
+        if init == "prototype" and targets.ndim == 2:
+            start = one_vs_rest_head(embeddings, targets, weights)
+        elif init == "prototype":
             start = prototype_head(embeddings, targets, n_classes)
         elif init == "zero":
             start = HeadTensors(embeddings.new_zeros(n_classes, embeddings.shape[1]), embeddings.new_zeros(n_classes))
@@ -170,7 +221,7 @@ def adapt_head(
             scale = params.scale
             for _ in range(params.steps):
                 logits = scale * fmodel(embeddings, params=fast)
-                loss = F.cross_entropy(logits, targets) * n_classes
+                loss = support_loss(logits, targets, weights)
                 fast = diffopt.step(loss, params=fast)
     if not differentiable:
         fast = [p.detach() for p in fast]

@@ -11,13 +11,16 @@ from typing import NamedTuple
 
 import torch
 
-from app.ml.checkpoint import load_checkpoint
+from app.ml.checkpoint import load_checkpoint, load_multilabel_inner
 from app.ml.encoder import SentenceEncoder, bf16_is_fast, load_encoder, quantize_int8, use_bf16
 from app.ml.learner import InnerLoopParams
 from app.ml.packaged import (
     DEFAULT_INNER_LR,
     DEFAULT_INNER_STEPS,
     DEFAULT_LOGIT_SCALE,
+    DEFAULT_MULTILABEL_LR,
+    DEFAULT_MULTILABEL_SCALE,
+    DEFAULT_MULTILABEL_STEPS,
     PACKAGED_ENCODER,
     PACKAGED_ENCODER_SHA256,
 )
@@ -32,6 +35,14 @@ class LoadedModel(NamedTuple):
 def default_inner_loop() -> InnerLoopParams:
     """The inner loop without a checkpoint (the service's default settings)."""
     return InnerLoopParams.constant(DEFAULT_INNER_STEPS, DEFAULT_INNER_LR, DEFAULT_LOGIT_SCALE)
+
+
+def multi_label_inner_loop(checkpoint: Path | None) -> InnerLoopParams:
+    """The one-vs-rest inner loop of multi-label tenants: the checkpoint's meta-learned one, else the defaults."""
+    learned = None if checkpoint is None else load_multilabel_inner(checkpoint)
+    if learned is not None:
+        return learned
+    return InnerLoopParams.constant(DEFAULT_MULTILABEL_STEPS, DEFAULT_MULTILABEL_LR, DEFAULT_MULTILABEL_SCALE)
 
 
 def load_model(

@@ -12,3 +12,9 @@ DEFAULT_INNER_LR = 0.04
 DEFAULT_LOGIT_SCALE = 10.0
 """The inner loop without a checkpoint, chosen for this encoder on BANKING77's train split by
 bench/tune_inner_loop.py (the service's settings defaults; a checkpoint's meta-learned values win)."""
+
+DEFAULT_MULTILABEL_STEPS = 50
+DEFAULT_MULTILABEL_LR = 0.1
+DEFAULT_MULTILABEL_SCALE = 20.0
+"""The multi-label (one-vs-rest) inner loop when the checkpoint has no meta-learned one: a grid on the validation
+splits of GoEmotions and MixSNIPS at K = 8 (docs/multilabel.md)."""

@@ -1,5 +1,8 @@
 """Fitting one tenant's head: support set -> embeddings -> inner loop -> prototypes -> OOS threshold -> head.
 
+Multi-label support sets (`SupportSet.label_sets`) get a one-vs-rest head whose per-label decision
+thresholds are cross-validated on the support set (`app.ml.thresholds`) and stored with it.
+
 This is what `/adapt` runs (`AdaptationService.fit` is a thin call of `fit_tenant`) and what the
 evaluation scores as the `/adapt` path, so the two cannot drift apart.
 """
@@ -15,10 +18,11 @@ import torch
 from app.ml.calibration import FITTED, TemperatureRule, label_separation
 from app.ml.embedder import Embedder
 from app.ml.embedding_cache import EmbeddingLRU
-from app.ml.head import TenantHead
-from app.ml.learner import InnerLoopParams, adapt_head
+from app.ml.head import MULTI_LABEL, SINGLE_LABEL, TenantHead
+from app.ml.learner import InnerLoopParams, adapt_head, head_logits
 from app.ml.ood import normalized_prototypes, oos_threshold
 from app.ml.threads import intra_op_threads
+from app.ml.thresholds import ThresholdRule, fit_thresholds, out_of_fold_scores
 
 
 @dataclass(frozen=True)
@@ -31,23 +35,52 @@ class OosRule:
 
 @dataclass
 class SupportSet:
-    """Validated support: examples with label indices, plus optional label descriptions."""
+    """Validated support: examples with label indices, plus optional label descriptions.
+
+    Single-label: `targets` holds each example's label index. Multi-label: `label_sets` holds each
+    example's label indices (empty: a negative example, no label applies) and `targets` is empty.
+    """
 
     texts: list[str]
     labels: list[str]  # distinct labels, in output order
     targets: list[int]
     descriptions: dict[str, str] = field(default_factory=dict)
+    label_sets: list[tuple[int, ...]] | None = None
+
+    @property
+    def task(self) -> str:
+        return SINGLE_LABEL if self.label_sets is None else MULTI_LABEL
 
     def fit_inputs(self) -> tuple[list[str], list[int]]:
-        """Texts and targets the inner loop sees: examples, then each description as one more example."""
+        """Single-label texts and targets the inner loop sees: examples, then each description as one more example."""
         index = {label: i for i, label in enumerate(self.labels)}
         described = [label for label in self.labels if label in self.descriptions]
         texts = self.texts + [self.descriptions[label] for label in described]
         return texts, self.targets + [index[label] for label in described]
 
+    def fit_tensors(self) -> tuple[list[str], torch.Tensor]:
+        """Texts and the target tensor the inner loop sees (examples, then descriptions as examples): label
+        indices `[n]` for single-label, multi-hot `[n, n_labels]` for multi-label."""
+        if self.label_sets is None:
+            texts, targets = self.fit_inputs()
+            return texts, torch.tensor(targets, dtype=torch.long)
+        index = {label: i for i, label in enumerate(self.labels)}
+        described = [label for label in self.labels if label in self.descriptions]
+        rows = [*self.label_sets, *((index[label],) for label in described)]
+        multi_hot = torch.zeros(len(rows), len(self.labels))
+        for i, row in enumerate(rows):
+            multi_hot[i, list(row)] = 1.0
+        return self.texts + [self.descriptions[label] for label in described], multi_hot
+
     def counts(self) -> dict[str, int]:
-        tally = Counter(self.targets)
+        """Examples per label (multi-label: examples the label applies to)."""
+        tally = Counter(self.targets if self.label_sets is None else (i for row in self.label_sets for i in row))
         return {label: tally[i] for i, label in enumerate(self.labels)}
+
+    @property
+    def n_negatives(self) -> int:
+        """Multi-label examples to which no label applies."""
+        return sum(1 for row in self.label_sets or () if not row)
 
 
 @dataclass
@@ -70,18 +103,21 @@ def fit_tenant(
     scope: str = "",
     math_threads: int | None = None,
     temperature: TemperatureRule = FITTED,
+    threshold_rule: ThresholdRule | None = None,
 ) -> TenantFit:
     """Embed the support set (texts in `cache` under `scope` reused) and run `inner` (its own step count).
 
     `math_threads`: intra-op threads for the inner loop and the threshold (None: the calling thread's).
     """
     started = time.perf_counter()
-    texts, target_list = support.fit_inputs()
+    texts, targets = support.fit_tensors()
     embeddings, n_embedded = (cache if cache is not None else _NO_CACHE).embed(texts, embedder.embed, scope)
     embedded = time.perf_counter()
-    targets = torch.tensor(target_list, dtype=torch.long)
     with intra_op_threads(math_threads):
-        head = fit_embedded(embeddings, targets, support.labels, inner, oos_rule, temperature)
+        if targets.ndim == 2:
+            head = fit_multilabel(embeddings, targets, support.labels, inner, threshold_rule)
+        else:
+            head = fit_embedded(embeddings, targets, support.labels, inner, oos_rule, temperature)
     adapted = time.perf_counter()
     return TenantFit(head, n_embedded, {"embed": _ms(embedded - started), "inner_loop": _ms(adapted - embedded)})
 
@@ -106,6 +142,41 @@ def fit_embedded(
     factor = temperature.factor(n_labels, len(targets) / n_labels, label_separation(prototypes))
     scale = float(inner.scale) * factor
     return TenantHead.from_tensors(labels, tensors, scale, prototypes, threshold)
+
+
+def fit_multilabel(
+    embeddings: torch.Tensor,
+    targets: torch.Tensor,
+    labels: list[str],
+    inner: InnerLoopParams,
+    rule: ThresholdRule | None = None,
+) -> TenantHead:
+    """One-vs-rest head on multi-hot `targets` `[n, c]`, with per-label thresholds cross-validated through the
+    same inner loop (`app.ml.thresholds`). Prototypes are the positives' unit means; no out-of-scope
+    threshold: a text to which no label applies gets none, which is how out-of-scope shows."""
+    rule = rule or ThresholdRule()
+    n_labels = len(labels)
+    scores, valid = out_of_fold_scores(targets, rule.folds, lambda ids: _fold_scores(embeddings, targets, ids, inner))
+    thresholds = fit_thresholds(scores, targets, valid, rule)
+    tensors = adapt_head(embeddings, targets, n_labels, inner, differentiable=False)
+    positives = targets.T @ embeddings / targets.sum(dim=0).clamp(min=1).unsqueeze(1)
+    prototypes = torch.nn.functional.normalize(positives, dim=-1)
+    return TenantHead.from_tensors(labels, tensors, float(inner.scale), prototypes, None, thresholds)
+
+
+def _fold_scores(
+    embeddings: torch.Tensor, targets: torch.Tensor, ids: torch.Tensor, inner: InnerLoopParams
+) -> torch.Tensor:
+    """Every fold's head in one inner loop (columns `[fold, label]`, each fold's own examples unseen by its columns,
+    each fold's loss averaged over its training examples), then each example's scores from its fold's columns."""
+    n, c = targets.shape
+    folds = int(ids.max()) + 1
+    trains = (ids.unsqueeze(1) != torch.arange(folds).unsqueeze(0)).to(targets.dtype)  # [n, folds]
+    per_fold = trains / trains.sum(dim=0).clamp(min=1)  # each fold's loss is a mean over its training examples
+    weights = per_fold.repeat_interleave(c, dim=1)  # [n, folds * c]
+    wide = adapt_head(embeddings, targets.repeat(1, folds), folds * c, inner, differentiable=False, weights=weights)
+    logits = head_logits(embeddings, wide, inner.scale).view(n, folds, c)
+    return torch.sigmoid(logits[torch.arange(n), ids])
 
 
 def _ms(seconds: float) -> float:

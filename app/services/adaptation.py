@@ -1,4 +1,8 @@
-"""AdaptationService: support set -> embeddings -> inner loop -> stored, versioned head."""
+"""AdaptationService: support set -> embeddings -> inner loop -> stored, versioned head.
+
+A tenant is single-label (each example has one `label`) or multi-label (each example has `labels`, possibly
+empty: a negative example). Its task is set by a `replace` and kept by `append`; changing it is a replace.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from typing import Literal
 
 from app.ml.embedder import Embedder
 from app.ml.embedding_cache import EmbeddingLRU
-from app.ml.head import TenantHead
+from app.ml.head import MULTI_LABEL, SINGLE_LABEL, TenantHead
 from app.ml.learner import InnerLoopParams
 from app.ml.tenant_fit import OosRule, SupportSet, fit_tenant
 from app.services.errors import ServiceError, invalid
@@ -44,6 +48,9 @@ class AdaptResult:
     n_embedded: int
     encoder_fingerprint: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    task: str = SINGLE_LABEL
+    n_negatives: int = 0  # multi-label examples to which no label applies
+    thresholds: dict[str, float] | None = None  # multi-label: each label's decision threshold
 
 
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
@@ -88,23 +95,48 @@ def check_label(label: str, limits: Limits, where: str) -> None:
         raise invalid("label_too_long", f"{where} is longer than {limits.max_label_chars} characters")
 
 
+def example_labels(example: JSON, task: str, where: str) -> list[str]:
+    """The labels of one example: `label` (single-label tenants) or `labels` (multi-label), never the other."""
+    label, labels = example.get("label"), example.get("labels")
+    if task == MULTI_LABEL:
+        if label is not None:
+            raise invalid("single_label_example", f"{where} has `label`; a multi-label tenant's examples use `labels`")
+        if labels is None:
+            raise invalid("missing_label", f"{where} has no `labels` (use [] for a text to which no label applies)")
+        if len(set(labels)) != len(labels):
+            raise invalid("duplicate_label", f"{where}.labels names a label twice")
+        return list(labels)
+    if labels is not None:
+        raise invalid(
+            "multi_label_example", f"{where} has `labels`; this is a single-label task (`label`, or task multi_label)"
+        )
+    if label is None:
+        raise invalid("missing_label", f"{where} has no `label`")
+    return [label]
+
+
 def validate_support(
     examples: list[JSON],
     declared_labels: list[str] | None,
     limits: Limits,
     descriptions: dict[str, str] | None = None,
+    task: str = SINGLE_LABEL,
 ) -> SupportSet:
     """Check a support set against the limits; raise `ServiceError` with a precise code."""
     descriptions = dict(descriptions or {})
     if len(examples) > limits.max_examples:
         raise invalid("too_many_examples", f"{len(examples)} examples; the limit is {limits.max_examples}")
+    label_lists = []
     for i, example in enumerate(examples):
         check_text(example["text"], limits, f"examples[{i}].text")
-        check_label(example["label"], limits, f"examples[{i}].label")
+        labels_here = example_labels(example, task, f"examples[{i}]")
+        for j, label in enumerate(labels_here):
+            check_label(label, limits, f"examples[{i}].label" + (f"s[{j}]" if task == MULTI_LABEL else ""))
+        label_lists.append(labels_here)
     for label, text in descriptions.items():
         check_label(label, limits, f"label_descriptions key {label!r}")
         check_text(text, limits, f"label_descriptions[{label!r}]")
-    seen = list(dict.fromkeys([*(example["label"] for example in examples), *descriptions]))
+    seen = list(dict.fromkeys([*(label for labels in label_lists for label in labels), *descriptions]))
     if declared_labels is not None:
         for i, label in enumerate(declared_labels):
             check_label(label, limits, f"labels[{i}]")
@@ -117,42 +149,63 @@ def validate_support(
         if undeclared:
             raise invalid("undeclared_label", f"examples use labels not in `labels`: {undeclared[:10]}")
         seen = list(declared_labels)
-    if len(seen) < 2:
-        raise invalid("too_few_labels", f"{len(seen)} distinct label(s); a classifier needs at least 2")
+    least = 1 if task == MULTI_LABEL else 2  # one multi-label label is a yes/no classifier (with negatives)
+    if len(seen) < least:
+        raise invalid("too_few_labels", f"{len(seen)} distinct label(s); a {task} classifier needs at least {least}")
     if len(seen) > limits.max_labels:
         raise invalid("too_many_labels", f"{len(seen)} distinct labels; the limit is {limits.max_labels}")
     index = {label: i for i, label in enumerate(seen)}
-    return SupportSet(
-        texts=[example["text"] for example in examples],
-        labels=seen,
-        targets=[index[example["label"]] for example in examples],
-        descriptions=descriptions,
-    )
+    texts = [example["text"] for example in examples]
+    if task == MULTI_LABEL:
+        if len(seen) == 1 and not any(not labels for labels in label_lists):
+            raise invalid("too_few_labels", "one label and no negative example (`labels: []`): nothing to tell apart")
+        label_sets = [tuple(index[label] for label in labels) for labels in label_lists]
+        return SupportSet(texts, seen, [], descriptions, label_sets=label_sets)
+    return SupportSet(texts, seen, [index[labels[0]] for labels in label_lists], descriptions)
 
 
 def support_rows(support: SupportSet) -> list[JSON]:
-    """A support set as stored rows (examples, then descriptions flagged `description`); read by `split_stored`."""
-    rows: list[JSON] = [
-        {"text": t, "label": support.labels[y]} for t, y in zip(support.texts, support.targets, strict=True)
-    ]
+    """A support set as stored rows (examples, then descriptions flagged `description`); read by `split_stored`.
+
+    Single-label rows are `{text, label}`, multi-label rows `{text, labels}`."""
+    if support.label_sets is None:
+        rows: list[JSON] = [
+            {"text": t, "label": support.labels[y]} for t, y in zip(support.texts, support.targets, strict=True)
+        ]
+    else:
+        rows = [
+            {"text": t, "labels": [support.labels[i] for i in row]}
+            for t, row in zip(support.texts, support.label_sets, strict=True)
+        ]
     rows += [{"text": text, "label": label, "description": True} for label, text in support.descriptions.items()]
     return rows
 
 
 def split_stored(rows: list[JSON]) -> tuple[list[JSON], dict[str, str]]:
     """Stored support rows -> (examples, label descriptions)."""
-    examples = [{"text": r["text"], "label": r["label"]} for r in rows if not r.get("description")]
+    examples = [
+        {"text": r["text"], **({"labels": r["labels"]} if "labels" in r else {"label": r["label"]})}
+        for r in rows
+        if not r.get("description")
+    ]
     descriptions = {r["label"]: r["text"] for r in rows if r.get("description")}
     return examples, descriptions
 
 
-def stored_support_set(rows: list[JSON], limits: Limits) -> SupportSet:
+def stored_support_set(rows: list[JSON], limits: Limits, task: str = SINGLE_LABEL) -> SupportSet:
     """A stored support set, validated again (limits may have changed); 409 `model_unusable` when it fails."""
-    examples, descriptions = split_stored(rows)
     try:
-        return validate_support(examples, None, limits, descriptions)
-    except ServiceError as exc:
-        raise ServiceError(409, "model_unusable", f"stored support set is invalid: {exc.message}") from exc
+        examples, descriptions = split_stored(rows)
+        return validate_support(examples, None, limits, descriptions, task)
+    except (ServiceError, KeyError, TypeError) as exc:
+        detail = exc.message if isinstance(exc, ServiceError) else f"malformed row ({exc!r})"
+        raise ServiceError(409, "model_unusable", f"stored support set is invalid: {detail}") from exc
+
+
+def stored_task(meta: JSON) -> str:
+    """The task a stored version was adapted for (records from before multi-label are single-label)."""
+    task = meta.get("task", SINGLE_LABEL)
+    return task if task in (SINGLE_LABEL, MULTI_LABEL) else SINGLE_LABEL
 
 
 def merge_support(
@@ -161,24 +214,39 @@ def merge_support(
     descriptions: dict[str, str],
     remove_labels: list[str],
 ) -> tuple[list[JSON], dict[str, str]]:
-    """Stored support + new examples (exact duplicates dropped) + new descriptions, minus removed labels."""
+    """Stored support + new examples (exact duplicates dropped) + new descriptions, minus removed labels.
+
+    Multi-label examples lose a removed label from their `labels`; one left with none stays as a negative
+    example (the text has none of the remaining labels). Single-label examples of a removed label go.
+    """
     old_examples, old_descriptions = split_stored(stored)
     for label in remove_labels:
         if not encodes_as_utf8(label):
             raise invalid("invalid_label", "remove_labels holds a label that is not valid Unicode text")
-    known = {example["label"] for example in old_examples} | set(old_descriptions)
+    known = {label for example in old_examples for label in _labels_of(example)} | set(old_descriptions)
     unknown = [label for label in remove_labels if label not in known]
     if unknown:
         raise invalid("unknown_label", f"cannot remove labels the tenant does not have: {unknown[:10]}")
     drop = set(remove_labels)
     merged, seen = [], set()
     for example in [*old_examples, *examples]:
-        key = (example["text"], example["label"])
-        if example["label"] not in drop and key not in seen:
+        if "labels" in example and example["labels"] is not None:
+            example = {"text": example["text"], "labels": [label for label in example["labels"] if label not in drop]}
+            key: tuple = (example["text"], tuple(sorted(example["labels"])))
+        elif example.get("label") in drop:
+            continue
+        else:
+            key = (example["text"], example.get("label"))
+        if key not in seen:
             seen.add(key)
             merged.append(example)
     merged_descriptions = {k: v for k, v in (old_descriptions | descriptions).items() if k not in drop}
     return merged, merged_descriptions
+
+
+def _labels_of(example: JSON) -> list[str]:
+    labels = example.get("labels")
+    return list(labels) if labels is not None else [example["label"]]
 
 
 class AdaptationService:
@@ -193,24 +261,32 @@ class AdaptationService:
         oos_rule: OosRule | None = None,
         embedding_cache: EmbeddingLRU | None = None,
         math_threads: int | None = None,
+        multi_inner: InnerLoopParams | None = None,
     ) -> None:
         self.embedder = embedder
         self.inner = inner
+        self.multi_inner = multi_inner or inner  # the inner loop of multi-label tenants (one-vs-rest head)
         self.math_threads = math_threads  # intra-op threads for the inner loop (None: the thread's own)
         self.store = store
         self.limits = limits
         self.oos_rule = oos_rule or OosRule()
         self.embeddings = embedding_cache if embedding_cache is not None else EmbeddingLRU(0)
 
-    def fit(self, support: SupportSet, inner_steps: int, scope: str = "") -> tuple[TenantHead, dict[str, float], int]:
+    def inner_for(self, task: str) -> InnerLoopParams:
+        return self.multi_inner if task == MULTI_LABEL else self.inner
+
+    def fit(
+        self, support: SupportSet, inner_steps: int | None, scope: str = ""
+    ) -> tuple[TenantHead, dict[str, float], int]:
         """Embed the support set (texts cached under `scope` reused) and run the inner loop; no store access.
 
-        Returns the head, timings and how many texts went through the encoder.
+        `inner_steps` None: the task's default. Returns the head, timings and how many texts went through the encoder.
         """
+        inner = self.inner_for(support.task)
         fitted = fit_tenant(
             support,
             self.embedder,
-            self.inner.with_steps(inner_steps),
+            inner if inner_steps is None else inner.with_steps(inner_steps),
             self.oos_rule,
             cache=self.embeddings,
             scope=scope,
@@ -227,28 +303,40 @@ class AdaptationService:
         mode: Mode = "replace",
         remove_labels: list[str] | None = None,
         label_descriptions: dict[str, str] | None = None,
+        task: str | None = None,
     ) -> AdaptResult:
         """Validate, fit and store a new version; nothing is written when validation fails.
 
-        `replace` makes the request's examples the whole support set; `append` adds them (and new
-        labels) to the stored one and drops `remove_labels`, with compare-and-set against
-        concurrent writers.
+        `replace` makes the request's examples the whole support set (task: `task`, default single-label);
+        `append` adds them (and new labels) to the stored one and drops `remove_labels`, with compare-and-set
+        against concurrent writers; it keeps the tenant's task (an explicit other `task` is a 409
+        `task_mismatch`: changing a task is a replace).
         """
         started = time.perf_counter()
-        steps = self.inner.steps if inner_steps is None else inner_steps
         descriptions = label_descriptions or {}
         if mode == "replace":
             if remove_labels:
                 raise invalid("invalid_option", "remove_labels needs mode 'append'")
-            support = validate_support(examples, labels, self.limits, descriptions)
+            task = task or SINGLE_LABEL
+            steps = self.inner_for(task).steps if inner_steps is None else inner_steps
+            support = validate_support(examples, labels, self.limits, descriptions, task)
             head, timings, n_embedded = self.fit(support, steps, tenant_id)
             version = self._save(tenant_id, head, support, steps, expected_version=None)
         else:
             for _ in range(APPEND_RETRIES):
-                current = self.store.current_version(tenant_id)
+                current_model = self.store.load(tenant_id)
+                current = None if current_model is None else current_model.version
                 stored = self.store.load_support(tenant_id) if current is not None else []
+                tenant_task = (task or SINGLE_LABEL) if current_model is None else stored_task(current_model.meta)
+                if task is not None and task != tenant_task:
+                    raise ServiceError(
+                        409,
+                        "task_mismatch",
+                        f"tenant {tenant_id!r} is {tenant_task}; changing its task needs mode 'replace'",
+                    )
                 merged, merged_descriptions = merge_support(stored or [], examples, descriptions, remove_labels or [])
-                support = validate_support(merged, labels, self.limits, merged_descriptions)
+                support = validate_support(merged, labels, self.limits, merged_descriptions, tenant_task)
+                steps = self.inner_for(tenant_task).steps if inner_steps is None else inner_steps
                 head, timings, n_embedded = self.fit(support, steps, tenant_id)
                 expected = NO_MODEL if current is None else current  # creating is a compare-and-set too
                 version = self._save(tenant_id, head, support, steps, expected_version=expected)
@@ -270,15 +358,19 @@ class AdaptationService:
             n_embedded=n_embedded,
             encoder_fingerprint=self.embedder.fingerprint,
             timings_ms=timings,
+            task=support.task,
+            n_negatives=support.n_negatives,
+            thresholds=_threshold_map(head),
         )
 
     def rebuild(self, tenant_id: str, version: int, inner_steps: int | None) -> tuple[int, TenantHead] | None:
         """Re-adapt from the stored support set (stale or corrupt head); None if it changed meanwhile."""
         stored_support = self.store.load_support(tenant_id)
-        if stored_support is None:
+        stored = self.store.load(tenant_id, version=version)
+        if stored_support is None or stored is None:
             return None
-        support = stored_support_set(stored_support, self.limits)
-        steps = self.inner.steps if inner_steps is None else inner_steps
+        support = stored_support_set(stored_support, self.limits, stored_task(stored.meta))
+        steps = self.inner_for(support.task).steps if inner_steps is None else inner_steps
         head, _, _ = self.fit(support, steps, tenant_id)
         new_version = self._save(tenant_id, head, support, steps, expected_version=version)
         return None if new_version is None else (new_version, head)
@@ -290,7 +382,17 @@ class AdaptationService:
         meta = build_meta(head_bytes, support.labels, support.counts(), self.embedder.fingerprint, steps)
         meta["n_descriptions"] = len(support.descriptions)
         meta["oos_threshold"] = head.oos_threshold
+        meta["task"] = support.task
+        if support.task == MULTI_LABEL:
+            meta["n_negatives"] = support.n_negatives
+            meta["thresholds"] = [round(t, 6) for t in head.thresholds.tolist()]  # type: ignore[union-attr]
         return self.store.save(tenant_id, head_bytes, meta, support_rows(support), expected_version)
+
+
+def _threshold_map(head: TenantHead) -> dict[str, float] | None:
+    if head.thresholds is None:
+        return None
+    return {label: round(t, 6) for label, t in zip(head.labels, head.thresholds.tolist(), strict=True)}
 
 
 def _ms(seconds: float) -> float:

@@ -17,11 +17,20 @@ from typing import Any
 
 import torch
 
+from app.ml.head import MULTI_LABEL, SINGLE_LABEL
 from app.ml.suggest import Suggestion, suggest
 from app.ml.tenant_report import build_report, cross_validate, evaluate_head, label_counts
 from app.ml.threads import intra_op_threads
-from app.services.adaptation import AdaptationService, SupportSet, check_label, check_text, stored_support_set
-from app.services.errors import invalid, unknown_tenant, unknown_version
+from app.services.adaptation import (
+    AdaptationService,
+    SupportSet,
+    check_label,
+    check_text,
+    example_labels,
+    stored_support_set,
+    stored_task,
+)
+from app.services.errors import ServiceError, invalid, unknown_tenant, unknown_version
 from app.services.prediction import PredictionService
 from app.store.base import JSON, TenantStore
 
@@ -164,9 +173,12 @@ class InsightService:
             version, head = self.prediction.head_for(tenant_id)
         else:
             head = self.prediction.pinned_head(tenant_id, version)
+        if head.multi_label:
+            raise _multi_label_unsupported()
         index = {label: i for i, label in enumerate(head.labels)}
         for i, example in enumerate(examples):
             check_text(example["text"], self.limits, f"examples[{i}].text")
+            example_labels(example, SINGLE_LABEL, f"examples[{i}]")
             check_label(example["label"], self.limits, f"examples[{i}].label")
             if example["label"] not in index:
                 raise invalid("unknown_label", f"examples[{i}].label {example['label']!r} is not a label of the tenant")
@@ -204,6 +216,8 @@ class InsightService:
             if self.store.current_version(tenant_id) is None:
                 raise unknown_tenant(tenant_id)
             raise unknown_version(tenant_id, version)
+        if stored_task(stored.meta) == MULTI_LABEL:
+            raise _multi_label_unsupported()
         support = stored_support_set(rows, self.limits)
         steps = stored.meta.get("inner_steps")
         valid_steps = isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0
@@ -230,6 +244,8 @@ class InsightService:
         for i, text in enumerate(texts):
             check_text(text, self.limits, f"texts[{i}]")
         version, head = self.prediction.head_for(tenant_id)
+        if head.multi_label:
+            raise _multi_label_unsupported()
         support, _ = self._stored_support(tenant_id, version)
         pool = list(dict.fromkeys(texts))  # a text pasted twice is one candidate
         loaded = time.perf_counter()
@@ -246,6 +262,15 @@ class InsightService:
             "total": _ms(done - started),
         }
         return SuggestResult(tenant_id, version, len(pool), [(pool[p.index], p) for p in picks], timings)
+
+
+def _multi_label_unsupported() -> ServiceError:
+    return ServiceError(
+        422,
+        "multi_label_not_supported",
+        "the report and suggestions cover single-label tenants; a multi-label tenant's per-label thresholds come "
+        "from the cross-validation that /adapt runs (see GET /tenants/{tenant_id})",
+    )
 
 
 def _ms(seconds: float) -> float:

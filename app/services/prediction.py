@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 
 from app.ml.embedder import Embedder
-from app.ml.head import TenantHead
+from app.ml.head import SINGLE_LABEL, TenantHead
 from app.ml.threads import intra_op_threads
 from app.services.adaptation import AdaptationService, Limits, check_text
 from app.services.errors import ServiceError, invalid, unknown_tenant, unknown_version
@@ -19,11 +19,12 @@ from app.store.base import TenantStore
 
 @dataclass
 class Prediction:
-    label: str | None  # None when out of scope
+    label: str | None  # None when out of scope (multi-label: when no label applies)
     score: float
     top_k: list[tuple[str, float]]
     out_of_scope: bool
     oos_score: float
+    labels: list[tuple[str, float]] | None = None  # multi-label: every label that applies, best first
 
 
 @dataclass
@@ -33,6 +34,8 @@ class PredictResult:
     oos_threshold: float | None
     predictions: list[Prediction]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    task: str = SINGLE_LABEL
+    label_threshold: float | None = None  # multi-label: the request's one threshold for every label, if given
 
 
 class PredictionService:
@@ -109,8 +112,10 @@ class PredictionService:
         top_k: int = 1,
         version: int | None = None,
         oos_threshold: float | None = None,
+        label_threshold: float | None = None,
     ) -> PredictResult:
-        """Labels and probabilities; `version` pins a retained version, `oos_threshold` overrides the tenant's."""
+        """Labels and probabilities; `version` pins a retained version, `oos_threshold` overrides the tenant's
+        out-of-scope threshold (single-label), `label_threshold` every label's threshold (multi-label)."""
         started = time.perf_counter()
         if not texts:
             raise invalid("no_texts", "texts must hold at least one text")
@@ -124,18 +129,42 @@ class PredictionService:
             version, head = self.head_for(tenant_id)
         else:
             head = self.pinned_head(tenant_id, version)
+        if head.multi_label and oos_threshold is not None:
+            raise invalid(
+                "invalid_option",
+                "oos_threshold applies to single-label tenants; a multi-label tenant shows out-of-scope as no label "
+                "applying (see label_threshold)",
+            )
+        if not head.multi_label and label_threshold is not None:
+            raise invalid("invalid_option", "label_threshold applies to multi-label tenants")
         threshold = head.oos_threshold if oos_threshold is None else oos_threshold
         loaded = time.perf_counter()
         embeddings = self.embedder.embed(texts)
         embedded = time.perf_counter()
         k = min(top_k, len(head.labels))
         with intra_op_threads(self.math_threads):
-            probabilities = head.probabilities(embeddings)
+            scores_all = head.scores(embeddings)
             similarity = head.oos_scores(embeddings).tolist()
-            scores, indices = torch.topk(probabilities, k, dim=-1)
+            scores, indices = torch.topk(scores_all, k, dim=-1)
+            applies = _applying(head, scores_all, label_threshold) if head.multi_label else None
         predictions = []
-        for row_scores, row_indices, sim in zip(scores.tolist(), indices.tolist(), similarity, strict=True):
+        for row, (row_scores, row_indices, sim) in enumerate(
+            zip(scores.tolist(), indices.tolist(), similarity, strict=True)
+        ):
             ranked = [(head.labels[i], float(s)) for i, s in zip(row_indices, row_scores, strict=True)]
+            if applies is not None:
+                chosen = applies[row]
+                predictions.append(
+                    Prediction(
+                        label=chosen[0][0] if chosen else None,
+                        score=ranked[0][1],
+                        top_k=ranked,
+                        out_of_scope=not chosen,
+                        oos_score=round(float(sim), 6),
+                        labels=chosen,
+                    )
+                )
+                continue
             outside = threshold is not None and sim < threshold
             predictions.append(
                 Prediction(
@@ -153,4 +182,15 @@ class PredictionService:
             "head": round((done - embedded) * 1000, 3),
             "total": round((done - started) * 1000, 3),
         }
-        return PredictResult(tenant_id, version, threshold, predictions, timings)
+        override = label_threshold if head.multi_label else None
+        return PredictResult(tenant_id, version, threshold, predictions, timings, head.task, override)
+
+
+def _applying(head: TenantHead, scores: torch.Tensor, override: float | None) -> list[list[tuple[str, float]]]:
+    """Per text, the labels whose sigmoid score reaches their threshold (or `override`), best first."""
+    thresholds = head.thresholds if override is None else torch.full_like(scores[0], override)
+    chosen = []
+    for row in scores:
+        hits = (row >= thresholds).nonzero().squeeze(1).tolist()
+        chosen.append(sorted(((head.labels[i], float(row[i])) for i in hits), key=lambda pair: -pair[1]))
+    return chosen

@@ -29,6 +29,9 @@ class ModelSummary:
     oos_threshold: float | None = None
     encoder_fingerprint: str | None = None
     created_at: str | None = None
+    task: str = "single_label"
+    n_negatives: int = 0
+    thresholds: dict[str, float] | None = None  # multi-label: each label's decision threshold
 
 
 @dataclass(frozen=True)
@@ -61,17 +64,25 @@ _CHECKS: dict[str, Any] = {  # metadata field: type check
     "oos_threshold": lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool)),
     "encoder_fingerprint": lambda v: v is None or isinstance(v, str),
     "created_at": lambda v: v is None or isinstance(v, str),
+    "task": lambda v: v in ("single_label", "multi_label"),
+    "n_negatives": _is_int,
+    "thresholds": lambda v: isinstance(v, dict) and all(isinstance(t, float | int) for t in v.values()),
 }
 
 
 def _summary(version: int, head_bytes: int, meta: JSON) -> ModelSummary:
-    meta = {**meta, "counts": _counts_by_label(meta.get("labels"), meta.get("counts"))}
+    meta = {
+        **meta,
+        "counts": _counts_by_label(meta.get("labels"), meta.get("counts")),
+        "thresholds": _counts_by_label(meta.get("labels"), meta.get("thresholds")),
+    }
     fields = {name: meta[name] for name, valid in _CHECKS.items() if name in meta and valid(meta[name])}
     return ModelSummary(version=version, head_bytes=head_bytes, **fields)
 
 
 def _counts_by_label(labels: Any, counts: Any) -> dict[str, int] | None:
-    """Stored counts are a list aligned with `labels`; read as a dict (None when they do not line up)."""
+    """Stored counts (or thresholds) are a list aligned with `labels`; read as a dict (None when they do not line
+    up)."""
     if isinstance(labels, list) and isinstance(counts, list) and len(labels) == len(counts):
         return dict(zip(labels, counts, strict=True)) if all(isinstance(x, str) for x in labels) else None
     return None

@@ -149,7 +149,8 @@ def encode_support(support: list[JSON]) -> bytes:
 
 
 def _decode_support(raw: bytes) -> list[JSON] | None:
-    """A stored (zlib'd JSON) support set, or None when it is not a list of `{text, label}` strings."""
+    """A stored (zlib'd JSON) support set, or None when it is not a list of `{text, label}` rows (multi-label:
+    `{text, labels}` with a list of strings)."""
     inflated = _inflate(raw, SUPPORT_MAX_BYTES)
     if inflated is None:
         return None
@@ -159,10 +160,16 @@ def _decode_support(raw: bytes) -> list[JSON] | None:
         return None
     if not isinstance(support, list):
         return None
-    for example in support:
-        if not isinstance(example, dict) or not all(isinstance(example.get(k), str) for k in ("text", "label")):
-            return None
-    return support
+    return support if all(_is_support_row(example) for example in support) else None
+
+
+def _is_support_row(example: object) -> bool:
+    if not isinstance(example, dict) or not isinstance(example.get("text"), str):
+        return False
+    labels = example.get("labels")
+    if labels is not None:
+        return isinstance(labels, list) and all(isinstance(label, str) for label in labels)
+    return isinstance(example.get("label"), str)
 
 
 class RedisStore:

@@ -41,6 +41,9 @@ def adapted(result: AdaptResult) -> AdaptResponse:
         oos_threshold=result.oos_threshold,
         encoder_fingerprint=result.encoder_fingerprint,
         timings_ms=result.timings_ms,
+        task=result.task,
+        n_negatives=result.n_negatives,
+        thresholds=result.thresholds,
     )
 
 
@@ -48,7 +51,9 @@ def predicted(result: PredictResult) -> PredictResponse:
     return PredictResponse(
         tenant_id=result.tenant_id,
         version=result.version,
+        task=result.task,
         oos_threshold=result.oos_threshold,
+        label_threshold=result.label_threshold,
         predictions=[
             PredictionOut(
                 label=p.label,
@@ -56,6 +61,7 @@ def predicted(result: PredictResult) -> PredictResponse:
                 out_of_scope=p.out_of_scope,
                 oos_score=p.oos_score,
                 top_k=[LabelScore(label=label, score=score) for label, score in p.top_k],
+                labels=None if p.labels is None else [LabelScore(label=name, score=score) for name, score in p.labels],
             )
             for p in result.predictions
         ],

@@ -44,12 +44,13 @@ def adapt(body: AdaptRequest, adaptation: Adaptation) -> AdaptResponse:
     """Adapt a tenant's classifier from its labeled examples; replaces the previous version."""
     result = adaptation.adapt(
         body.tenant_id,
-        [example.model_dump() for example in body.examples],
+        [example.model_dump(exclude_none=True) for example in body.examples],
         labels=body.labels,
         inner_steps=body.inner_steps,
         mode=body.mode,
         remove_labels=body.remove_labels,
         label_descriptions=body.label_descriptions,
+        task=body.task,
     )
     metrics.observe_operation("adapt", len(body.examples), result.timings_ms)
     return replies.adapted(result)
@@ -59,7 +60,12 @@ def adapt(body: AdaptRequest, adaptation: Adaptation) -> AdaptResponse:
 def predict(body: PredictRequest, prediction: Prediction) -> PredictResponse:
     """Classify texts with the tenant's current model."""
     result = prediction.predict(
-        body.tenant_id, body.texts, top_k=body.top_k, version=body.version, oos_threshold=body.oos_threshold
+        body.tenant_id,
+        body.texts,
+        top_k=body.top_k,
+        version=body.version,
+        oos_threshold=body.oos_threshold,
+        label_threshold=body.label_threshold,
     )
     metrics.observe_operation("predict", len(body.texts), result.timings_ms)
     return replies.predicted(result)

@@ -22,7 +22,21 @@ TenantId = Annotated[
 class Example(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(description="An example utterance.", examples=["I still have not received my card"])
-    label: str = Field(description="Its label.", examples=["card_arrival"])
+    label: str | None = Field(
+        None, description="Its label (single-label tenants; required there).", examples=["card_arrival"]
+    )
+    labels: list[str] | None = Field(
+        None,
+        description="Multi-label tenants only (required there): every label that applies; `[]` for a negative "
+        "example to which none applies.",
+        examples=[["billing", "bug_report"]],
+    )
+
+
+class TestExample(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(description="A labeled test utterance.", examples=["is my card on its way?"])
+    label: str = Field(description="Its true label.", examples=["card_arrival"])
 
 
 class AdaptRequest(BaseModel):
@@ -38,11 +52,27 @@ class AdaptRequest(BaseModel):
                         {"text": "what is the exchange rate for euros", "label": "exchange_rate"},
                         {"text": "how much is a dollar in pounds today", "label": "exchange_rate"},
                     ],
-                }
+                },
+                {
+                    "tenant_id": "acme-tickets",
+                    "task": "multi_label",
+                    "examples": [
+                        {"text": "I was charged twice and the app crashes", "labels": ["billing", "bug"]},
+                        {"text": "refund my last payment please", "labels": ["billing"]},
+                        {"text": "the export button throws an error", "labels": ["bug"]},
+                        {"text": "thanks, all good now", "labels": []},
+                    ],
+                },
             ]
         },
     )
     tenant_id: TenantId
+    task: Literal["single_label", "multi_label"] | None = Field(
+        None,
+        description="`single_label` (each example has one `label`) or `multi_label` (each has `labels`: zero, one "
+        "or more). Default: `single_label` for `replace`, the tenant's own task for `append`; changing a tenant's "
+        "task needs `mode: replace` (an `append` naming another task gets 409 `task_mismatch`).",
+    )
     examples: list[Example] = Field(description="The support set: labeled examples (a few per label).")
     labels: list[str] | None = Field(
         None, description="Optional declared label set (output order); each must have an example."
@@ -95,6 +125,11 @@ class AdaptResponse(BaseModel):
     oos_threshold: float | None = Field(description="Out-of-scope threshold set from the support set.")
     encoder_fingerprint: str
     timings_ms: dict[str, float]
+    task: Literal["single_label", "multi_label"] = "single_label"
+    n_negatives: int = Field(0, description="Multi-label: examples to which no label applies.")
+    thresholds: dict[str, float] | None = Field(
+        None, description="Multi-label: each label's decision threshold (cross-validated on the support set)."
+    )
 
 
 class PredictRequest(BaseModel):
@@ -107,21 +142,43 @@ class PredictRequest(BaseModel):
     top_k: StrictInt = Field(1, description="How many ranked labels to return per text.")
     version: StrictInt | None = Field(None, ge=1, description="Pin a retained earlier version (default: current).")
     oos_threshold: StrictFloat | None = Field(
-        None, ge=-1, le=1, description="Override the tenant's out-of-scope threshold (-1 turns detection off)."
+        None,
+        ge=-1,
+        le=1,
+        description="Single-label tenants: override the out-of-scope threshold (-1 turns detection off).",
+    )
+    label_threshold: StrictFloat | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Multi-label tenants: one decision threshold for every label instead of each label's own.",
     )
 
 
 class LabelScore(BaseModel):
     label: str
-    score: float = Field(description="Probability of the label (softmax over the tenant's labels).")
+    score: float = Field(
+        description="Single-label: probability of the label (softmax over the tenant's labels). Multi-label: the "
+        "label's own probability (one sigmoid per label; they need not sum to 1)."
+    )
 
 
 class PredictionOut(BaseModel):
-    label: str | None = Field(description="Most probable label; null when the text is out of scope.")
+    label: str | None = Field(
+        description="Most probable label; null when the text is out of scope (multi-label: the best label that "
+        "applies; null when none does)."
+    )
     score: float = Field(description="Probability of the most probable label.")
-    out_of_scope: bool = Field(False, description="True when the text belongs to none of the tenant's labels.")
+    out_of_scope: bool = Field(
+        False, description="True when the text belongs to none of the tenant's labels (multi-label: none applies)."
+    )
     oos_score: float = Field(0.0, description="Cosine similarity to the nearest label prototype.")
     top_k: list[LabelScore]
+    labels: list[LabelScore] | None = Field(
+        None,
+        description="Multi-label tenants: every label whose score reaches its threshold, best first (empty: none "
+        "applies). Absent for single-label tenants.",
+    )
 
 
 class PredictResponse(BaseModel):
@@ -151,7 +208,9 @@ class PredictResponse(BaseModel):
     )
     tenant_id: str
     version: int = Field(description="Version of the model that answered.")
+    task: Literal["single_label", "multi_label"] = "single_label"
     oos_threshold: float | None = Field(None, description="Out-of-scope threshold that was applied.")
+    label_threshold: float | None = Field(None, description="Multi-label: the request's one threshold, if given.")
     predictions: list[PredictionOut]
     timings_ms: dict[str, float]
 
@@ -183,6 +242,9 @@ class ModelSummary(BaseModel):
     oos_threshold: float | None = None
     encoder_fingerprint: str | None
     created_at: str | None
+    task: Literal["single_label", "multi_label"] = "single_label"
+    n_negatives: int = Field(0, description="Multi-label: examples to which no label applies.")
+    thresholds: dict[str, float] | None = Field(None, description="Multi-label: each label's decision threshold.")
 
 
 class TenantInfo(ModelSummary):
@@ -299,7 +361,7 @@ class EvaluateRequest(BaseModel):
         },
     )
     version: StrictInt | None = Field(None, ge=1, description="Evaluate a retained earlier version (default: current).")
-    examples: list[Example] | None = Field(
+    examples: list[TestExample] | None = Field(
         None,
         description="A labeled test set: score the model on it instead of cross-validating its support set.",
     )

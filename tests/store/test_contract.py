@@ -81,6 +81,13 @@ def test_round_trip(store: TenantStore) -> None:
     assert store.current_version("t1") == 1
 
 
+def test_multilabel_support_rows_round_trip(store: TenantStore) -> None:
+    rows = [{"text": "charged twice", "labels": ["billing", "bug"]}, {"text": "thanks", "labels": []}]
+    rows.append({"text": "money matters", "label": "billing", "description": True})
+    store.save("t1", b"head", META, rows)
+    assert store.load_support("t1") == rows
+
+
 def test_versions_strictly_increase_even_across_delete(store: TenantStore) -> None:
     versions = [store.save("t1", b"x", META, SUPPORT) for _ in range(3)]
     assert versions == [1, 2, 3]

@@ -46,7 +46,7 @@ def _one_label() -> list[dict[str, str]]:
         ({"examples": _one_label()}, "too_few_labels"),
         ({"examples": SUPPORT, "inner_steps": -1}, "validation_error"),
         ({"examples": SUPPORT, "surprise": True}, "validation_error"),
-        ({"examples": [{"text": "no label"}]}, "validation_error"),
+        ({"examples": [{"text": "no label"}]}, "missing_label"),
     ],
 )
 def test_bad_adapt_changes_nothing(

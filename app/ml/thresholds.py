@@ -1,0 +1,99 @@
+"""Per-label decision thresholds of a multi-label head, fitted on its own support set by cross-validation.
+
+1. Folds: examples taken rarest label first, each put in the fold holding the fewest positives of its
+   labels (then the smallest; none over ceil(n / folds)): a greedy iterative stratification that spreads every label's
+   positives over the folds. Seeded, so a support set always gets the same folds.
+2. Out-of-fold scores: for each fold, the inner loop fits on the other folds and scores the held-out
+   examples. A (example, label) score counts only when the training folds held a positive of the label.
+3. Per label, the threshold on a grid that maximises the label's F1 on its out-of-fold scores (ties: the
+   mean of the tied thresholds); a pooled threshold maximises micro-F1 over every label's scores.
+4. Few examples: t = (k * t_label + m * t_pooled) / (k + m), with k the label's scored positives and m
+   `prior_strength`; a label with fewer than `min_positives` scored positives takes t_pooled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    folds: int = 5
+    prior_strength: float = 4.0
+    min_positives: int = 2
+    default: float = 0.5  # when no score could be held out at all (e.g. one example per label)
+    grid_step: float = 0.025
+
+
+FoldScorer = Callable[[torch.Tensor], torch.Tensor]  # fold id per example [n] -> each example's held-out probs [n, c]
+
+
+def fold_ids(targets: torch.Tensor, folds: int, seed: int = 0) -> torch.Tensor:
+    """Fold index per example `[n]` for multi-hot `targets` `[n, c]` (greedy iterative stratification)."""
+    n = targets.shape[0]
+    counts = targets.sum(dim=0)
+    rarity = torch.where(targets > 0, counts.unsqueeze(0), torch.full_like(targets, float("inf"))).amin(dim=1)
+    tie_break = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    order = sorted(range(n), key=lambda i: (float(rarity[i]), int(tie_break[i])))
+    in_fold = torch.zeros(folds, targets.shape[1])
+    sizes = [0] * folds
+    capacity = -(-n // folds)  # ceil(n / folds)
+    ids = torch.empty(n, dtype=torch.long)
+    for i in order:
+        positives = in_fold[:, targets[i] > 0].sum(dim=1).tolist()
+        open_folds = [f for f in range(folds) if sizes[f] < capacity]
+        fold = min(open_folds, key=lambda f: (positives[f], sizes[f], f))
+        ids[i] = fold
+        in_fold[fold] += targets[i]
+        sizes[fold] += 1
+    return ids
+
+
+def out_of_fold_scores(targets: torch.Tensor, folds: int, score: FoldScorer) -> tuple[torch.Tensor, torch.Tensor]:
+    """Held-out probabilities `[n, c]` and the mask of those that count (label seen positive in training).
+
+    `score(ids)` fits one head per fold on the examples outside it and returns each example's probabilities
+    under its own fold's head. With fewer than 2 examples nothing can be held out (all invalid)."""
+    n, c = targets.shape
+    if n < 2:
+        return torch.zeros(n, c), torch.zeros(n, c, dtype=torch.bool)
+    ids = fold_ids(targets, min(folds, n))
+    scores = score(ids).float()
+    total = targets.sum(dim=0)
+    in_fold = torch.zeros(int(ids.max()) + 1, c).index_add_(0, ids, targets.float())
+    valid = (total.unsqueeze(0) - in_fold[ids]) > 0  # the label has a positive outside the example's fold
+    return scores, valid
+
+
+def _best_threshold(scores: torch.Tensor, truth: torch.Tensor, grid: torch.Tensor) -> float:
+    """Grid threshold with the highest F1 (mean of the tied ones) for flat `scores` and 0/1 `truth`."""
+    predicted = scores.unsqueeze(0) >= grid.unsqueeze(1)  # [g, m]
+    positive = truth.bool().unsqueeze(0)
+    tp = (predicted & positive).sum(dim=1).float()
+    wrong = (predicted ^ positive).sum(dim=1).float()  # false positives + false negatives
+    f1 = 2 * tp / (2 * tp + wrong).clamp(min=1)
+    best = f1 == f1.max()
+    return float(grid[best].mean())
+
+
+def fit_thresholds(
+    scores: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, rule: ThresholdRule
+) -> torch.Tensor:
+    """Per-label thresholds `[c]` from out-of-fold `scores`, multi-hot `targets` and the `valid` mask."""
+    c = targets.shape[1]
+    grid = torch.arange(rule.grid_step, 1.0, rule.grid_step)
+    if not bool(valid.any()):
+        return torch.full((c,), rule.default)
+    pooled = _best_threshold(scores[valid], targets[valid], grid)
+    thresholds = torch.full((c,), pooled)
+    for label in range(c):
+        mask = valid[:, label]
+        k = int(targets[mask, label].sum())
+        if k < rule.min_positives:
+            continue
+        own = _best_threshold(scores[mask, label], targets[mask, label], grid)
+        thresholds[label] = (k * own + rule.prior_strength * pooled) / (k + rule.prior_strength)
+    return thresholds

@@ -121,6 +121,13 @@ def build_access(settings: Settings, client: RedisClient | None) -> AccessGuard:
     )
 
 
+def _multi_label_inner(checkpoint: str | None) -> InnerLoopParams:
+    """The checkpoint folder's multi-label inner loop (defaults without one). A model handed in by a test may name
+    a checkpoint that is no folder here: defaults then too."""
+    folder = None if checkpoint is None else Path(checkpoint)
+    return multi_label_inner_loop(folder if folder is not None and folder.is_dir() else None)
+
+
 def build_runtime(settings: Settings, model: Model | None = None) -> Runtime:
     """Everything a server process needs; `model` lets tests share one loaded encoder."""
     encoder, inner, checkpoint = model if model is not None else load_model(settings)
@@ -157,7 +164,7 @@ def build_runtime(settings: Settings, model: Model | None = None) -> Runtime:
         oos_rule=OosRule(settings.oos_quantile, settings.oos_fallback_threshold),
         embedding_cache=EmbeddingLRU(settings.embedding_cache_size),
         math_threads=math_threads,
-        multi_inner=multi_label_inner_loop(None if checkpoint is None else Path(checkpoint)),
+        multi_inner=_multi_label_inner(checkpoint),
     )
     prediction = PredictionService(embedder, store, cache, adaptation, limits, math_threads=math_threads)
     tenants = TenantService(store, cache, encoder.fingerprint)

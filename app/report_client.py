@@ -60,6 +60,8 @@ def render(reply: dict[str, Any]) -> str:
     parts = [
         f"tenant {reply['tenant_id']}  version {reply['version']}  ({report['method']}, {report['n_folds']} folds)"
     ]
+    if report.get("task") == "multi_label":
+        return "\n".join(parts + render_multilabel(report))
     if report["accuracy"] is None:
         parts.append("accuracy: not evaluable (every label has a single example)")
     else:
@@ -107,3 +109,23 @@ def render(reply: dict[str, Any]) -> str:
             table(["rule", "threshold", "in-scope recall", "false rejection", "accuracy"], rows),
         ]
     return "\n".join(parts)
+
+
+def render_multilabel(report: dict[str, Any]) -> list[str]:
+    """A multi-label report's lines: summary, per-label metrics and thresholds, labels needing examples."""
+    if not report["evaluable"]:
+        lines = ["not evaluable (too few examples to hold any out)"]
+    else:
+        per_text = report["labels_per_text"]
+        lines = [
+            f"micro-F1 {report['micro_f1']:.3f}  macro-F1 {report['macro_f1'] or 0.0:.3f}  exact match "
+            f"{report['exact_match']:.3f}  labels per text {per_text['predicted']:.2f} (true {per_text['true']:.2f})"
+            f"  scored {report['n_evaluated']} of {report['n_examples']} examples ({report['n_negatives']} negative)"
+        ]
+    per_label = sorted(report["per_label"], key=lambda e: (e["f1"] is not None, e["f1"] or 0.0))
+    rows = [[e["label"], e["examples"], e["precision"], e["recall"], e["f1"], e["threshold"]] for e in per_label]
+    lines += ["", table(["label", "examples", "precision", "recall", "f1", "threshold"], rows)]
+    if report["labels_needing_examples"]:
+        needs = [[n["label"], n["examples"], "; ".join(n["reasons"])] for n in report["labels_needing_examples"]]
+        lines += ["", "labels needing examples", table(["label", "examples", "why"], needs[:TABLE_ROWS])]
+    return lines

@@ -19,7 +19,24 @@ def _meta_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _meta_train_multilabel(args: argparse.Namespace) -> int:
+    from app.meta.multilabel import MultiLabelMetaConfig, meta_train_multilabel
+
+    cfg = MultiLabelMetaConfig(
+        data_dir=Path(args.data_dir),
+        source=args.source,
+        checkpoint=args.checkpoint,
+        outer_steps=args.steps,
+        write=not args.dry_run,
+    )
+    summary = meta_train_multilabel(cfg)
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=1))
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.task == "multi_label":
+        return _evaluate_multilabel(args)
     from app.meta.evaluate import EvalConfig, run_evaluation
 
     cfg = EvalConfig(
@@ -38,6 +55,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_multilabel(args: argparse.Namespace) -> int:
+    from app.meta.multilabel import MultiLabelEvalConfig, run_multilabel_evaluation
+
+    data = Path(args.data)
+    cfg = MultiLabelEvalConfig(
+        data_dir=data if data.is_dir() else data.parent,
+        sets=tuple(args.sets),
+        shots=tuple(args.shots),
+        seeds=args.seeds,
+        checkpoint=args.checkpoint,
+        out=Path(args.out) / f"eval_{args.name}.json",
+        cache_dir=Path(args.cache) if args.cache else None,
+        split=args.split,
+    )
+    run_multilabel_evaluation(cfg)
+    return 0
+
+
 def register_meta_commands(commands: argparse._SubParsersAction) -> None:
     """Add the meta-learning subcommands to the `fewshot` parser."""
     train = commands.add_parser("meta-train", help="episodic meta-training of the encoder + inner loop")
@@ -45,6 +80,16 @@ def register_meta_commands(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--set", default="", help="JSON object of top-level overrides, e.g. '{\"max_steps\": 10}'")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(handler=_meta_train)
+
+    multilabel = commands.add_parser(
+        "meta-train-multilabel", help="meta-learn the multi-label (one-vs-rest) inner loop of a checkpoint"
+    )
+    multilabel.add_argument("--data-dir", default="../shared/data")
+    multilabel.add_argument("--source", default="goemotions_multilabel", help="multi-label JSONL set (train/val)")
+    multilabel.add_argument("--checkpoint", default="models/minilm-protomaml", help="folder to add it to")
+    multilabel.add_argument("--steps", type=int, default=300, help="outer (meta) steps")
+    multilabel.add_argument("--dry-run", action="store_true", help="report, do not write the checkpoint")
+    multilabel.set_defaults(handler=_meta_train_multilabel)
 
     evaluate = commands.add_parser("evaluate", help="few-shot protocols on a JSONL set (default BANKING77)")
     evaluate.add_argument("--data", default="../shared/data/banking77.jsonl", help="JSONL with train and test splits")
@@ -65,6 +110,16 @@ def register_meta_commands(commands: argparse._SubParsersAction) -> None:
         help="draw supports from a seeded pool of this many train texts per class (0 = all)",
     )
     evaluate.add_argument("--cache", default="runs/embed-cache", help="embedding cache folder ('' = none)")
+    evaluate.add_argument(
+        "--task",
+        choices=["single_label", "multi_label"],
+        default="single_label",
+        help="multi_label: K per label from train, the --split as queries, micro/macro-F1 and exact match "
+        "(--data: the data folder; --sets, --shots)",
+    )
+    evaluate.add_argument("--sets", nargs="+", default=["mixsnips", "goemotions_multilabel"], help="multi_label sets")
+    evaluate.add_argument("--shots", nargs="+", type=int, default=[4, 8, 16], help="multi_label: K per label")
+    evaluate.add_argument("--split", default="test", help="multi_label query split (`val` for tuning)")
     evaluate.set_defaults(handler=_evaluate)
 
 

@@ -156,15 +156,15 @@ def fit_multilabel(
     threshold: a text to which no label applies gets none, which is how out-of-scope shows."""
     rule = rule or ThresholdRule()
     n_labels = len(labels)
-    scores, valid = out_of_fold_scores(targets, rule.folds, lambda ids: _fold_scores(embeddings, targets, ids, inner))
-    thresholds = fit_thresholds(scores, targets, valid, rule)
+    held_out = out_of_fold_scores(targets, rule.folds, lambda ids: fold_scores(embeddings, targets, ids, inner))
+    thresholds = fit_thresholds(held_out.scores, targets, held_out.valid, rule)
     tensors = adapt_head(embeddings, targets, n_labels, inner, differentiable=False)
     positives = targets.T @ embeddings / targets.sum(dim=0).clamp(min=1).unsqueeze(1)
     prototypes = torch.nn.functional.normalize(positives, dim=-1)
     return TenantHead.from_tensors(labels, tensors, float(inner.scale), prototypes, None, thresholds)
 
 
-def _fold_scores(
+def fold_scores(
     embeddings: torch.Tensor, targets: torch.Tensor, ids: torch.Tensor, inner: InnerLoopParams
 ) -> torch.Tensor:
     """Every fold's head in one inner loop (columns `[fold, label]`, each fold's own examples unseen by its columns,

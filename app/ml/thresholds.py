@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -52,20 +53,26 @@ def fold_ids(targets: torch.Tensor, folds: int, seed: int = 0) -> torch.Tensor:
     return ids
 
 
-def out_of_fold_scores(targets: torch.Tensor, folds: int, score: FoldScorer) -> tuple[torch.Tensor, torch.Tensor]:
-    """Held-out probabilities `[n, c]` and the mask of those that count (label seen positive in training).
+class OutOfFold(NamedTuple):
+    scores: torch.Tensor  # [n, c] each example's probabilities under the head of the folds without it
+    valid: torch.Tensor  # [n, c] bool: the label had a positive outside the example's fold
+    ids: torch.Tensor  # [n] fold of each example
+
+
+def out_of_fold_scores(targets: torch.Tensor, folds: int, score: FoldScorer) -> OutOfFold:
+    """Held-out probabilities `[n, c]`, the mask of those that count (label seen positive in training) and the folds.
 
     `score(ids)` fits one head per fold on the examples outside it and returns each example's probabilities
     under its own fold's head. With fewer than 2 examples nothing can be held out (all invalid)."""
     n, c = targets.shape
     if n < 2:
-        return torch.zeros(n, c), torch.zeros(n, c, dtype=torch.bool)
+        return OutOfFold(torch.zeros(n, c), torch.zeros(n, c, dtype=torch.bool), torch.zeros(n, dtype=torch.long))
     ids = fold_ids(targets, min(folds, n))
     scores = score(ids).float()
     total = targets.sum(dim=0)
     in_fold = torch.zeros(int(ids.max()) + 1, c).index_add_(0, ids, targets.float())
     valid = (total.unsqueeze(0) - in_fold[ids]) > 0  # the label has a positive outside the example's fold
-    return scores, valid
+    return OutOfFold(scores, valid, ids)
 
 
 def _best_threshold(scores: torch.Tensor, truth: torch.Tensor, grid: torch.Tensor) -> float:

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from app.ml.head import MULTI_LABEL, SINGLE_LABEL
+from app.ml.head import MULTI_LABEL, SINGLE_LABEL, TenantHead
+from app.ml.multilabel_report import cross_validated_report, labeled_set_report
 from app.ml.suggest import Suggestion, suggest
 from app.ml.tenant_report import build_report, cross_validate, evaluate_head, label_counts
 from app.ml.threads import intra_op_threads
@@ -30,7 +31,7 @@ from app.services.adaptation import (
     stored_support_set,
     stored_task,
 )
-from app.services.errors import ServiceError, invalid, unknown_tenant, unknown_version
+from app.services.errors import invalid, unknown_tenant, unknown_version
 from app.services.prediction import PredictionService
 from app.store.base import JSON, TenantStore
 
@@ -132,6 +133,32 @@ class InsightService:
             if found is not None:
                 return Evaluation(tenant_id, pinned, True, found, {"total": _ms(time.perf_counter() - started)})
         loaded = time.perf_counter()
+        if support.task == MULTI_LABEL:
+            report, embedded = self._multilabel_cross_validation(tenant_id, support, steps)
+        else:
+            report, embedded = self._cross_validation(tenant_id, support, steps)
+        done = time.perf_counter()
+        self.reports.put(tenant_id, pinned, fingerprint, report)
+        timings = {
+            "load": _ms(loaded - started),
+            "embed": _ms(embedded - loaded),
+            "cross_validation": _ms(done - embedded),
+            "total": _ms(done - started),
+        }
+        return Evaluation(tenant_id, pinned, False, report, timings)
+
+    def _multilabel_cross_validation(
+        self, tenant_id: str, support: SupportSet, steps: int
+    ) -> tuple[dict[str, Any], float]:
+        texts, targets = support.fit_tensors()
+        embeddings, _ = self.adaptation.embeddings.embed(texts, self.adaptation.embedder.embed, tenant_id)
+        embedded = time.perf_counter()
+        n = len(support.texts)  # descriptions are left out: they are not examples to hold out
+        with intra_op_threads(self.adaptation.math_threads):
+            inner = self.adaptation.inner_for(MULTI_LABEL).with_steps(steps)
+            return cross_validated_report(embeddings[:n], targets[:n], support.labels, inner), embedded
+
+    def _cross_validation(self, tenant_id: str, support: SupportSet, steps: int) -> tuple[dict[str, Any], float]:
         embeddings, extra_embeddings, extra_targets = self._support_embeddings(tenant_id, support)
         embedded = time.perf_counter()
         n = len(support.texts)
@@ -154,15 +181,7 @@ class InsightService:
                 support.texts,
                 "cross_validation",
             )
-        done = time.perf_counter()
-        self.reports.put(tenant_id, pinned, fingerprint, report)
-        timings = {
-            "load": _ms(loaded - started),
-            "embed": _ms(embedded - loaded),
-            "cross_validation": _ms(done - embedded),
-            "total": _ms(done - started),
-        }
-        return Evaluation(tenant_id, pinned, False, report, timings)
+        return report, embedded
 
     def _evaluate_on(self, tenant_id: str, version: int | None, examples: list[JSON], started: float) -> Evaluation:
         if not examples:
@@ -174,7 +193,7 @@ class InsightService:
         else:
             head = self.prediction.pinned_head(tenant_id, version)
         if head.multi_label:
-            raise _multi_label_unsupported()
+            return self._evaluate_multilabel_on(tenant_id, version, head, examples, started)
         index = {label: i for i, label in enumerate(head.labels)}
         for i, example in enumerate(examples):
             check_text(example["text"], self.limits, f"examples[{i}].text")
@@ -209,6 +228,33 @@ class InsightService:
         }
         return Evaluation(tenant_id, version, False, report, timings)
 
+    def _evaluate_multilabel_on(
+        self, tenant_id: str, version: int, head: TenantHead, examples: list[JSON], started: float
+    ) -> Evaluation:
+        index = {label: i for i, label in enumerate(head.labels)}
+        truth = torch.zeros(len(examples), len(head.labels))
+        for i, example in enumerate(examples):
+            check_text(example["text"], self.limits, f"examples[{i}].text")
+            for label in example_labels(example, MULTI_LABEL, f"examples[{i}]"):
+                if label not in index:
+                    raise invalid("unknown_label", f"examples[{i}].labels: {label!r} is not a label of the tenant")
+                truth[i, index[label]] = 1.0
+        support, _ = self._stored_support(tenant_id, version)
+        loaded = time.perf_counter()
+        test_embeddings = self.adaptation.embedder.embed([example["text"] for example in examples])
+        embedded = time.perf_counter()
+        _, support_targets = support.fit_tensors()
+        with intra_op_threads(self.adaptation.math_threads):
+            report = labeled_set_report(head, test_embeddings, truth, support_targets[: len(support.texts)])
+        done = time.perf_counter()
+        timings = {
+            "load": _ms(loaded - started),
+            "embed": _ms(embedded - loaded),
+            "scoring": _ms(done - embedded),
+            "total": _ms(done - started),
+        }
+        return Evaluation(tenant_id, version, False, report, timings)
+
     def _stored_support(self, tenant_id: str, version: int) -> tuple[SupportSet, int]:
         stored = self.store.load(tenant_id, version=version)
         rows = self.store.load_support(tenant_id, version=version) if stored is not None else None
@@ -216,12 +262,11 @@ class InsightService:
             if self.store.current_version(tenant_id) is None:
                 raise unknown_tenant(tenant_id)
             raise unknown_version(tenant_id, version)
-        if stored_task(stored.meta) == MULTI_LABEL:
-            raise _multi_label_unsupported()
-        support = stored_support_set(rows, self.limits)
+        task = stored_task(stored.meta)
+        support = stored_support_set(rows, self.limits, task)
         steps = stored.meta.get("inner_steps")
         valid_steps = isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0
-        return support, steps if valid_steps else self.adaptation.inner.steps
+        return support, steps if valid_steps else self.adaptation.inner_for(task).steps
 
     def _support_embeddings(self, tenant_id: str, support: SupportSet) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """Examples' embeddings, and the descriptions' (always trained on), from the tenant's embedding cache."""
@@ -244,8 +289,6 @@ class InsightService:
         for i, text in enumerate(texts):
             check_text(text, self.limits, f"texts[{i}]")
         version, head = self.prediction.head_for(tenant_id)
-        if head.multi_label:
-            raise _multi_label_unsupported()
         support, _ = self._stored_support(tenant_id, version)
         pool = list(dict.fromkeys(texts))  # a text pasted twice is one candidate
         loaded = time.perf_counter()
@@ -262,15 +305,6 @@ class InsightService:
             "total": _ms(done - started),
         }
         return SuggestResult(tenant_id, version, len(pool), [(pool[p.index], p) for p in picks], timings)
-
-
-def _multi_label_unsupported() -> ServiceError:
-    return ServiceError(
-        422,
-        "multi_label_not_supported",
-        "the report and suggestions cover single-label tenants; a multi-label tenant's per-label thresholds come "
-        "from the cross-validation that /adapt runs (see GET /tenants/{tenant_id})",
-    )
 
 
 def _ms(seconds: float) -> float:

@@ -26,7 +26,6 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "missing_label": (422, "An example without its `label` (single-label) or `labels` (multi-label)."),
     "multi_label_example": (422, "An example with `labels` in a single-label task (use `label`, or task multi_label)."),
     "single_label_example": (422, "An example with `label` in a multi-label task (use `labels`)."),
-    "multi_label_not_supported": (422, "The tenant report and suggestions on a multi-label tenant."),
     "task_mismatch": (409, "An append naming another task than the tenant's (changing the task is a replace)."),
     "undeclared_label": (422, "An example's label is not in the declared `labels`."),
     "label_without_examples": (422, "A declared label with no example or description."),

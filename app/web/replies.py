@@ -18,6 +18,7 @@ from app.web.schemas import (
     KeyInfo,
     LabelScore,
     ModelSummary,
+    MultiLabelReport,
     PredictionOut,
     PredictResponse,
     RollbackResponse,
@@ -107,7 +108,11 @@ def evaluated(result: Evaluation) -> EvaluateResponse:
         tenant_id=result.tenant_id,
         version=result.version,
         cached=result.cached,
-        report=EvaluationReport(**result.report),
+        report=(
+            MultiLabelReport(**result.report)
+            if result.report.get("task") == "multi_label"
+            else EvaluationReport(**result.report)
+        ),
         timings_ms=result.timings_ms,
     )
 

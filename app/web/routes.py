@@ -106,7 +106,7 @@ def evaluate(tenant_id: TenantPath, insight: Insight, body: EvaluateRequest | No
     """How good the tenant's classifier is and what to fix: cross-validation of its support set through the
     /adapt path (or, with `examples`, the current model on a labeled test set); cached per version."""
     request = body or EvaluateRequest()
-    examples = None if request.examples is None else [example.model_dump() for example in request.examples]
+    examples = None if request.examples is None else [e.model_dump(exclude_none=True) for e in request.examples]
     result = insight.evaluate(tenant_id, version=request.version, examples=examples)
     return replies.evaluated(result)
 

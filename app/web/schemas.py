@@ -33,12 +33,6 @@ class Example(BaseModel):
     )
 
 
-class TestExample(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    text: str = Field(description="A labeled test utterance.", examples=["is my card on its way?"])
-    label: str = Field(description="Its true label.", examples=["card_arrival"])
-
-
 class AdaptRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -361,9 +355,10 @@ class EvaluateRequest(BaseModel):
         },
     )
     version: StrictInt | None = Field(None, ge=1, description="Evaluate a retained earlier version (default: current).")
-    examples: list[TestExample] | None = Field(
+    examples: list[Example] | None = Field(
         None,
-        description="A labeled test set: score the model on it instead of cross-validating its support set.",
+        description="A labeled test set: score the model on it instead of cross-validating its support set "
+        "(`label` for single-label tenants, `labels` for multi-label ones).",
     )
 
 
@@ -422,6 +417,7 @@ class OosPoint(BaseModel):
 
 
 class EvaluationReport(BaseModel):
+    task: Literal["single_label"] = "single_label"
     method: Literal["cross_validation", "test_set"]
     n_folds: int
     n_labels: int
@@ -455,6 +451,40 @@ class EvaluationReport(BaseModel):
     suspected_mislabels: list[SuspectedMislabel]
     near_duplicates: list[NearDuplicate] = Field(description="Texts under different labels with cosine >= 0.95.")
     oos_tradeoff: list[OosPoint]
+
+
+class MultiLabelMetrics(BaseModel):
+    label: str
+    examples: int = Field(description="Support examples the label applies to.")
+    support: int = Field(description="Scored texts the label applies to (held out or in the test set).")
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    threshold: float = Field(description="The label's decision threshold (cross-validated as /adapt does).")
+
+
+class MultiLabelNeed(BaseModel):
+    label: str
+    examples: int
+    f1: float | None
+    reasons: list[str]
+
+
+class MultiLabelReport(BaseModel):
+    task: Literal["multi_label"] = "multi_label"
+    method: Literal["cross_validation", "test_set"]
+    n_folds: int
+    n_labels: int
+    n_examples: int = Field(description="Examples in the support set.")
+    n_negatives: int = Field(description="Support examples to which no label applies.")
+    n_evaluated: int = Field(description="Texts scored.")
+    evaluable: bool
+    micro_f1: float | None = Field(description="Micro-averaged F1 of the held-out (or test) decisions.")
+    macro_f1: float | None = Field(description="Mean F1 over the labels with a true or predicted positive.")
+    exact_match: float | None = Field(description="Share of texts whose whole label set is right.")
+    labels_per_text: dict[str, float] = Field(description="Mean labels per text: `true` and `predicted`.")
+    per_label: list[MultiLabelMetrics]
+    labels_needing_examples: list[MultiLabelNeed]
 
 
 class EvaluateResponse(BaseModel):
@@ -534,7 +564,9 @@ class EvaluateResponse(BaseModel):
     tenant_id: str
     version: int = Field(description="The version the report describes.")
     cached: bool = Field(description="True when the report was computed earlier for this version.")
-    report: EvaluationReport
+    report: Annotated[EvaluationReport | MultiLabelReport, Field(discriminator="task")] = Field(
+        description="`task: single_label` or `multi_label` (micro/macro-F1, exact match, per-label thresholds)."
+    )
     timings_ms: dict[str, float]
 
 
@@ -553,10 +585,18 @@ class SuggestRequest(BaseModel):
 
 class SuggestionOut(BaseModel):
     text: str
-    predicted_label: str = Field(description="The current model's label: confirm or correct it.")
+    predicted_label: str = Field(
+        description="The current model's label: confirm or correct it (multi-label: the highest-scoring label)."
+    )
     score: float
-    runner_up: str | None
-    margin: float = Field(description="Top probability minus the runner-up's.")
+    runner_up: str | None = Field(
+        description="Single-label: the second most probable label. Multi-label: the label whose decision is the "
+        "closest call (probability nearest its threshold)."
+    )
+    margin: float = Field(
+        description="Single-label: top probability minus the runner-up's. Multi-label: distance of the runner-up's "
+        "probability to its threshold."
+    )
     reason: str
 
 

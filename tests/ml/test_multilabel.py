@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from app.meta.multilabel_data import MultiLabelRows, multi_hot, multilabel_metrics, sample_k_per_label
 from app.ml.head import HeadDecodeError, TenantHead
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits, one_vs_rest_head
-from app.ml.tenant_fit import _fold_scores, fit_multilabel
+from app.ml.tenant_fit import fit_multilabel, fold_scores
 from app.ml.thresholds import ThresholdRule, fit_thresholds, fold_ids, out_of_fold_scores
 
 
@@ -100,7 +100,8 @@ def test_thresholds_separate_clean_scores_and_shrink_for_few_positives() -> None
 
 def test_out_of_fold_scores_mark_labels_unseen_in_training() -> None:
     y = torch.tensor([[1.0, 0.0]] * 4 + [[0.0, 1.0]])  # label 1 has one positive: unseen when it is held out
-    scores, valid = out_of_fold_scores(y, 5, lambda ids: torch.full((len(ids), 2), 0.5))
+    scores, valid, ids = out_of_fold_scores(y, 5, lambda ids: torch.full((len(ids), 2), 0.5))
+    assert ids.tolist().count(int(ids[4])) == 1
     assert scores.shape == (5, 2)
     assert not bool(valid[4, 1]) and bool(valid[4, 0])
 
@@ -109,7 +110,7 @@ def test_folds_in_one_wide_inner_loop_equal_separate_fits() -> None:
     emb, y, _ = _multilabel_task(n=30)
     params = InnerLoopParams.constant(10, 0.2, 8.0)
     ids = fold_ids(y, 3)
-    together = _fold_scores(emb, y, ids, params)
+    together = fold_scores(emb, y, ids, params)
     for fold in range(3):
         train, held = ids != fold, ids == fold
         alone = adapt_head(emb[train], y[train], y.shape[1], params, differentiable=False)

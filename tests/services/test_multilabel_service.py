@@ -150,7 +150,26 @@ def test_multilabel_tenant_is_rebuilt_as_multilabel(runtime: Runtime) -> None:
     assert runtime.tenants.describe("acme").model.task == "multi_label"
 
 
-def test_insight_says_clearly_that_multilabel_is_not_covered(runtime: Runtime) -> None:
-    runtime.adaptation.adapt("acme", TICKETS, task="multi_label")
-    assert _code(lambda: runtime.insight.evaluate("acme")) == "multi_label_not_supported"
-    assert _code(lambda: runtime.insight.suggest("acme", ["a text"], 1)) == "multi_label_not_supported"
+def test_multilabel_report_and_suggestions(runtime: Runtime) -> None:
+    adapted = runtime.adaptation.adapt("acme", TICKETS, task="multi_label")
+    evaluation = runtime.insight.evaluate("acme")
+    report = evaluation.report
+    assert report["task"] == "multi_label" and report["method"] == "cross_validation" and report["n_folds"] == 5
+    assert report["n_examples"] == len(TICKETS) and report["n_negatives"] == 1 and report["n_evaluated"] == len(TICKETS)
+    assert {entry["label"] for entry in report["per_label"]} == {"billing", "bug", "feature"}
+    assert {e["label"]: e["threshold"] for e in report["per_label"]} == pytest.approx(adapted.thresholds, abs=1e-4)
+    assert 0.0 <= report["micro_f1"] <= 1.0 and report["labels_per_text"]["true"] == pytest.approx(10 / 9, abs=1e-3)
+    assert runtime.insight.evaluate("acme").cached
+    test_set = [{"text": "refund my last payment please", "labels": ["billing"]}, {"text": "hi", "labels": []}]
+    on_test = runtime.insight.evaluate("acme", examples=test_set).report
+    assert on_test["method"] == "test_set" and on_test["n_evaluated"] == 2
+    assert _code(lambda: runtime.insight.evaluate("acme", examples=[{"text": "x", "label": "bug"}])) == (
+        "single_label_example"
+    )
+    assert _code(lambda: runtime.insight.evaluate("acme", examples=[{"text": "x", "labels": ["nope"]}])) == (
+        "unknown_label"
+    )
+    picks = runtime.insight.suggest("acme", ["a crash while paying", "new feature idea", "thanks"], 2)
+    assert len(picks.suggestions) == 2
+    for _, suggestion in picks.suggestions:
+        assert suggestion.runner_up in {"billing", "bug", "feature"} and suggestion.margin >= 0

@@ -53,3 +53,22 @@ def test_report_errors_go_to_stderr(live: tuple[str, bool], capsys: pytest.Captu
         assert "401 invalid_api_key" in capsys.readouterr().err
     assert main(["report", "--tenant", "acme", "--url", "http://127.0.0.1:9", *key]) == 1
     assert "cannot reach" in capsys.readouterr().err
+
+
+def test_report_prints_a_multilabel_tenants_tables(live: tuple[str, bool], capsys: pytest.CaptureFixture[str]) -> None:
+    base, auth = live
+    tickets = [
+        {"text": "I was charged twice", "labels": ["billing"]},
+        {"text": "refund my payment", "labels": ["billing"]},
+        {"text": "the app crashes on start", "labels": ["bug"]},
+        {"text": "the export throws an error", "labels": ["bug"]},
+        {"text": "charged twice and the app crashed", "labels": ["billing", "bug"]},
+        {"text": "thanks a lot", "labels": []},
+    ]
+    body = {"tenant_id": "tickets", "task": "multi_label", "examples": tickets}
+    assert httpx.post(f"{base}/adapt", json=body, headers=ADMIN).status_code == 200
+    key = ["--key", ADMIN_KEY] if auth else []
+    assert main(["report", "--tenant", "tickets", "--url", base, *key]) == 0
+    text = capsys.readouterr().out
+    assert "micro-F1" in text and "exact match" in text and "threshold" in text and "(1 negative)" in text
+    assert "billing" in text and "bug" in text

@@ -121,7 +121,11 @@ def test_multilabel_requests_that_do_not_fit_get_clear_errors(make_client: Calla
     assert_error(client.post("/predict", headers=key, json=oos), 422, "invalid_option")
     out_of_range = {"tenant_id": "tickets", "texts": ["x"], "label_threshold": 1.0}
     assert_error(client.post("/predict", headers=key, json=out_of_range), 422, "validation_error")
-    assert_error(client.post("/tenants/tickets/evaluate", headers=key, json={}), 422, "multi_label_not_supported")
+    report = client.post("/tenants/tickets/evaluate", headers=key, json={})
+    assert report.status_code == 200 and report.json()["report"]["task"] == "multi_label"
+    assert report.json()["report"]["micro_f1"] is not None
+    suggested = client.post("/tenants/tickets/suggest", headers=key, json={"texts": ["app crashed after payment"]})
+    assert suggested.status_code == 200 and suggested.json()["suggestions"][0]["runner_up"]
     assert client.get("/tenants/tickets", headers=key).json()["version"] == 1  # refused requests changed nothing
 
     assert client.post("/adapt", headers=key, json={"tenant_id": "cards", "examples": SUPPORT}).status_code == 200

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from tests.redis_server import StoredVersion
 from tests.web.conftest import ADMIN, SUPPORT, assert_error, bearer
 
 TICKETS: list[dict[str, Any]] = [
@@ -137,3 +138,31 @@ def test_multilabel_requests_that_do_not_fit_get_clear_errors(make_client: Calla
     other = client.post("/admin/keys", headers=ADMIN, json={"name": "other", "tenants": ["other"]}).json()["key"]
     stranger = client.post("/predict", headers=bearer(other), json={"tenant_id": "tickets", "texts": ["x"]})
     assert stranger.status_code == 403
+
+
+def test_multilabel_versions_rollback_and_repair(make_client: Callable[..., TestClient], redis_store: Any) -> None:
+    client, key = _tenant_client(make_client)
+    first = {"tenant_id": "tickets", "task": "multi_label", "examples": TICKETS}
+    assert client.post("/adapt", headers=key, json=first).status_code == 200
+    described = {
+        "tenant_id": "tickets",
+        "mode": "append",
+        "examples": [],
+        "label_descriptions": {"praise": "thanks, great job"},
+    }
+    second = client.post("/adapt", headers=key, json=described)
+    assert second.status_code == 200 and "praise" in second.json()["labels"] and second.json()["n_descriptions"] == 1
+    rolled = client.post("/tenants/tickets/rollback", headers=key, json={"version": 1})
+    assert rolled.status_code == 200 and rolled.json()["version"] == 3
+    info = client.get("/tenants/tickets", headers=key).json()
+    assert info["task"] == "multi_label" and "praise" not in info["labels"]
+    versions = client.get("/tenants/tickets/versions", headers=key).json()["versions"]
+    assert [v["task"] for v in versions] == ["multi_label"] * 3
+
+    stored = StoredVersion(redis_store, "tickets")
+    head = stored.get("head")
+    stored.set("head", head[: len(head) // 2])  # corrupt: the service re-adapts from the stored support set
+    assert client.get("/tenants/tickets", headers=key).json()["status"] == "corrupt"
+    repaired = client.post("/predict", headers=key, json={"tenant_id": "tickets", "texts": ["refund me please"]})
+    assert repaired.status_code == 200 and repaired.json()["version"] == 4 and repaired.json()["task"] == "multi_label"
+    assert client.get("/tenants/tickets", headers=key).json()["thresholds"] == info["thresholds"]

@@ -87,7 +87,7 @@ def register_meta_commands(commands: argparse._SubParsersAction) -> None:
     multilabel.add_argument("--data-dir", default="../shared/data")
     multilabel.add_argument("--source", default="goemotions_multilabel", help="multi-label JSONL set (train/val)")
     multilabel.add_argument("--checkpoint", default="models/minilm-protomaml", help="folder to add it to")
-    multilabel.add_argument("--steps", type=int, default=300, help="outer (meta) steps")
+    multilabel.add_argument("--steps", type=int, default=120, help="outer (meta) steps")
     multilabel.add_argument("--dry-run", action="store_true", help="report, do not write the checkpoint")
     multilabel.set_defaults(handler=_meta_train_multilabel)
 

@@ -193,7 +193,7 @@ class MultiLabelMetaConfig:
     pool: int = 6000  # train texts embedded once (first rows of the split)
     shots: tuple[int, ...] = (4, 8, 16)
     n_query: int = 128
-    outer_steps: int = 300
+    outer_steps: int = 120
     outer_lr: float = 0.02
     select_shots: int = 8
     select_seeds: int = 5

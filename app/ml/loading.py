@@ -56,12 +56,13 @@ def load_model(
     precision: str = "float32",
     quantize: bool = False,
     compile_encoder: bool = False,
+    models_dir: Path | None = None,
 ) -> LoadedModel:
     """Base encoder + optional meta-trained checkpoint, then int8 or the serving precision, then compile.
 
     `precision`: `float32`, `bfloat16`, or `auto` (see `serve_in_bf16`); `quantize` (int8) wins over it.
     """
-    encoder = load_encoder(encoder_source, encoder_sha256, max_tokens, device)
+    encoder = load_encoder(encoder_source, encoder_sha256, max_tokens, device, models_dir=models_dir)
     if checkpoint is None:
         inner = default_inner if default_inner is not None else default_inner_loop()
     else:

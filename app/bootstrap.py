@@ -8,7 +8,7 @@ the API keys and the rate limiter alike, with one retry policy and one translati
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,6 +29,7 @@ from app.services.insight import InsightService, ReportCache
 from app.services.model_cache import HeadCache
 from app.services.prediction import PredictionService
 from app.services.tenants import TenantService
+from app.services.tiers import EncoderDescription, Tier, Tiers
 from app.store import RedisClient, TenantStore, build_store, connect
 
 log = logging.getLogger("fewshot")
@@ -91,12 +92,18 @@ class Runtime:
     insight: InsightService
     guard: AccessGuard
     readiness: Readiness
-    batcher: MicroBatcher | None = None
+    tiers: Tiers
+    batchers: list[MicroBatcher] = field(default_factory=list)  # one per served encoder (batching on)
     redis_client: RedisClient | None = None
 
+    @property
+    def batcher(self) -> MicroBatcher | None:
+        """The default encoder's micro-batcher."""
+        return self.batchers[0] if self.batchers else None
+
     def close(self) -> None:
-        if self.batcher is not None:
-            self.batcher.close()
+        for batcher in self.batchers:
+            batcher.close()
         self.store.close()
         if self.redis_client is not None:
             self.redis_client.close()
@@ -129,22 +136,35 @@ def _multi_label_inner(checkpoint: str | None) -> InnerLoopParams:
     return multi_label_inner_loop(folder if folder is not None and folder.is_dir() else None)
 
 
-def build_runtime(settings: Settings, model: Model | None = None) -> Runtime:
-    """Everything a server process needs; `model` lets tests share one loaded encoder."""
-    encoder, inner, checkpoint = model if model is not None else load_model(settings)
-    client = connect(settings.redis_url, settings.redis_timeout_s) if settings.store == "redis" else None
-    store = build_store(
-        settings.store,
-        redis_url=settings.redis_url,
-        prefix=settings.redis_prefix,
-        ttl_s=settings.tenant_ttl_s,
-        timeout_s=settings.redis_timeout_s,
-        keep_versions=settings.keep_versions,
-        client=client,
-        wait_replicas=settings.redis_wait_replicas,
-        wait_timeout_ms=settings.redis_wait_timeout_ms,
+def load_tier_model(settings: Settings, name: str) -> LoadedModel:
+    """The model of one encoder tier: `minilm` from the encoder settings, `mpnet` from the FEWSHOT_MPNET_* ones."""
+    if name != "mpnet":
+        return load_model(settings)
+    return load_model_files(
+        settings.mpnet_checkpoint_path(),
+        encoder_source=settings.mpnet_source,
+        encoder_sha256=settings.expected_mpnet_sha256(),
+        max_tokens=settings.max_tokens,
+        device=settings.device,
+        default_inner=InnerLoopParams.constant(settings.inner_steps, settings.inner_lr, settings.logit_scale),
+        precision=settings.encoder_precision,
+        quantize=settings.quantize_int8,
+        compile_encoder=settings.compile_encoder,
+        models_dir=Path(settings.models_dir).expanduser(),
     )
-    cache = HeadCache(settings.model_cache_size, max_bytes=int(settings.model_cache_mb * 2**20))
+
+
+def _precision(encoder: SentenceEncoder) -> str:
+    if encoder.quantized:
+        return "int8"
+    return str(next(encoder.transformer.parameters()).dtype).removeprefix("torch.")
+
+
+def build_tier(
+    name: str, model: Model, settings: Settings, store: TenantStore, cache: HeadCache, default: bool
+) -> tuple[Tier, MicroBatcher | None]:
+    """One encoder's embedder (its own micro-batcher) and the services that use it."""
+    encoder, inner, checkpoint = model
     limits = limits_from(settings)
     embedder: Embedder = EncoderEmbedder(encoder, settings.embed_batch_size)
     batcher = None
@@ -166,34 +186,75 @@ def build_runtime(settings: Settings, model: Model | None = None) -> Runtime:
         embedding_cache=EmbeddingLRU(settings.embedding_cache_size),
         math_threads=math_threads,
         multi_inner=_multi_label_inner(checkpoint),
+        encoder_name=name,
     )
     prediction = PredictionService(embedder, store, cache, adaptation, limits, math_threads=math_threads)
-    tenants = TenantService(store, cache, encoder.fingerprint)
     insight = InsightService(store, adaptation, prediction, ReportCache(REPORT_CACHE_TENANTS), settings.max_examples)
-    readiness = Readiness(
-        encoder_fingerprint=encoder.fingerprint,
+    description = EncoderDescription(
+        name=name,
+        default=default,
+        dim=encoder.dim,
+        fingerprint=encoder.fingerprint,
         checkpoint=None if checkpoint is None else Path(checkpoint).name,
-        store=settings.store,
+        precision=_precision(encoder),
     )
     log.info(
-        "runtime ready: encoder=%s fingerprint=%s checkpoint=%s store=%s device=%s",
-        settings.encoder_source,
+        "encoder %s ready: source=%s fingerprint=%s checkpoint=%s device=%s",
+        name,
+        encoder.info.source,
         encoder.fingerprint,
         checkpoint,
-        settings.store,
         encoder.device,
     )
+    return Tier(description, adaptation, prediction, insight), batcher
+
+
+def build_runtime(
+    settings: Settings, model: Model | None = None, tier_models: dict[str, Model] | None = None
+) -> Runtime:
+    """Everything a server process needs. `model` (the default tier's) and `tier_models` (by tier name) let
+    tests share loaded encoders; the other served tiers are loaded from the settings."""
+    names = settings.encoder_names()
+    given = dict(tier_models or {})
+    if model is not None:
+        given.setdefault(names[0], model)
+    models = {name: given[name] if name in given else load_tier_model(settings, name) for name in names}
+    client = connect(settings.redis_url, settings.redis_timeout_s) if settings.store == "redis" else None
+    store = build_store(
+        settings.store,
+        redis_url=settings.redis_url,
+        prefix=settings.redis_prefix,
+        ttl_s=settings.tenant_ttl_s,
+        timeout_s=settings.redis_timeout_s,
+        keep_versions=settings.keep_versions,
+        client=client,
+        wait_replicas=settings.redis_wait_replicas,
+        wait_timeout_ms=settings.redis_wait_timeout_ms,
+    )
+    cache = HeadCache(settings.model_cache_size, max_bytes=int(settings.model_cache_mb * 2**20))
+    built = [build_tier(name, models[name], settings, store, cache, i == 0) for i, name in enumerate(names)]
+    tiers = Tiers([tier for tier, _ in built], store)
+    default = tiers.default
+    encoder, inner, _ = models[names[0]]
+    fingerprints = {tier.name: tier.description.fingerprint for tier, _ in built}
+    readiness = Readiness(
+        encoder_fingerprint=encoder.fingerprint,
+        checkpoint=default.description.checkpoint,
+        store=settings.store,
+    )
+    log.info("runtime ready: encoders=%s store=%s", ",".join(names), settings.store)
     return Runtime(
         encoder=encoder,
         inner=inner,
         store=store,
         cache=cache,
-        adaptation=adaptation,
-        prediction=prediction,
-        tenants=tenants,
-        insight=insight,
+        adaptation=default.adaptation,
+        prediction=default.prediction,
+        tenants=TenantService(store, cache, fingerprints),
+        insight=default.insight,
         guard=build_access(settings, client),
         readiness=readiness,
-        batcher=batcher,
+        tiers=tiers,
+        batchers=[batcher for _, batcher in built if batcher is not None],
         redis_client=client,
     )

@@ -15,10 +15,13 @@ from app.ml.packaged import (
     DEFAULT_INNER_LR,
     DEFAULT_INNER_STEPS,
     DEFAULT_LOGIT_SCALE,
+    MPNET_ENCODER,
     PACKAGED_ENCODER,
     PACKAGED_ENCODER_SHA256,
     PINNED_SHA256,
 )
+
+ENCODER_TIERS = ("minilm", "mpnet")
 
 __all__ = ["DEFAULT_CHECKPOINT", "PACKAGED_ENCODER", "PACKAGED_ENCODER_SHA256", "Settings"]
 
@@ -41,6 +44,17 @@ class Settings(BaseSettings):
         description="Expected sha256 of the encoder's model.safetensors. `pinned`: the hash pinned for a packaged "
         "source (a folder or hub id is then not checked); empty disables the check.",
     )
+    encoders: str = Field(
+        "minilm",
+        description="Encoders this process serves, comma-separated; the first is the default for new tenants "
+        "(`/adapt` takes `encoder`). `minilm`: FEWSHOT_ENCODER_SOURCE, FEWSHOT_ENCODER_SHA256, FEWSHOT_CHECKPOINT. "
+        "`mpnet`: FEWSHOT_MPNET_SOURCE, FEWSHOT_MPNET_SHA256, FEWSHOT_MPNET_CHECKPOINT (the `mpnet` extra).",
+    )
+    mpnet_source: str = Field(MPNET_ENCODER, description="The `mpnet` tier's base encoder (package, folder or hub id).")
+    mpnet_sha256: str = Field(
+        "pinned", description="The `mpnet` tier's weights hash (`pinned`: the packaged source's; empty: no check)."
+    )
+    mpnet_checkpoint: str = Field("none", description="The `mpnet` tier's meta-trained checkpoint folder, or `none`.")
     models_dir: str = Field(
         "~/.cache/fewshot/models",
         description="Where encoders shipped in parts (`package:all-mpnet-base-v2`, the `mpnet` extra) are "
@@ -184,10 +198,26 @@ class Settings(BaseSettings):
     def expected_encoder_sha256(self) -> str | None:
         """The hash the encoder weights must have: `pinned` -> the packaged source's (None for a folder or hub id),
         empty -> None (no check), anything else as given."""
-        value = self.encoder_sha256.strip()
-        if value.lower() == "pinned":
-            return PINNED_SHA256.get(self.encoder_source)
-        return value or None
+        return _expected_sha256(self.encoder_source, self.encoder_sha256)
+
+    def expected_mpnet_sha256(self) -> str | None:
+        return _expected_sha256(self.mpnet_source, self.mpnet_sha256)
+
+    def encoder_names(self) -> list[str]:
+        """The served encoder tiers, the default first."""
+        return [name.strip() for name in self.encoders.split(",") if name.strip()]
+
+    @field_validator("encoders")
+    @classmethod
+    def _known_encoders(cls, value: str) -> str:
+        names = [name.strip() for name in value.split(",") if name.strip()]
+        unknown = [name for name in names if name not in ENCODER_TIERS]
+        if not names or unknown or len(set(names)) != len(names):
+            raise ValueError(f"encoders must list distinct names from {', '.join(ENCODER_TIERS)}; got {value!r}")
+        return ",".join(names)
+
+    def mpnet_checkpoint_path(self) -> Path | None:
+        return None if self.mpnet_checkpoint.strip().lower() in {"", "none"} else Path(self.mpnet_checkpoint)
 
     def checkpoint_path(self) -> Path | None:
         """The checkpoint folder, or None when disabled or absent (absent default = base encoder)."""
@@ -197,3 +227,10 @@ class Settings(BaseSettings):
         if not path.exists() and path == DEFAULT_CHECKPOINT:
             return None
         return path
+
+
+def _expected_sha256(source: str, value: str) -> str | None:
+    value = value.strip()
+    if value.lower() == "pinned":
+        return PINNED_SHA256.get(source)
+    return value or None

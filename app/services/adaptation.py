@@ -16,8 +16,8 @@ from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.head import MULTI_LABEL, SINGLE_LABEL, TenantHead
 from app.ml.learner import InnerLoopParams
 from app.ml.tenant_fit import OosRule, SupportSet, fit_tenant
-from app.services.errors import ServiceError, invalid
-from app.services.records import build_meta
+from app.services.errors import ServiceError, encoder_not_served, invalid
+from app.services.records import DEFAULT_ENCODER, build_meta, stored_encoder
 from app.store.base import JSON, NO_MODEL, TenantStore
 
 Mode = Literal["replace", "append"]
@@ -51,6 +51,7 @@ class AdaptResult:
     task: str = SINGLE_LABEL
     n_negatives: int = 0  # multi-label examples to which no label applies
     thresholds: dict[str, float] | None = None  # multi-label: each label's decision threshold
+    encoder: str = DEFAULT_ENCODER  # the encoder tier the head was adapted with
 
 
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
@@ -262,8 +263,10 @@ class AdaptationService:
         embedding_cache: EmbeddingLRU | None = None,
         math_threads: int | None = None,
         multi_inner: InnerLoopParams | None = None,
+        encoder_name: str = DEFAULT_ENCODER,
     ) -> None:
         self.embedder = embedder
+        self.encoder_name = encoder_name  # the tier this service adapts with (stored in each record)
         self.inner = inner
         self.multi_inner = multi_inner or inner  # the inner loop of multi-label tenants (one-vs-rest head)
         self.math_threads = math_threads  # intra-op threads for the inner loop (None: the thread's own)
@@ -327,6 +330,8 @@ class AdaptationService:
                 current_model = self.store.load(tenant_id)
                 current = None if current_model is None else current_model.version
                 stored = self.store.load_support(tenant_id) if current is not None else []
+                if current_model is not None and stored_encoder(current_model.meta) != self.encoder_name:
+                    raise encoder_not_served(tenant_id, stored_encoder(current_model.meta))
                 tenant_task = (task or SINGLE_LABEL) if current_model is None else stored_task(current_model.meta)
                 if task is not None and task != tenant_task:
                     raise ServiceError(
@@ -361,6 +366,7 @@ class AdaptationService:
             task=support.task,
             n_negatives=support.n_negatives,
             thresholds=_threshold_map(head),
+            encoder=self.encoder_name,
         )
 
     def rebuild(self, tenant_id: str, version: int, inner_steps: int | None) -> tuple[int, TenantHead] | None:
@@ -369,6 +375,8 @@ class AdaptationService:
         stored = self.store.load(tenant_id, version=version)
         if stored_support is None or stored is None:
             return None
+        if stored_encoder(stored.meta) != self.encoder_name:
+            raise encoder_not_served(tenant_id, stored_encoder(stored.meta))
         support = stored_support_set(stored_support, self.limits, stored_task(stored.meta))
         steps = self.inner_for(support.task).steps if inner_steps is None else inner_steps
         head, _, _ = self.fit(support, steps, tenant_id)
@@ -379,7 +387,9 @@ class AdaptationService:
         self, tenant_id: str, head: TenantHead, support: SupportSet, steps: int, expected_version: int | None
     ) -> int | None:
         head_bytes = head.to_bytes()
-        meta = build_meta(head_bytes, support.labels, support.counts(), self.embedder.fingerprint, steps)
+        meta = build_meta(
+            head_bytes, support.labels, support.counts(), self.embedder.fingerprint, steps, self.encoder_name
+        )
         meta["n_descriptions"] = len(support.descriptions)
         meta["oos_threshold"] = head.oos_threshold
         meta["task"] = support.task

@@ -24,3 +24,12 @@ def unknown_tenant(tenant_id: str) -> ServiceError:
 
 def unknown_version(tenant_id: str, version: int) -> ServiceError:
     return ServiceError(404, "unknown_version", f"version {version} of {tenant_id!r} is not retained")
+
+
+def encoder_not_served(tenant_id: str, encoder: str) -> ServiceError:
+    return ServiceError(
+        409,
+        "encoder_not_served",
+        f"tenant {tenant_id!r} was adapted with encoder {encoder!r}, which this server does not serve "
+        "(GET /encoders lists the served ones); adapt it again (mode replace) with a served encoder",
+    )

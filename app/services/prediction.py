@@ -11,10 +11,10 @@ from app.ml.embedder import Embedder
 from app.ml.head import SINGLE_LABEL, TenantHead
 from app.ml.threads import intra_op_threads
 from app.services.adaptation import AdaptationService, Limits, check_text
-from app.services.errors import ServiceError, invalid, unknown_tenant, unknown_version
+from app.services.errors import ServiceError, encoder_not_served, invalid, unknown_tenant, unknown_version
 from app.services.model_cache import CachedHead, HeadCache
 from app.services.records import UnusableModel, open_record
-from app.store.base import TenantStore
+from app.store.base import StoredModel, TenantStore
 
 
 @dataclass
@@ -35,6 +35,7 @@ class PredictResult:
     predictions: list[Prediction]
     timings_ms: dict[str, float] = field(default_factory=dict)
     task: str = SINGLE_LABEL
+    encoder: str = "minilm"
     label_threshold: float | None = None  # multi-label: the request's one threshold for every label, if given
 
 
@@ -69,16 +70,21 @@ class PredictionService:
         if stored is None:
             raise unknown_tenant(tenant_id)
         try:
-            head = open_record(stored, self.embedder.fingerprint)
+            head = self._open(stored)
             version = stored.version
         except UnusableModel as exc:
             version, head = self._repair(tenant_id, stored.version, stored.meta.get("inner_steps"), exc)
         self.cache.put(tenant_id, CachedHead(version, self.embedder.fingerprint, head))
         return version, head
 
+    def _open(self, stored: StoredModel) -> TenantHead:
+        return open_record(stored, self.embedder.fingerprint, self.adaptation.encoder_name)
+
     def _repair(
         self, tenant_id: str, version: int, inner_steps: object, problem: UnusableModel
     ) -> tuple[int, TenantHead]:
+        if problem.reason == "not_served":  # another encoder's tenant: never re-adapted with this one
+            raise encoder_not_served(tenant_id, problem.encoder)
         steps = inner_steps if isinstance(inner_steps, int) and inner_steps >= 0 else None
         for _ in range(3):  # a concurrent /adapt may win the compare-and-set; then use its version
             rebuilt = self.adaptation.rebuild(tenant_id, version, steps)
@@ -88,8 +94,10 @@ class PredictionService:
             if stored is None:
                 raise unknown_tenant(tenant_id)
             try:
-                return stored.version, open_record(stored, self.embedder.fingerprint)
+                return stored.version, self._open(stored)
             except UnusableModel as again:
+                if again.reason == "not_served":
+                    raise encoder_not_served(tenant_id, again.encoder) from again
                 version, problem = stored.version, again
         raise ServiceError(409, "model_unusable", f"stored model is {problem.reason}: {problem}")
 
@@ -101,8 +109,10 @@ class PredictionService:
                 raise unknown_tenant(tenant_id)
             raise unknown_version(tenant_id, version)
         try:
-            return open_record(stored, self.embedder.fingerprint)
+            return self._open(stored)
         except UnusableModel as exc:
+            if exc.reason == "not_served":
+                raise encoder_not_served(tenant_id, exc.encoder) from exc
             raise ServiceError(409, "model_unusable", f"version {version} is {exc.reason}: {exc}") from exc
 
     def predict(
@@ -183,7 +193,17 @@ class PredictionService:
             "total": round((done - started) * 1000, 3),
         }
         override = label_threshold if head.multi_label else None
-        return PredictResult(tenant_id, version, threshold, predictions, timings, head.task, override)
+        encoder = self.adaptation.encoder_name
+        return PredictResult(
+            tenant_id,
+            version,
+            threshold,
+            predictions,
+            timings,
+            task=head.task,
+            label_threshold=override,
+            encoder=encoder,
+        )
 
 
 def _applying(head: TenantHead, scores: torch.Tensor, override: float | None) -> list[list[tuple[str, float]]]:

@@ -10,14 +10,16 @@ from app.ml.head import HeadDecodeError, TenantHead
 from app.store.base import StoredModel
 
 RECORD_SCHEMA = 1
+DEFAULT_ENCODER = "minilm"  # records written before encoder tiers were adapted with MiniLM
 
 
 class UnusableModel(Exception):
     """A stored model that must not serve: corrupt, another schema, or another encoder."""
 
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, encoder: str = DEFAULT_ENCODER) -> None:
         super().__init__(detail)
-        self.reason = reason  # "corrupt" | "schema" | "stale"
+        self.encoder = encoder  # the record's encoder (for `not_served`)
+        self.reason = reason  # "corrupt" | "schema" | "stale" | "not_served" (another encoder's tenant)
 
 
 def build_meta(
@@ -26,10 +28,12 @@ def build_meta(
     counts: dict[str, int],
     fingerprint: str,
     inner_steps: int,
+    encoder: str = DEFAULT_ENCODER,
 ) -> dict[str, Any]:
     """Metadata for a freshly adapted head."""
     return {
         "schema": RECORD_SCHEMA,
+        "encoder": encoder,
         "labels": labels,
         "counts": [counts[label] for label in labels],  # aligned with `labels` (label names stored once)
         "n_examples": sum(counts.values()),
@@ -41,9 +45,20 @@ def build_meta(
     }
 
 
-def open_record(stored: StoredModel, fingerprint: str) -> TenantHead:
-    """Decode a stored head after checking schema, checksum and encoder fingerprint."""
+def stored_encoder(meta: dict[str, Any]) -> str:
+    """The name of the encoder a record was adapted with."""
+    name = meta.get("encoder", DEFAULT_ENCODER)
+    return name if isinstance(name, str) else DEFAULT_ENCODER
+
+
+def open_record(stored: StoredModel, fingerprint: str, encoder: str = DEFAULT_ENCODER) -> TenantHead:
+    """Decode a stored head after checking encoder name, schema, checksum and encoder fingerprint.
+
+    `not_served`: the record belongs to another encoder than `encoder` (never repaired with this one)."""
     meta = stored.meta
+    if stored_encoder(meta) != encoder:
+        name = stored_encoder(meta)
+        raise UnusableModel("not_served", f"adapted with encoder {name!r}, this one is {encoder!r}", name)
     if meta.get("schema") != RECORD_SCHEMA:
         raise UnusableModel("schema", f"record schema {meta.get('schema')!r}, expected {RECORD_SCHEMA}")
     if hashlib.sha256(stored.head).hexdigest() != meta.get("head_sha256"):

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.services.errors import unknown_tenant, unknown_version
 from app.services.model_cache import HeadCache
-from app.services.records import UnusableModel, open_record
+from app.services.records import UnusableModel, open_record, stored_encoder
 from app.store.base import JSON, TenantStore
 
 
@@ -30,6 +30,7 @@ class ModelSummary:
     encoder_fingerprint: str | None = None
     created_at: str | None = None
     task: str = "single_label"
+    encoder: str = "minilm"
     n_negatives: int = 0
     thresholds: dict[str, float] | None = None  # multi-label: each label's decision threshold
 
@@ -37,7 +38,7 @@ class ModelSummary:
 @dataclass(frozen=True)
 class TenantDescription:
     tenant_id: str
-    status: str  # `ready`, or why the stored head cannot serve as is (`stale`, `corrupt`, `schema`)
+    status: str  # `ready`, or why the stored head cannot serve as is (`stale`, `corrupt`, `schema`, `not_served`)
     model: ModelSummary
 
 
@@ -65,6 +66,7 @@ _CHECKS: dict[str, Any] = {  # metadata field: type check
     "encoder_fingerprint": lambda v: v is None or isinstance(v, str),
     "created_at": lambda v: v is None or isinstance(v, str),
     "task": lambda v: v in ("single_label", "multi_label"),
+    "encoder": lambda v: isinstance(v, str),
     "n_negatives": _is_int,
     "thresholds": lambda v: isinstance(v, dict) and all(isinstance(t, float | int) for t in v.values()),
 }
@@ -89,20 +91,23 @@ def _counts_by_label(labels: Any, counts: Any) -> dict[str, int] | None:
 
 
 class TenantService:
-    def __init__(self, store: TenantStore, cache: HeadCache, fingerprint: str) -> None:
+    def __init__(self, store: TenantStore, cache: HeadCache, fingerprints: dict[str, str]) -> None:
         self.store = store
         self.cache = cache
-        self.fingerprint = fingerprint
+        self.fingerprints = fingerprints  # served encoder name -> fingerprint
 
     def describe(self, tenant_id: str) -> TenantDescription:
         stored = self.store.load(tenant_id)
         if stored is None:
             raise unknown_tenant(tenant_id)
-        try:
-            open_record(stored, self.fingerprint)
-            status = "ready"
-        except UnusableModel as exc:
-            status = exc.reason
+        encoder = stored_encoder(stored.meta)
+        fingerprint = self.fingerprints.get(encoder)
+        status = "not_served" if fingerprint is None else "ready"
+        if fingerprint is not None:
+            try:
+                open_record(stored, fingerprint, encoder)
+            except UnusableModel as exc:
+                status = exc.reason
         return TenantDescription(tenant_id, status, _summary(stored.version, len(stored.head), stored.meta))
 
     def versions(self, tenant_id: str) -> VersionHistory:

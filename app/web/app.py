@@ -41,15 +41,16 @@ OPEN_WARNING = (
 )
 
 
-def create_app(settings: Settings, model: Model | None = None) -> FastAPI:
-    """Build the app. `model` (encoder, inner params, checkpoint) lets tests reuse one loaded encoder."""
+def create_app(settings: Settings, model: Model | None = None, tier_models: dict[str, Model] | None = None) -> FastAPI:
+    """Build the app. `model` (encoder, inner params, checkpoint: the default tier's) and `tier_models` (by tier
+    name) let tests reuse loaded encoders."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_format, settings.log_level)
-        runtime = build_runtime(settings, model)
-        if runtime.batcher is not None:
-            runtime.batcher.on_batch = metrics.observe_encoder_pass
+        runtime = build_runtime(settings, model, tier_models)
+        for batcher in runtime.batchers:
+            batcher.on_batch = metrics.observe_encoder_pass
         _warn_about_access(runtime.guard)
         app.state.runtime = runtime
         try:

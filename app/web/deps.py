@@ -8,11 +8,9 @@ from fastapi import Depends, Request
 
 from app.access.guard import AccessGuard, Principal
 from app.bootstrap import Readiness, Runtime
-from app.services.adaptation import AdaptationService
 from app.services.errors import ServiceError
-from app.services.insight import InsightService
-from app.services.prediction import PredictionService
 from app.services.tenants import TenantService
+from app.services.tiers import Tiers
 from app.store import TenantStore
 
 
@@ -20,20 +18,12 @@ def _runtime(request: Request) -> Runtime:
     return request.app.state.runtime
 
 
-def get_adaptation(request: Request) -> AdaptationService:
-    return _runtime(request).adaptation
-
-
-def get_prediction(request: Request) -> PredictionService:
-    return _runtime(request).prediction
-
-
 def get_tenants(request: Request) -> TenantService:
     return _runtime(request).tenants
 
 
-def get_insight(request: Request) -> InsightService:
-    return _runtime(request).insight
+def get_tiers(request: Request) -> Tiers:
+    return _runtime(request).tiers
 
 
 def get_store(request: Request) -> TenantStore:
@@ -55,10 +45,8 @@ def get_principal(request: Request) -> Principal:
     return principal
 
 
-Adaptation = Annotated[AdaptationService, Depends(get_adaptation)]
-Prediction = Annotated[PredictionService, Depends(get_prediction)]
 Tenants = Annotated[TenantService, Depends(get_tenants)]
-Insight = Annotated[InsightService, Depends(get_insight)]
+Encoders = Annotated[Tiers, Depends(get_tiers)]
 Store = Annotated[TenantStore, Depends(get_store)]
 ReadinessInfo = Annotated[Readiness, Depends(get_readiness)]
 Guard = Annotated[AccessGuard, Depends(get_guard)]

@@ -10,8 +10,11 @@ from app.services.insight import Evaluation, SuggestResult
 from app.services.prediction import PredictResult
 from app.services.tenants import ModelSummary as ModelSummaryResult
 from app.services.tenants import RollbackResult, TenantDescription, VersionHistory
+from app.services.tiers import EncoderDescription
 from app.web.schemas import (
     AdaptResponse,
+    EncoderInfo,
+    EncoderList,
     EvaluateResponse,
     EvaluationReport,
     KeyCreated,
@@ -45,6 +48,7 @@ def adapted(result: AdaptResult) -> AdaptResponse:
         task=result.task,
         n_negatives=result.n_negatives,
         thresholds=result.thresholds,
+        encoder=result.encoder,
     )
 
 
@@ -52,6 +56,7 @@ def predicted(result: PredictResult) -> PredictResponse:
     return PredictResponse(
         tenant_id=result.tenant_id,
         version=result.version,
+        encoder=result.encoder,
         task=result.task,
         oos_threshold=result.oos_threshold,
         label_threshold=result.label_threshold,
@@ -68,6 +73,10 @@ def predicted(result: PredictResult) -> PredictResponse:
         ],
         timings_ms=result.timings_ms,
     )
+
+
+def encoder_list(encoders: list[EncoderDescription]) -> EncoderList:
+    return EncoderList(encoders=[EncoderInfo(**asdict(encoder)) for encoder in encoders])
 
 
 def summary(model: ModelSummaryResult) -> ModelSummary:

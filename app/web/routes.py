@@ -10,13 +10,14 @@ from fastapi.responses import JSONResponse
 
 from app.store.base import StoreUnavailable
 from app.web import metrics, replies
-from app.web.deps import Adaptation, Caller, Insight, Prediction, ReadinessInfo, Store, Tenants
+from app.web.deps import Caller, Encoders, ReadinessInfo, Store, Tenants
 from app.web.errors import error_response
 from app.web.schemas import (
     ERROR_RESPONSES,
     TENANT_ID_PATTERN,
     AdaptRequest,
     AdaptResponse,
+    EncoderList,
     ErrorResponse,
     EvaluateRequest,
     EvaluateResponse,
@@ -40,9 +41,10 @@ MAX_LISTED = 10_000
 
 
 @router.post("/adapt", response_model=AdaptResponse, responses=ERROR_RESPONSES, tags=["tenants"])
-def adapt(body: AdaptRequest, adaptation: Adaptation) -> AdaptResponse:
+def adapt(body: AdaptRequest, encoders: Encoders) -> AdaptResponse:
     """Adapt a tenant's classifier from its labeled examples; replaces the previous version."""
-    result = adaptation.adapt(
+    tier = encoders.for_adapt(body.tenant_id, body.mode, body.encoder)
+    result = tier.adaptation.adapt(
         body.tenant_id,
         [example.model_dump(exclude_none=True) for example in body.examples],
         labels=body.labels,
@@ -57,9 +59,9 @@ def adapt(body: AdaptRequest, adaptation: Adaptation) -> AdaptResponse:
 
 
 @router.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES, tags=["tenants"])
-def predict(body: PredictRequest, prediction: Prediction) -> PredictResponse:
+def predict(body: PredictRequest, encoders: Encoders) -> PredictResponse:
     """Classify texts with the tenant's current model."""
-    result = prediction.predict(
+    result = encoders.of_tenant(body.tenant_id, body.version).prediction.predict(
         body.tenant_id,
         body.texts,
         top_k=body.top_k,
@@ -102,11 +104,12 @@ def rollback(tenant_id: TenantPath, body: RollbackRequest, tenants: Tenants) -> 
 @router.post(
     "/tenants/{tenant_id}/evaluate", response_model=EvaluateResponse, responses=ERROR_RESPONSES, tags=["insight"]
 )
-def evaluate(tenant_id: TenantPath, insight: Insight, body: EvaluateRequest | None = None) -> EvaluateResponse:
+def evaluate(tenant_id: TenantPath, encoders: Encoders, body: EvaluateRequest | None = None) -> EvaluateResponse:
     """How good the tenant's classifier is and what to fix: cross-validation of its support set through the
     /adapt path (or, with `examples`, the current model on a labeled test set); cached per version."""
     request = body or EvaluateRequest()
     examples = None if request.examples is None else [e.model_dump(exclude_none=True) for e in request.examples]
+    insight = encoders.of_tenant(tenant_id, request.version).insight
     result = insight.evaluate(tenant_id, version=request.version, examples=examples)
     return replies.evaluated(result)
 
@@ -114,10 +117,10 @@ def evaluate(tenant_id: TenantPath, insight: Insight, body: EvaluateRequest | No
 @router.post(
     "/tenants/{tenant_id}/suggest", response_model=SuggestResponse, responses=ERROR_RESPONSES, tags=["insight"]
 )
-def suggest(tenant_id: TenantPath, body: SuggestRequest, insight: Insight) -> SuggestResponse:
+def suggest(tenant_id: TenantPath, body: SuggestRequest, encoders: Encoders) -> SuggestResponse:
     """Which of these unlabeled texts to label next (uncertain and diverse), each with the predicted label to
     confirm or correct; send the labeled ones back with POST /adapt `mode: append`."""
-    result = insight.suggest(tenant_id, body.texts, body.k)
+    result = encoders.of_tenant(tenant_id).insight.suggest(tenant_id, body.texts, body.k)
     return replies.suggested(result)
 
 
@@ -126,6 +129,13 @@ def delete_tenant(tenant_id: TenantPath, tenants: Tenants) -> Response:
     """Delete a tenant's model and support set."""
     tenants.delete(tenant_id)
     return Response(status_code=204)
+
+
+@router.get("/encoders", response_model=EncoderList, responses=ERROR_RESPONSES, tags=["tenants"])
+def list_encoders(encoders: Encoders) -> EncoderList:
+    """The encoders this server serves (the first is the default for new tenants); `/adapt` picks one with
+    `encoder`, and a tenant keeps it until a `replace` names another."""
+    return replies.encoder_list(encoders.describe())
 
 
 @router.get("/healthz", response_model=HealthResponse, tags=["health"])

@@ -67,6 +67,11 @@ class AdaptRequest(BaseModel):
         "or more). Default: `single_label` for `replace`, the tenant's own task for `append`; changing a tenant's "
         "task needs `mode: replace` (an `append` naming another task gets 409 `task_mismatch`).",
     )
+    encoder: str | None = Field(
+        None,
+        description="The encoder to adapt with (GET /encoders; default: the server's first). `append` keeps the "
+        "tenant's own (naming another is 409 `encoder_mismatch`); `replace` may switch.",
+    )
     examples: list[Example] = Field(description="The support set: labeled examples (a few per label).")
     labels: list[str] | None = Field(
         None, description="Optional declared label set (output order); each must have an example."
@@ -124,6 +129,7 @@ class AdaptResponse(BaseModel):
     thresholds: dict[str, float] | None = Field(
         None, description="Multi-label: each label's decision threshold (cross-validated on the support set)."
     )
+    encoder: str = Field("minilm", description="The encoder the tenant was adapted with.")
 
 
 class PredictRequest(BaseModel):
@@ -202,6 +208,7 @@ class PredictResponse(BaseModel):
     )
     tenant_id: str
     version: int = Field(description="Version of the model that answered.")
+    encoder: str = Field("minilm", description="The encoder that embedded the texts (the tenant's).")
     task: Literal["single_label", "multi_label"] = "single_label"
     oos_threshold: float | None = Field(None, description="Out-of-scope threshold that was applied.")
     label_threshold: float | None = Field(None, description="Multi-label: the request's one threshold, if given.")
@@ -237,6 +244,7 @@ class ModelSummary(BaseModel):
     encoder_fingerprint: str | None
     created_at: str | None
     task: Literal["single_label", "multi_label"] = "single_label"
+    encoder: str = Field("minilm", description="The encoder the version was adapted with.")
     n_negatives: int = Field(0, description="Multi-label: examples to which no label applies.")
     thresholds: dict[str, float] | None = Field(None, description="Multi-label: each label's decision threshold.")
 
@@ -246,7 +254,10 @@ class TenantInfo(ModelSummary):
         json_schema_extra={"examples": [{"tenant_id": "acme-support", "status": "ready", **_MODEL_SUMMARY_EXAMPLE}]}
     )
     tenant_id: str
-    status: str = Field(description="`ready`, or why the stored head cannot serve as is: `stale`, `corrupt`, `schema`.")
+    status: str = Field(
+        description="`ready`, or why the stored head cannot serve as is: `stale`, `corrupt`, `schema`, or "
+        "`not_served` (adapted with an encoder this server does not serve)."
+    )
 
 
 class VersionList(BaseModel):
@@ -285,6 +296,37 @@ class ErrorResponse(BaseModel):
         json_schema_extra={"examples": [{"error": {"code": "unknown_tenant", "message": "tenant 'x' has no model"}}]}
     )
     error: ErrorBody
+
+
+class EncoderInfo(BaseModel):
+    name: str
+    default: bool = Field(description="New tenants get this encoder unless `/adapt` names another.")
+    dim: int = Field(description="Embedding dimensions.")
+    fingerprint: str = Field(description="Changes when the weights or the checkpoint change (tenants re-adapt).")
+    checkpoint: str | None = Field(description="The meta-trained checkpoint applied (folder name), if any.")
+    precision: str = Field(description="Serving precision of the encoder weights.")
+
+
+class EncoderList(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "encoders": [
+                        {
+                            "name": "minilm",
+                            "default": True,
+                            "dim": 384,
+                            "fingerprint": "3f1c9a0b7d2e4f51",
+                            "checkpoint": "minilm-protomaml",
+                            "precision": "float32",
+                        }
+                    ]
+                }
+            ]
+        }
+    )
+    encoders: list[EncoderInfo]
 
 
 class HealthResponse(BaseModel):

@@ -1,0 +1,121 @@
+"""Encoder tiers: the encoders one process serves side by side, each with its own services, and which one a
+request goes to.
+
+A new tenant (or a `replace`) gets the tier it names (default: the first served). Everything else about a tenant
+goes to the tier it was adapted with, read from its record (`records.stored_encoder`) and remembered per
+(tenant, version); with one tier served, that check happens where the record is opened (`open_record`), at no
+extra store call. A tenant of an encoder this process does not serve gets 409 `encoder_not_served`, never
+another encoder's answer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from app.services.adaptation import AdaptationService
+from app.services.errors import ServiceError, encoder_not_served, invalid, unknown_tenant, unknown_version
+from app.services.insight import InsightService
+from app.services.prediction import PredictionService
+from app.services.records import stored_encoder
+from app.store.base import TenantStore
+
+REMEMBERED_TENANTS = 100_000
+
+
+@dataclass(frozen=True)
+class EncoderDescription:
+    name: str
+    default: bool
+    dim: int
+    fingerprint: str
+    checkpoint: str | None  # the checkpoint folder's name
+    precision: str
+
+
+@dataclass(frozen=True)
+class Tier:
+    """One served encoder and the services that use it."""
+
+    description: EncoderDescription
+    adaptation: AdaptationService
+    prediction: PredictionService
+    insight: InsightService
+
+    @property
+    def name(self) -> str:
+        return self.description.name
+
+
+class Tiers:
+    def __init__(self, tiers: list[Tier], store: TenantStore) -> None:
+        if not tiers:
+            raise ValueError("at least one encoder tier")
+        self._tiers = {tier.name: tier for tier in tiers}
+        self.default = tiers[0]
+        self.store = store
+        self._names: OrderedDict[str, tuple[int, str]] = OrderedDict()  # tenant -> (version, encoder name)
+        self._lock = threading.Lock()
+
+    def describe(self) -> list[EncoderDescription]:
+        return [tier.description for tier in self._tiers.values()]
+
+    def named(self, name: str | None) -> Tier:
+        """The tier called `name` (None: the default); 422 `unknown_encoder` for one this process does not serve."""
+        if name is None:
+            return self.default
+        tier = self._tiers.get(name)
+        if tier is None:
+            served = ", ".join(self._tiers)
+            raise invalid("unknown_encoder", f"encoder {name!r} is not served here; served: {served}")
+        return tier
+
+    def of_tenant(self, tenant_id: str, version: int | None = None) -> Tier:
+        """The tier `tenant_id` (or its retained `version`) was adapted with."""
+        if len(self._tiers) == 1:
+            return self.default  # its services check the record's encoder when they open it
+        if version is None:
+            current = self.store.current_version(tenant_id)
+            if current is None:
+                raise unknown_tenant(tenant_id)
+            with self._lock:
+                known = self._names.get(tenant_id)
+            if known is not None and known[0] == current:
+                return self._served(tenant_id, known[1])
+        stored = self.store.load(tenant_id, version=version)
+        if stored is None:
+            if version is not None and self.store.current_version(tenant_id) is not None:
+                raise unknown_version(tenant_id, version)
+            raise unknown_tenant(tenant_id)
+        name = stored_encoder(stored.meta)
+        if version is None:
+            self._remember(tenant_id, stored.version, name)
+        return self._served(tenant_id, name)
+
+    def for_adapt(self, tenant_id: str, mode: str, encoder: str | None) -> Tier:
+        """`replace`: the named tier. `append`: the tenant's own (an explicit other one is 409 `encoder_mismatch`:
+        changing a tenant's encoder is a replace), or the named one for a new tenant."""
+        if mode == "replace" or self.store.current_version(tenant_id) is None:
+            return self.named(encoder)
+        tier = self.of_tenant(tenant_id)
+        if encoder is not None and encoder != tier.name:
+            raise ServiceError(
+                409,
+                "encoder_mismatch",
+                f"tenant {tenant_id!r} uses encoder {tier.name!r}; changing it needs mode 'replace'",
+            )
+        return tier
+
+    def _served(self, tenant_id: str, name: str) -> Tier:
+        tier = self._tiers.get(name)
+        if tier is None:
+            raise encoder_not_served(tenant_id, name)
+        return tier
+
+    def _remember(self, tenant_id: str, version: int, name: str) -> None:
+        with self._lock:
+            self._names[tenant_id] = (version, name)
+            self._names.move_to_end(tenant_id)
+            while len(self._names) > REMEMBERED_TENANTS:
+                self._names.popitem(last=False)

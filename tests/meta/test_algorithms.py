@@ -105,3 +105,26 @@ def test_inner_loop_can_adapt_the_last_layer_norm() -> None:
     assert loss < start
     loss.backward()
     assert lr_norm.grad is not None and lr_norm.grad.abs() > 0
+
+
+def test_untrained_meta_network_is_protonet_and_its_generator_learns() -> None:
+    torch.manual_seed(0)
+    support = F.normalize(torch.randn(12, 16), dim=-1)
+    targets = torch.arange(4).repeat_interleave(3)
+    query = F.normalize(torch.randn(8, 16), dim=-1)
+    query_targets = torch.arange(4).repeat(2)
+    metanet = build_algorithm("metanet", 16, {"scale": 5.0, "hidden": 8})
+    protonet = build_algorithm("protonet", 16, {"scale": 5.0})
+    torch.testing.assert_close(metanet.logits(support, targets, query, 4), protonet.logits(support, targets, query, 4))
+    with_steps = build_algorithm("metanet", 16, {"scale": 5.0, "hidden": 8, "inner_steps": 3, "lr": 0.1})
+    protomaml = build_algorithm("protomaml", 16, {"scale": 5.0, "steps": 3, "lr": 0.1})
+    torch.testing.assert_close(
+        with_steps.logits(support, targets, query, 4),
+        protomaml.logits(support, targets, query, 4),
+        atol=1e-5,
+        rtol=1e-5,
+    )
+    loss, _ = with_steps.loss(support, targets, query, query_targets, 4)
+    loss.backward()
+    assert with_steps.generator[2].weight.grad is not None and with_steps.generator[2].weight.grad.abs().sum() > 0
+    assert with_steps.log_lr.grad is not None  # through the inner steps taken from the written head

@@ -52,13 +52,19 @@ def limits_from(settings: Settings) -> Limits:
 
 
 def load_model(settings: Settings) -> LoadedModel:
-    """The configured encoder and inner loop (`app.ml.loading.load_model` with the settings' values)."""
+    """The configured (default, `minilm`) encoder and inner loop (`app.ml.loading.load_model` with the settings)."""
+    return load_tier_model(settings, "minilm")
+
+
+def load_tier_model(settings: Settings, name: str) -> LoadedModel:
+    """The model of one encoder tier: `minilm` from the encoder settings, `mpnet` from the FEWSHOT_MPNET_* ones."""
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
+    mpnet = name == "mpnet"
     return load_model_files(
-        settings.checkpoint_path(),
-        encoder_source=settings.encoder_source,
-        encoder_sha256=settings.expected_encoder_sha256(),
+        settings.mpnet_checkpoint_path() if mpnet else settings.checkpoint_path(),
+        encoder_source=settings.mpnet_source if mpnet else settings.encoder_source,
+        encoder_sha256=settings.expected_mpnet_sha256() if mpnet else settings.expected_encoder_sha256(),
         max_tokens=settings.max_tokens,
         device=settings.device,
         default_inner=InnerLoopParams.constant(settings.inner_steps, settings.inner_lr, settings.logit_scale),
@@ -134,24 +140,6 @@ def _multi_label_inner(checkpoint: str | None) -> InnerLoopParams:
     a checkpoint that is no folder here: defaults then too."""
     folder = None if checkpoint is None else Path(checkpoint)
     return multi_label_inner_loop(folder if folder is not None and folder.is_dir() else None)
-
-
-def load_tier_model(settings: Settings, name: str) -> LoadedModel:
-    """The model of one encoder tier: `minilm` from the encoder settings, `mpnet` from the FEWSHOT_MPNET_* ones."""
-    if name != "mpnet":
-        return load_model(settings)
-    return load_model_files(
-        settings.mpnet_checkpoint_path(),
-        encoder_source=settings.mpnet_source,
-        encoder_sha256=settings.expected_mpnet_sha256(),
-        max_tokens=settings.max_tokens,
-        device=settings.device,
-        default_inner=InnerLoopParams.constant(settings.inner_steps, settings.inner_lr, settings.logit_scale),
-        precision=settings.encoder_precision,
-        quantize=settings.quantize_int8,
-        compile_encoder=settings.compile_encoder,
-        models_dir=Path(settings.models_dir).expanduser(),
-    )
 
 
 def _precision(encoder: SentenceEncoder) -> str:

@@ -40,6 +40,14 @@ def support(*groups: tuple[str, list[str]]) -> list[dict[str, str]]:
 
 
 SUPPORT = support(("card_arrival", CARDS), ("exchange_rate", FX), ("refund", REFUND))
+TICKETS = [  # a small multi-label support set: two labels, one text with both, one negative
+    {"text": "I was charged twice", "labels": ["billing"]},
+    {"text": "refund my payment", "labels": ["billing"]},
+    {"text": "the app crashes on start", "labels": ["bug"]},
+    {"text": "the export throws an error", "labels": ["bug"]},
+    {"text": "charged twice and the app crashed", "labels": ["billing", "bug"]},
+    {"text": "thanks a lot", "labels": []},
+]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from app.cli import main
 from app.config import Settings
 from app.web.app import create_app
 from harness.server_proc import serve_in_thread
-from tests.web.conftest import ADMIN, ADMIN_KEY, SUPPORT, support
+from tests.web.conftest import ADMIN, ADMIN_KEY, SUPPORT, TICKETS, support
 
 
 @pytest.fixture(params=[True, False], ids=["auth", "no-auth"])
@@ -57,15 +57,7 @@ def test_report_errors_go_to_stderr(live: tuple[str, bool], capsys: pytest.Captu
 
 def test_report_prints_a_multilabel_tenants_tables(live: tuple[str, bool], capsys: pytest.CaptureFixture[str]) -> None:
     base, auth = live
-    tickets = [
-        {"text": "I was charged twice", "labels": ["billing"]},
-        {"text": "refund my payment", "labels": ["billing"]},
-        {"text": "the app crashes on start", "labels": ["bug"]},
-        {"text": "the export throws an error", "labels": ["bug"]},
-        {"text": "charged twice and the app crashed", "labels": ["billing", "bug"]},
-        {"text": "thanks a lot", "labels": []},
-    ]
-    body = {"tenant_id": "tickets", "task": "multi_label", "examples": tickets}
+    body = {"tenant_id": "tickets", "task": "multi_label", "examples": TICKETS}
     assert httpx.post(f"{base}/adapt", json=body, headers=ADMIN).status_code == 200
     key = ["--key", ADMIN_KEY] if auth else []
     assert main(["report", "--tenant", "tickets", "--url", base, *key]) == 0

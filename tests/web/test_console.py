@@ -22,7 +22,7 @@ from app.config import Settings
 from app.web.app import create_app
 from harness.ports import free_port
 from harness.server_proc import serve_in_thread
-from tests.web.conftest import ADMIN, ADMIN_KEY, SUPPORT, support
+from tests.web.conftest import ADMIN, ADMIN_KEY, SUPPORT, TICKETS, support
 from tests.web.test_docs_offline import ARTIFACTS, CHROMIUM, chromium
 
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -75,15 +75,7 @@ def test_console_shows_the_report_in_headless_chromium(live: str, tmp_path: Path
 @pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium)")
 def test_console_shows_a_multilabel_report(live: str, tmp_path: Path) -> None:
-    tickets = [
-        {"text": "I was charged twice", "labels": ["billing"]},
-        {"text": "refund my payment", "labels": ["billing"]},
-        {"text": "the app crashes on start", "labels": ["bug"]},
-        {"text": "the export throws an error", "labels": ["bug"]},
-        {"text": "charged twice and the app crashed", "labels": ["billing", "bug"]},
-        {"text": "thanks a lot", "labels": []},
-    ]
-    body = {"tenant_id": "tickets", "task": "multi_label", "examples": tickets}
+    body = {"tenant_id": "tickets", "task": "multi_label", "examples": TICKETS}
     assert httpx.post(f"{live}/adapt", json=body, headers=ADMIN).status_code == 200
     dom = chromium(f"{live}/console#tenant=tickets", tmp_path / "profile", "--dump-dom")
     assert '<section id="report">' in dom, "the report section is still hidden"

@@ -256,6 +256,9 @@ def _run_label(folder: Path) -> tuple[str, bool]:
         what = "biases + LayerNorms (BitFit) meta-trained"
     if manifest.get("serves_via_adapt") and manifest["algorithm"] != "protonet":
         what += f", {manifest['inner_loop']['steps']} inner steps"
+    written_then_steps = (manifest["config"].get("algorithm_options") or {}).get("inner_steps")
+    if manifest["algorithm"] == "metanet" and written_then_steps:
+        what += f", then {written_then_steps} inner steps"
     return f"{manifest['algorithm']} ({what})", trained
 
 
@@ -293,6 +296,8 @@ def run_methods(base: Model, base_embedder: Embedder, texts: list[list[str]], cf
             encoder = _load(None)[0] if cfg.base_model is None else base[0]
             load_checkpoint(folder, encoder)
             embedder = precomputed_embedder(encoder, texts, cfg.cache_dir)
+        if label in methods:  # two runs of one kind: tell them apart by the run's folder
+            label = f"{label} [{folder.parent.name}]"
         methods[label] = algorithm_scorer(embedder, folder, base[0].dim)
     return methods
 

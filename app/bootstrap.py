@@ -21,7 +21,7 @@ from app.ml.embedder import Embedder, EncoderEmbedder, RoutedEmbedder
 from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
-from app.ml.loading import LoadedModel, multi_label_inner_loop
+from app.ml.loading import LoadedModel, default_inner_loop, multi_label_inner_loop
 from app.ml.loading import load_model as load_model_files
 from app.ml.tenant_fit import OosRule
 from app.services.adaptation import AdaptationService, Limits
@@ -67,7 +67,9 @@ def load_tier_model(settings: Settings, name: str) -> LoadedModel:
         encoder_sha256=settings.expected_mpnet_sha256() if mpnet else settings.expected_encoder_sha256(),
         max_tokens=settings.max_tokens,
         device=settings.device,
-        default_inner=InnerLoopParams.constant(settings.inner_steps, settings.inner_lr, settings.logit_scale),
+        default_inner=default_inner_loop("mpnet")
+        if mpnet
+        else InnerLoopParams.constant(settings.inner_steps, settings.inner_lr, settings.logit_scale),
         precision=settings.encoder_precision,
         quantize=settings.quantize_int8,
         compile_encoder=settings.compile_encoder,

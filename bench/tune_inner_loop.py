@@ -6,6 +6,7 @@ other train examples of the same classes. Settings are ranked by the mean accura
 (ties: NLL). Writes JSON.
 
     .venv/bin/python -m bench.tune_inner_loop --data ../shared/data --out bench/results/tune_inner_loop.json
+    .venv/bin/python -m bench.tune_inner_loop --encoder mpnet --out bench/results/tune_inner_loop_mpnet.json
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from app.bootstrap import load_model
+from app.bootstrap import load_tier_model
 from app.config import Settings
 from app.meta.data import load_jsonl, sample_episode
 from app.ml.embedding_cache import embed_cached
@@ -41,11 +42,12 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--small-episodes", type=int, default=40, help="5-way episodes")
+    parser.add_argument("--encoder", choices=["minilm", "mpnet"], default="minilm", help="the tier's frozen base")
     args = parser.parse_args()
     torch.manual_seed(0)
 
-    settings = Settings(checkpoint="none")
-    encoder, _, _ = load_model(settings)
+    settings = Settings(checkpoint="none", mpnet_checkpoint="none")
+    encoder, _, _ = load_tier_model(settings, args.encoder)
     train = load_jsonl(args.data / "banking77.jsonl", splits=["train"])
     pairs = train.pairs()
     started = time.perf_counter()

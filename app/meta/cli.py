@@ -49,6 +49,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         support_pool=args.support_pool,
         cache_dir=Path(args.cache) if args.cache else None,
+        encoder=args.encoder,
     )
     result = run_evaluation(cfg)
     print(result["markdown"])
@@ -120,6 +121,12 @@ def register_meta_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--sets", nargs="+", default=["mixsnips", "goemotions_multilabel"], help="multi_label sets")
     evaluate.add_argument("--shots", nargs="+", type=int, default=[4, 8, 16], help="multi_label: K per label")
     evaluate.add_argument("--split", default="test", help="multi_label query split (`val` for tuning)")
+    evaluate.add_argument(
+        "--encoder",
+        choices=["minilm", "mpnet"],
+        default="minilm",
+        help="single_label: the tier whose frozen base (and --checkpoint, `none` for mpnet) is evaluated",
+    )
     evaluate.set_defaults(handler=_evaluate)
 
 

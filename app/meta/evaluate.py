@@ -31,7 +31,8 @@ from app.ml.embedder import Embedder, EncoderEmbedder
 from app.ml.embedding_cache import CachedEmbedder, EmbeddingLRU, embed_cached
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits, prototype_head
-from app.ml.loading import load_model
+from app.ml.loading import default_inner_loop, load_model
+from app.ml.packaged import MPNET_ENCODER, PACKAGED_ENCODER, PINNED_SHA256
 from app.ml.tenant_fit import OosRule, SupportSet, fit_tenant
 
 Model = tuple[SentenceEncoder, InnerLoopParams]
@@ -58,6 +59,7 @@ class EvalConfig:
     base_model: Model | None = None  # injected by tests; default: the service's base encoder
     shipped_model: Model | None = None  # injected by tests; default: load_model(checkpoint)
     plot: bool = True
+    encoder: str = "minilm"  # the tier whose frozen base is evaluated: `minilm` or `mpnet` (the mpnet extra)
 
 
 # --- episodes -------------------------------------------------------------------------------------
@@ -229,11 +231,18 @@ def plot(results: dict[str, dict[str, dict[str, float]]], cfg: EvalConfig, path:
 
 
 # --- driver ---------------------------------------------------------------------------------------
-def _load(checkpoint: str | None) -> Model:
-    """The packaged base encoder (+ `checkpoint`), in float32 everywhere: results do not depend on the CPU
-    (bf16 serving is measured by bench/cpu_speedups.py). Without a checkpoint: the service's default inner loop."""
+def _load(checkpoint: str | None, encoder: str = "minilm") -> Model:
+    """The tier's packaged base encoder (+ `checkpoint`), in float32 everywhere: results do not depend on the CPU
+    (bf16 serving is measured by bench/cpu_speedups.py). Without a checkpoint: the tier's default inner loop."""
     folder = None if checkpoint is None or checkpoint.strip().lower() in {"", "none"} else Path(checkpoint)
-    loaded = load_model(folder, precision="float32")
+    source = MPNET_ENCODER if encoder == "mpnet" else PACKAGED_ENCODER
+    loaded = load_model(
+        folder,
+        encoder_source=source,
+        encoder_sha256=PINNED_SHA256[source],
+        default_inner=default_inner_loop(encoder),
+        precision="float32",
+    )
     return loaded.encoder, loaded.inner
 
 
@@ -293,7 +302,7 @@ def run_methods(base: Model, base_embedder: Embedder, texts: list[list[str]], cf
         label, trained = _run_label(folder)
         embedder = base_embedder
         if trained:
-            encoder = _load(None)[0] if cfg.base_model is None else base[0]
+            encoder = _load(None, cfg.encoder)[0] if cfg.base_model is None else base[0]
             load_checkpoint(folder, encoder)
             embedder = precomputed_embedder(encoder, texts, cfg.cache_dir)
         if label in methods:  # two runs of one kind: tell them apart by the run's folder
@@ -306,7 +315,7 @@ def shipped_methods(base_embedder: Embedder, texts: list[list[str]], cfg: EvalCo
     """The shipped checkpoint via `/adapt` (plus centroid and logistic regression when it changed the encoder)."""
     if cfg.shipped_model is None and cfg.checkpoint.lower() == "none":
         return {}
-    shipped = cfg.shipped_model or _load(cfg.checkpoint)
+    shipped = cfg.shipped_model or _load(cfg.checkpoint, cfg.encoder)
     if cfg.shipped_model is None and not encoder_tensors(Path(cfg.checkpoint)):
         embedder = base_embedder  # same weights as the base: same embeddings, no need to recompute
     else:
@@ -377,7 +386,7 @@ def run_evaluation(cfg: EvalConfig) -> dict[str, Any]:
     train, test = load_splits(cfg)
     protocols = build_protocols(train, test, cfg)
     texts = [[t for t, _ in train.pairs()], [t for t, _ in test.pairs()]]
-    base = cfg.base_model or _load(None)
+    base = cfg.base_model or _load(None, cfg.encoder)
     base_embedder = precomputed_embedder(base[0], texts, cfg.cache_dir)
     methods, reference = base_methods(base, base_embedder, cfg)
     methods |= run_methods(base, base_embedder, texts, cfg)

@@ -21,6 +21,9 @@ from app.ml.packaged import (
     DEFAULT_MULTILABEL_LR,
     DEFAULT_MULTILABEL_SCALE,
     DEFAULT_MULTILABEL_STEPS,
+    MPNET_INNER_LR,
+    MPNET_INNER_STEPS,
+    MPNET_LOGIT_SCALE,
     PACKAGED_ENCODER,
     PACKAGED_ENCODER_SHA256,
 )
@@ -32,8 +35,11 @@ class LoadedModel(NamedTuple):
     checkpoint: str | None  # the checkpoint folder applied, if any
 
 
-def default_inner_loop() -> InnerLoopParams:
-    """The inner loop without a checkpoint (the service's default settings)."""
+def default_inner_loop(tier: str = "minilm") -> InnerLoopParams:
+    """The inner loop without a checkpoint: the service's default settings (`minilm`), or the one tuned for
+    all-mpnet-base-v2 (`mpnet`)."""
+    if tier == "mpnet":
+        return InnerLoopParams.constant(MPNET_INNER_STEPS, MPNET_INNER_LR, MPNET_LOGIT_SCALE)
     return InnerLoopParams.constant(DEFAULT_INNER_STEPS, DEFAULT_INNER_LR, DEFAULT_LOGIT_SCALE)
 
 

@@ -29,8 +29,8 @@ DEFAULT_MULTILABEL_SCALE = 20.0
 """The multi-label (one-vs-rest) inner loop when the checkpoint has no meta-learned one: a grid on the validation
 splits of GoEmotions and MixSNIPS at K = 8 (docs/multilabel.md)."""
 
-MPNET_INNER_STEPS = 50
+MPNET_INNER_STEPS = 100
 MPNET_INNER_LR = 0.04
-MPNET_LOGIT_SCALE = 10.0
+MPNET_LOGIT_SCALE = 7.5
 """The inner loop of the `mpnet` tier without a checkpoint, chosen for all-mpnet-base-v2 on BANKING77's train split
 by `bench/tune_inner_loop.py --encoder mpnet`."""

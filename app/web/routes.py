@@ -139,8 +139,8 @@ def list_encoders(encoders: Encoders) -> EncoderList:
 
 
 @router.get("/healthz", response_model=HealthResponse, tags=["health"])
-def healthz() -> HealthResponse:
-    """Liveness: the process is up."""
+async def healthz() -> HealthResponse:
+    """Liveness: the process is up (answered on the event loop: no thread-pool hop for a constant)."""
     return HealthResponse(status="ok")
 
 

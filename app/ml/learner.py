@@ -98,8 +98,9 @@ class _LinearHead(nn.Module):
 
 
 def class_prototypes(embeddings: torch.Tensor, targets: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """Mean embedding per class, `[n_classes, dim]`. Every class must have an example."""
-    onehot = F.one_hot(targets, n_classes).to(embeddings.dtype)  # [n, c]
+    """Mean embedding per class, `[n_classes, dim]`: of its examples (`targets` class indices `[n]`), or of the
+    examples it applies to (multi-hot `targets` `[n, c]`). A class without an example gets the zero vector."""
+    onehot = (targets if targets.ndim == 2 else F.one_hot(targets, n_classes)).to(embeddings.dtype)  # [n, c]
     counts = onehot.sum(dim=0).clamp(min=1).unsqueeze(1)
     return onehot.T @ embeddings / counts
 
@@ -124,15 +125,12 @@ def one_vs_rest_head(embeddings: torch.Tensor, targets: torch.Tensor, seen: torc
     `seen` (0/1, `[n, c]`): only these (example, label) entries count (default: all).
     """
     mask = torch.ones_like(targets) if seen is None else (seen > 0).to(targets.dtype)
-    positives = (targets * mask).to(embeddings.dtype)  # [n, c]
-    negatives = ((1.0 - targets) * mask).to(embeddings.dtype)
-    n_pos = positives.sum(dim=0).unsqueeze(1)  # [c, 1]
-    n_neg = negatives.sum(dim=0).unsqueeze(1)
-    p = positives.T @ embeddings / n_pos.clamp(min=1)  # [c, dim]
-    q = negatives.T @ embeddings / n_neg.clamp(min=1)
-    has_pos = (n_pos > 0).squeeze(1)
+    positives, negatives = targets * mask, (1.0 - targets) * mask  # [n, c]
+    p = class_prototypes(embeddings, positives, targets.shape[1])  # [c, dim]; zero without positives
+    q = class_prototypes(embeddings, negatives, targets.shape[1])  # zero (the origin) without negatives
+    has_pos = positives.sum(dim=0) > 0
     weight = torch.where(has_pos.unsqueeze(1), 2.0 * (p - q), torch.zeros_like(p))
-    bias = torch.where(has_pos, (q * q).sum(dim=1) - (p * p).sum(dim=1), -torch.ones_like(n_pos.squeeze(1)))
+    bias = torch.where(has_pos, (q * q).sum(dim=1) - (p * p).sum(dim=1), -torch.ones_like(has_pos, dtype=p.dtype))
     return HeadTensors(weight=weight, bias=bias)
 
 

@@ -159,8 +159,7 @@ def fit_multilabel(
     held_out = out_of_fold_scores(targets, rule.folds, lambda ids: fold_scores(embeddings, targets, ids, inner))
     thresholds = fit_thresholds(held_out.scores, targets, held_out.valid, rule)
     tensors = adapt_head(embeddings, targets, n_labels, inner, differentiable=False)
-    positives = targets.T @ embeddings / targets.sum(dim=0).clamp(min=1).unsqueeze(1)
-    prototypes = torch.nn.functional.normalize(positives, dim=-1)
+    prototypes = normalized_prototypes(embeddings, targets, n_labels)  # of the texts each label applies to
     return TenantHead.from_tensors(labels, tensors, float(inner.scale), prototypes, None, thresholds)
 
 

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from typing import Any
@@ -25,6 +27,15 @@ ADMIN = bearer(ADMIN_KEY)
 CARDS = ["my card has not arrived yet", "when will my new card get here", "still waiting for the card"]
 FX = ["what is the euro exchange rate", "how much is a dollar in pounds", "currency conversion rate today"]
 REFUND = ["I want my money back", "please refund this purchase", "how do I get a refund"]
+
+
+def capture_logs() -> io.StringIO:
+    """Point the log handler that app.web.logs installed at a buffer, and return the buffer."""
+    buffer = io.StringIO()
+    handlers = [h for h in logging.getLogger().handlers if getattr(h, "_fewshot_handler", False)]
+    assert len(handlers) == 1
+    handlers[0].setStream(buffer)  # type: ignore[attr-defined]
+    return buffer
 
 
 def assert_error(response: Any, status: int, code: str) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import io
 import json
-import logging
 import re
 import socket
 from collections.abc import Callable
@@ -22,17 +20,9 @@ from app.config import Settings
 from app.web.app import create_app
 from harness.ports import free_port
 from tests.reliability.conftest import serve_in_thread, small_settings
-from tests.web.conftest import ADMIN, SUPPORT, bearer
+from tests.web.conftest import ADMIN, SUPPORT, bearer, capture_logs
 
 APP_DIR = Path(__file__).resolve().parents[2] / "app"
-
-
-def capture_logs() -> io.StringIO:
-    buffer = io.StringIO()
-    handlers = [h for h in logging.getLogger().handlers if getattr(h, "_fewshot_handler", False)]
-    assert len(handlers) == 1
-    handlers[0].setStream(buffer)  # type: ignore[attr-defined]
-    return buffer
 
 
 def error_code(response: Any) -> str:

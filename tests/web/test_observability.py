@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
-import logging
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
 
-from tests.web.conftest import ADMIN, SUPPORT
+from tests.web.conftest import ADMIN, SUPPORT, capture_logs
 
 SECRET = "zebra-confidential-utterance"
-
-
-def capture_logs() -> io.StringIO:
-    """Point the handler that app.ops.logging installed at a buffer."""
-    buffer = io.StringIO()
-    handlers = [h for h in logging.getLogger().handlers if getattr(h, "_fewshot_handler", False)]
-    assert len(handlers) == 1
-    handlers[0].setStream(buffer)  # type: ignore[attr-defined]
-    return buffer
 
 
 def exercise(client: TestClient) -> None:

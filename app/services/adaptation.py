@@ -275,6 +275,11 @@ class AdaptationService:
         self.oos_rule = oos_rule or OosRule()
         self.embeddings = embedding_cache if embedding_cache is not None else EmbeddingLRU(0)
 
+    def require_own_encoder(self, tenant_id: str, meta: JSON) -> None:
+        """409 `encoder_not_served` unless the record `meta` describes was adapted with this service's encoder."""
+        if stored_encoder(meta) != self.encoder_name:
+            raise encoder_not_served(tenant_id, stored_encoder(meta))
+
     def inner_for(self, task: str) -> InnerLoopParams:
         return self.multi_inner if task == MULTI_LABEL else self.inner
 
@@ -330,8 +335,8 @@ class AdaptationService:
                 current_model = self.store.load(tenant_id)
                 current = None if current_model is None else current_model.version
                 stored = self.store.load_support(tenant_id) if current is not None else []
-                if current_model is not None and stored_encoder(current_model.meta) != self.encoder_name:
-                    raise encoder_not_served(tenant_id, stored_encoder(current_model.meta))
+                if current_model is not None:
+                    self.require_own_encoder(tenant_id, current_model.meta)
                 tenant_task = (task or SINGLE_LABEL) if current_model is None else stored_task(current_model.meta)
                 if task is not None and task != tenant_task:
                     raise ServiceError(
@@ -375,8 +380,7 @@ class AdaptationService:
         stored = self.store.load(tenant_id, version=version)
         if stored_support is None or stored is None:
             return None
-        if stored_encoder(stored.meta) != self.encoder_name:
-            raise encoder_not_served(tenant_id, stored_encoder(stored.meta))
+        self.require_own_encoder(tenant_id, stored.meta)
         support = stored_support_set(stored_support, self.limits, stored_task(stored.meta))
         steps = self.inner_for(support.task).steps if inner_steps is None else inner_steps
         head, _, _ = self.fit(support, steps, tenant_id)

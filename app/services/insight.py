@@ -31,9 +31,8 @@ from app.services.adaptation import (
     stored_support_set,
     stored_task,
 )
-from app.services.errors import encoder_not_served, invalid, unknown_tenant, unknown_version
+from app.services.errors import invalid, unknown_tenant, unknown_version
 from app.services.prediction import PredictionService
-from app.services.records import stored_encoder
 from app.store.base import JSON, TenantStore
 
 REPORTS_PER_TENANT = 4
@@ -248,8 +247,7 @@ class InsightService:
             if self.store.current_version(tenant_id) is None:
                 raise unknown_tenant(tenant_id)
             raise unknown_version(tenant_id, version)
-        if stored_encoder(stored.meta) != self.adaptation.encoder_name:
-            raise encoder_not_served(tenant_id, stored_encoder(stored.meta))
+        self.adaptation.require_own_encoder(tenant_id, stored.meta)
         task = stored_task(stored.meta)
         support = stored_support_set(rows, self.limits, task)
         steps = stored.meta.get("inner_steps")

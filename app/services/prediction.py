@@ -13,7 +13,7 @@ from app.ml.threads import intra_op_threads
 from app.services.adaptation import AdaptationService, Limits, check_text
 from app.services.errors import ServiceError, encoder_not_served, invalid, unknown_tenant, unknown_version
 from app.services.model_cache import CachedHead, HeadCache
-from app.services.records import UnusableModel, open_record
+from app.services.records import DEFAULT_ENCODER, UnusableModel, open_record
 from app.store.base import StoredModel, TenantStore
 
 
@@ -35,7 +35,7 @@ class PredictResult:
     predictions: list[Prediction]
     timings_ms: dict[str, float] = field(default_factory=dict)
     task: str = SINGLE_LABEL
-    encoder: str = "minilm"
+    encoder: str = DEFAULT_ENCODER
     label_threshold: float | None = None  # multi-label: the request's one threshold for every label, if given
 
 
@@ -70,21 +70,26 @@ class PredictionService:
         if stored is None:
             raise unknown_tenant(tenant_id)
         try:
-            head = self._open(stored)
+            head = self._open(tenant_id, stored)
             version = stored.version
         except UnusableModel as exc:
             version, head = self._repair(tenant_id, stored.version, stored.meta.get("inner_steps"), exc)
         self.cache.put(tenant_id, CachedHead(version, self.embedder.fingerprint, head))
         return version, head
 
-    def _open(self, stored: StoredModel) -> TenantHead:
-        return open_record(stored, self.embedder.fingerprint, self.adaptation.encoder_name)
+    def _open(self, tenant_id: str, stored: StoredModel) -> TenantHead:
+        """`open_record` with this service's encoder; another encoder's record is a 409 `encoder_not_served` (a
+        ServiceError, so it is never repaired), the other problems stay `UnusableModel`."""
+        try:
+            return open_record(stored, self.embedder.fingerprint, self.adaptation.encoder_name)
+        except UnusableModel as exc:
+            if exc.reason == "not_served":
+                raise encoder_not_served(tenant_id, exc.encoder) from exc
+            raise
 
     def _repair(
         self, tenant_id: str, version: int, inner_steps: object, problem: UnusableModel
     ) -> tuple[int, TenantHead]:
-        if problem.reason == "not_served":  # another encoder's tenant: never re-adapted with this one
-            raise encoder_not_served(tenant_id, problem.encoder)
         steps = inner_steps if isinstance(inner_steps, int) and inner_steps >= 0 else None
         for _ in range(3):  # a concurrent /adapt may win the compare-and-set; then use its version
             rebuilt = self.adaptation.rebuild(tenant_id, version, steps)
@@ -94,10 +99,8 @@ class PredictionService:
             if stored is None:
                 raise unknown_tenant(tenant_id)
             try:
-                return stored.version, self._open(stored)
+                return stored.version, self._open(tenant_id, stored)
             except UnusableModel as again:
-                if again.reason == "not_served":
-                    raise encoder_not_served(tenant_id, again.encoder) from again
                 version, problem = stored.version, again
         raise ServiceError(409, "model_unusable", f"stored model is {problem.reason}: {problem}")
 
@@ -109,10 +112,8 @@ class PredictionService:
                 raise unknown_tenant(tenant_id)
             raise unknown_version(tenant_id, version)
         try:
-            return self._open(stored)
+            return self._open(tenant_id, stored)
         except UnusableModel as exc:
-            if exc.reason == "not_served":
-                raise encoder_not_served(tenant_id, exc.encoder) from exc
             raise ServiceError(409, "model_unusable", f"version {version} is {exc.reason}: {exc}") from exc
 
     def predict(

@@ -7,7 +7,7 @@ from typing import Any
 
 from app.services.errors import unknown_tenant, unknown_version
 from app.services.model_cache import HeadCache
-from app.services.records import UnusableModel, open_record, stored_encoder
+from app.services.records import DEFAULT_ENCODER, UnusableModel, open_record, stored_encoder
 from app.store.base import JSON, TenantStore
 
 
@@ -30,7 +30,7 @@ class ModelSummary:
     encoder_fingerprint: str | None = None
     created_at: str | None = None
     task: str = "single_label"
-    encoder: str = "minilm"
+    encoder: str = DEFAULT_ENCODER
     n_negatives: int = 0
     thresholds: dict[str, float] | None = None  # multi-label: each label's decision threshold
 

@@ -51,12 +51,15 @@ class SupportSet:
     def task(self) -> str:
         return SINGLE_LABEL if self.label_sets is None else MULTI_LABEL
 
+    def _described(self) -> tuple[list[str], list[int]]:
+        """Each description's text and its label's index, in label order (a description is one more example)."""
+        described = [i for i, label in enumerate(self.labels) if label in self.descriptions]
+        return [self.descriptions[self.labels[i]] for i in described], described
+
     def fit_inputs(self) -> tuple[list[str], list[int]]:
         """Single-label texts and targets the inner loop sees: examples, then each description as one more example."""
-        index = {label: i for i, label in enumerate(self.labels)}
-        described = [label for label in self.labels if label in self.descriptions]
-        texts = self.texts + [self.descriptions[label] for label in described]
-        return texts, self.targets + [index[label] for label in described]
+        texts, targets = self._described()
+        return self.texts + texts, self.targets + targets
 
     def fit_tensors(self) -> tuple[list[str], torch.Tensor]:
         """Texts and the target tensor the inner loop sees (examples, then descriptions as examples): label
@@ -64,13 +67,12 @@ class SupportSet:
         if self.label_sets is None:
             texts, targets = self.fit_inputs()
             return texts, torch.tensor(targets, dtype=torch.long)
-        index = {label: i for i, label in enumerate(self.labels)}
-        described = [label for label in self.labels if label in self.descriptions]
-        rows = [*self.label_sets, *((index[label],) for label in described)]
+        texts, targets = self._described()
+        rows = [*self.label_sets, *((i,) for i in targets)]
         multi_hot = torch.zeros(len(rows), len(self.labels))
         for i, row in enumerate(rows):
             multi_hot[i, list(row)] = 1.0
-        return self.texts + [self.descriptions[label] for label in described], multi_hot
+        return self.texts + texts, multi_hot
 
     def counts(self) -> dict[str, int]:
         """Examples per label (multi-label: examples the label applies to)."""

@@ -231,7 +231,7 @@ def merge_support(
     drop = set(remove_labels)
     merged, seen = [], set()
     for example in [*old_examples, *examples]:
-        if "labels" in example and example["labels"] is not None:
+        if example.get("labels") is not None:
             example = {"text": example["text"], "labels": [label for label in example["labels"] if label not in drop]}
             key: tuple = (example["text"], tuple(sorted(example["labels"])))
         elif example.get("label") in drop:

@@ -178,7 +178,15 @@ def build_tier(
         multi_inner=_multi_label_inner(checkpoint),
         encoder_name=name,
     )
-    prediction = PredictionService(embedder, store, cache, adaptation, limits, math_threads=math_threads)
+    prediction = PredictionService(
+        embedder,
+        store,
+        cache,
+        adaptation,
+        limits,
+        math_threads=math_threads,
+        embed_async=None if batcher is None else batcher.embed_async,
+    )
     insight = InsightService(store, adaptation, prediction, ReportCache(REPORT_CACHE_TENANTS), settings.max_examples)
     description = EncoderDescription(
         name=name,

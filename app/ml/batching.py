@@ -1,16 +1,18 @@
 """Cross-request micro-batching: concurrent embed calls (any tenant, /adapt or /predict) share one
 encoder pass.
 
-Callers block on `embed(texts)` from worker threads; one background thread collects requests for up
-to `max_wait_ms` (or until `max_batch_texts` texts are waiting), runs the encoder once on all of them
-(the encoder sorts by length and chunks, so padding stays small), and hands each caller its rows.
+Callers block on `embed(texts)` from worker threads, or await `embed_async(texts)` on an event loop (no
+thread held while the pass runs); one background thread collects requests for up to `max_wait_ms` (or until
+`max_batch_texts` texts are waiting), runs the encoder once on all of them (the encoder sorts by length and
+chunks, so padding stays small), and hands each caller its rows. A request whose caller gave up (a cancelled
+await: the client went away) before its pass started is dropped, not encoded.
 A failed merged pass is retried one request at a time, so only the request that causes the failure fails:
 one tenant's bad text never fails another tenant's request.
-The event loop is never blocked: FastAPI runs the sync routes in its thread pool.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -56,23 +58,34 @@ class MicroBatcher:
 
     def embed(self, texts: Sequence[str]) -> torch.Tensor:
         """Embeddings for `texts`, `[len(texts), dim]`; blocks until the shared pass ran."""
-        request = _Request(list(texts))
-        if not request.texts:
+        if not texts:
             return self._embed_fn([])
+        return self._submit(list(texts)).result()
+
+    async def embed_async(self, texts: Sequence[str]) -> torch.Tensor:
+        """`embed` for an event loop: awaits the shared pass without holding a thread. Cancelling the await
+        before the pass starts withdraws the texts."""
+        if not texts:
+            return self._embed_fn([])
+        return await asyncio.wrap_future(self._submit(list(texts)))
+
+    def _submit(self, texts: list[str]) -> Future:
+        request = _Request(texts)
         with self._condition:
             if self._closed:
                 raise RuntimeError("micro-batcher is closed")
             self._pending.append(request)
             self._condition.notify()
-        return request.future.result()
+        return request.future
 
-    def _take_batch(self) -> list[_Request]:
-        """Wait for work, then linger up to max_wait for more (or until the batch is full)."""
+    def _take_batch(self) -> list[_Request] | None:
+        """Wait for work, then linger up to max_wait for more (or until the batch is full); None once closed and
+        drained. The batch may be empty when every waiting caller gave up."""
         with self._condition:
             while not self._pending and not self._closed:
                 self._condition.wait()
             if not self._pending:
-                return []
+                return None
             deadline = time.monotonic() + self._max_wait_s
             while sum(len(r.texts) for r in self._pending) < self._max_batch_texts:
                 remaining = deadline - time.monotonic()
@@ -82,6 +95,8 @@ class MicroBatcher:
             batch, size = [], 0
             while self._pending and (not batch or size + len(self._pending[0].texts) <= self._max_batch_texts):
                 request = self._pending.pop(0)
+                if not request.future.set_running_or_notify_cancel():
+                    continue  # its caller gave up: nobody reads these rows
                 batch.append(request)
                 size += len(request.texts)
             return batch
@@ -95,9 +110,10 @@ class MicroBatcher:
         self._started.set()
         while True:
             batch = self._take_batch()
-            if not batch:
+            if batch is None:
                 return
-            self._serve(batch)
+            if batch:
+                self._serve(batch)
 
     def _serve(self, batch: list[_Request]) -> None:
         """One merged pass for the batch; when it raises, each request again on its own (fault isolation)."""

@@ -27,3 +27,10 @@ def intra_op_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def pin_intra_op_threads(n: int) -> None:
+    """Give the calling thread `n` intra-op threads for good, e.g. an event loop that runs only small head maths
+    (`intra_op_threads(n)` there is then free, where a resize per request would not be)."""
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+from anyio import to_thread
 
 from app.ml.embedder import Embedder
 from app.ml.head import SINGLE_LABEL, TenantHead
@@ -15,6 +17,9 @@ from app.services.errors import ServiceError, encoder_not_served, invalid, unkno
 from app.services.model_cache import CachedHead, HeadCache
 from app.services.records import DEFAULT_ENCODER, UnusableModel, open_record
 from app.store.base import StoredModel, TenantStore
+
+EmbedAsync = Callable[[Sequence[str]], Awaitable[torch.Tensor]]
+INLINE_HEAD_CELLS = 16_384  # texts x labels up to which the head maths run on the event loop (~0.3 ms at most)
 
 
 @dataclass
@@ -50,8 +55,10 @@ class PredictionService:
         adaptation: AdaptationService,
         limits: Limits,
         math_threads: int | None = None,
+        embed_async: EmbedAsync | None = None,
     ) -> None:
         self.embedder = embedder
+        self.embed_async = embed_async  # the micro-batcher's await, when there is one
         self.math_threads = math_threads  # intra-op threads for the head (None: the thread's own)
         self.store = store
         self.cache = cache
@@ -128,6 +135,52 @@ class PredictionService:
         """Labels and probabilities; `version` pins a retained version, `oos_threshold` overrides the tenant's
         out-of-scope threshold (single-label), `label_threshold` every label's threshold (multi-label)."""
         started = time.perf_counter()
+        self._check(texts, top_k)
+        version, head = self._head(tenant_id, version)
+        threshold = self._threshold(head, oos_threshold, label_threshold)
+        ask = _Asked(tenant_id, texts, top_k, version, head, threshold, label_threshold, started, time.perf_counter())
+        return self._answer(ask, self.embedder.embed(texts))
+
+    async def predict_async(
+        self,
+        tenant_id: str,
+        texts: list[str],
+        top_k: int = 1,
+        version: int | None = None,
+        oos_threshold: float | None = None,
+        label_threshold: float | None = None,
+    ) -> PredictResult:
+        """`predict` for an event loop, with a worker thread only where one buys something: the head comes from
+        an in-process store and the head cache on the loop (a worker thread when the store does I/O or the head
+        must be decoded or rebuilt), the embeddings from the micro-batcher's await (a worker thread without
+        one), and the head maths on the loop unless the request is large."""
+        started = time.perf_counter()
+        self._check(texts, top_k)
+        hit = self._cached_on_loop(tenant_id) if version is None else None
+        version, head = hit if hit is not None else await to_thread.run_sync(self._head, tenant_id, version)
+        threshold = self._threshold(head, oos_threshold, label_threshold)
+        ask = _Asked(tenant_id, texts, top_k, version, head, threshold, label_threshold, started, time.perf_counter())
+        if self.embed_async is not None:
+            embeddings = await self.embed_async(texts)
+        else:
+            embeddings = await to_thread.run_sync(self.embedder.embed, texts)
+        if len(texts) * len(head.labels) <= INLINE_HEAD_CELLS:
+            return self._answer(ask, embeddings)
+        return await to_thread.run_sync(self._answer, ask, embeddings)
+
+    def _cached_on_loop(self, tenant_id: str) -> tuple[int, TenantHead] | None:
+        """The current head when answering needs no I/O: an in-process store and a cache hit; else None."""
+        if not self.store.in_process:
+            return None
+        version = self.store.current_version(tenant_id)
+        if version is None:
+            raise unknown_tenant(tenant_id)
+        cached = self.cache.get(tenant_id, version)
+        if cached is None or cached.fingerprint != self.embedder.fingerprint:
+            return None
+        return cached.version, cached.head
+
+    def _check(self, texts: list[str], top_k: int) -> None:
         if not texts:
             raise invalid("no_texts", "texts must hold at least one text")
         if len(texts) > self.limits.max_texts:
@@ -136,10 +189,10 @@ class PredictionService:
             raise invalid("invalid_top_k", f"top_k must be between 1 and {self.limits.max_top_k}")
         for i, text in enumerate(texts):
             check_text(text, self.limits, f"texts[{i}]")
-        if version is None:
-            version, head = self.head_for(tenant_id)
-        else:
-            head = self.pinned_head(tenant_id, version)
+
+    @staticmethod
+    def _threshold(head: TenantHead, oos_threshold: float | None, label_threshold: float | None) -> float | None:
+        """The out-of-scope threshold to apply, once the options are checked against the head's task."""
         if head.multi_label and oos_threshold is not None:
             raise invalid(
                 "invalid_option",
@@ -148,16 +201,23 @@ class PredictionService:
             )
         if not head.multi_label and label_threshold is not None:
             raise invalid("invalid_option", "label_threshold applies to multi-label tenants")
-        threshold = head.oos_threshold if oos_threshold is None else oos_threshold
-        loaded = time.perf_counter()
-        embeddings = self.embedder.embed(texts)
+        return head.oos_threshold if oos_threshold is None else oos_threshold
+
+    def _head(self, tenant_id: str, version: int | None) -> tuple[int, TenantHead]:
+        if version is None:
+            return self.head_for(tenant_id)
+        return version, self.pinned_head(tenant_id, version)
+
+    def _answer(self, ask: _Asked, embeddings: torch.Tensor) -> PredictResult:
+        """The head's answer for the embedded texts (options checked against the head's task first)."""
+        head, threshold = ask.head, ask.threshold
         embedded = time.perf_counter()
-        k = min(top_k, len(head.labels))
+        k = min(ask.top_k, len(head.labels))
         with intra_op_threads(self.math_threads):
             scores_all = head.scores(embeddings)
             similarity = head.oos_scores(embeddings).tolist()
             scores, indices = torch.topk(scores_all, k, dim=-1)
-            applies = _applying(head, scores_all, label_threshold) if head.multi_label else None
+            applies = _applying(head, scores_all, ask.label_threshold) if head.multi_label else None
         predictions = []
         for row, (row_scores, row_indices, sim) in enumerate(
             zip(scores.tolist(), indices.tolist(), similarity, strict=True)
@@ -188,23 +248,36 @@ class PredictionService:
             )
         done = time.perf_counter()
         timings = {
-            "load": round((loaded - started) * 1000, 3),
-            "embed": round((embedded - loaded) * 1000, 3),
+            "load": round((ask.loaded - ask.started) * 1000, 3),
+            "embed": round((embedded - ask.loaded) * 1000, 3),
             "head": round((done - embedded) * 1000, 3),
-            "total": round((done - started) * 1000, 3),
+            "total": round((done - ask.started) * 1000, 3),
         }
-        override = label_threshold if head.multi_label else None
-        encoder = self.adaptation.encoder_name
         return PredictResult(
-            tenant_id,
-            version,
+            ask.tenant_id,
+            ask.version,
             threshold,
             predictions,
             timings,
             task=head.task,
-            label_threshold=override,
-            encoder=encoder,
+            label_threshold=ask.label_threshold if head.multi_label else None,
+            encoder=self.adaptation.encoder_name,
         )
+
+
+@dataclass
+class _Asked:
+    """One /predict request once its head is known: what was asked, of which head, and when."""
+
+    tenant_id: str
+    texts: list[str]
+    top_k: int
+    version: int
+    head: TenantHead
+    threshold: float | None  # out-of-scope (single-label)
+    label_threshold: float | None  # the request's override (multi-label)
+    started: float
+    loaded: float
 
 
 def _applying(head: TenantHead, scores: torch.Tensor, override: float | None) -> list[list[tuple[str, float]]]:

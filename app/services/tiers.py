@@ -14,6 +14,8 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from anyio import to_thread
+
 from app.services.adaptation import AdaptationService
 from app.services.errors import ServiceError, encoder_not_served, invalid, unknown_tenant, unknown_version
 from app.services.insight import InsightService
@@ -92,6 +94,13 @@ class Tiers:
         if version is None:
             self._remember(tenant_id, stored.version, name)
         return self._served(tenant_id, name)
+
+    async def of_tenant_async(self, tenant_id: str, version: int | None = None) -> Tier:
+        """`of_tenant` for an event loop: on the loop with one tier or an in-process store, else in a worker
+        thread (it reads the store)."""
+        if len(self._tiers) == 1 or self.store.in_process:
+            return self.of_tenant(tenant_id, version)
+        return await to_thread.run_sync(self.of_tenant, tenant_id, version)
 
     def for_adapt(self, tenant_id: str, mode: str, encoder: str | None) -> Tier:
         """`replace`: the named tier. `append`: the tenant's own (an explicit other one is 409 `encoder_mismatch`:

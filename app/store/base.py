@@ -38,6 +38,8 @@ class VersionInfo:
 class TenantStore(Protocol):
     """Where tenant models live. Every write is atomic and gets a new, strictly larger version."""
 
+    in_process: bool  # True when every call is memory work (no I/O): callers may then use it on an event loop
+
     def save(
         self,
         tenant_id: str,

@@ -25,6 +25,8 @@ class _Tenant:
 class MemoryStore:
     """Dicts behind a lock, with the same semantics as `RedisStore`."""
 
+    in_process = True
+
     def __init__(self, ttl_s: int | None = None, keep_versions: int = 5) -> None:
         self._ttl_s = ttl_s
         self._keep_versions = max(1, keep_versions)

@@ -175,6 +175,8 @@ def _is_support_row(example: object) -> bool:
 class RedisStore:
     """`TenantStore` over redis-py (one server or a cluster) with bounded timeouts."""
 
+    in_process = False  # every call is a network round trip: never on an event loop
+
     def __init__(
         self,
         url: str,

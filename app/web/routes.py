@@ -59,9 +59,10 @@ def adapt(body: AdaptRequest, encoders: Encoders) -> AdaptResponse:
 
 
 @router.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES, tags=["tenants"])
-def predict(body: PredictRequest, encoders: Encoders) -> PredictResponse:
+async def predict(body: PredictRequest, encoders: Encoders) -> PredictResponse:
     """Classify texts with the tenant's current model."""
-    result = encoders.of_tenant(body.tenant_id, body.version).prediction.predict(
+    tier = await encoders.of_tenant_async(body.tenant_id, body.version)
+    result = await tier.prediction.predict_async(
         body.tenant_id,
         body.texts,
         top_k=body.top_k,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -176,3 +177,53 @@ def test_request_threads_run_per_tenant_math_on_one_thread_only_when_a_batcher_e
         assert runtime.prediction.predict("t", ["refund"]).version == result.version
     finally:
         runtime.close()
+
+
+def test_awaiting_callers_share_a_pass_and_get_their_own_rows(tiny_encoder) -> None:
+    def embed(texts: list[str]) -> torch.Tensor:
+        return tiny_encoder.embed(texts, batch_size=64)
+
+    requests = [TEXTS[:2], TEXTS[2:5], [TEXTS[5]]]
+    batcher = MicroBatcher(embed, max_batch_texts=len(TEXTS), max_wait_ms=10_000)  # full at 6 texts: no wait
+
+    async def all_at_once() -> list[torch.Tensor]:
+        return await asyncio.gather(*(batcher.embed_async(r) for r in requests))
+
+    try:
+        results = asyncio.run(all_at_once())
+    finally:
+        batcher.close()
+    for got, request in zip(results, requests, strict=True):
+        torch.testing.assert_close(got, embed(request), atol=1e-5, rtol=1e-4)
+    assert batcher.batches == 1  # three awaits, one event-loop thread, one merged pass
+
+
+def test_a_cancelled_await_withdraws_its_texts_and_the_batcher_keeps_serving() -> None:
+    seen: list[list[str]] = []
+    running, release = threading.Event(), threading.Event()
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        seen.append(list(texts))
+        running.set()
+        release.wait(5)
+        return torch.zeros(len(texts), 2)
+
+    batcher = MicroBatcher(embed, max_wait_ms=0)
+
+    async def scenario() -> torch.Tensor:
+        first = asyncio.ensure_future(batcher.embed_async(["first"]))
+        await asyncio.get_running_loop().run_in_executor(None, running.wait, 5)  # the pass for "first" runs
+        gone = asyncio.ensure_future(batcher.embed_async(["abandoned"]))
+        await asyncio.sleep(0)  # queued behind the running pass
+        gone.cancel()
+        await asyncio.sleep(0)  # the cancellation reaches the queued request
+        release.set()
+        await first
+        return await batcher.embed_async(["later"])
+
+    try:
+        later = asyncio.run(asyncio.wait_for(scenario(), 10))
+    finally:
+        batcher.close()
+    assert later.shape == (1, 2)
+    assert seen == [["first"], ["later"]]  # "abandoned" was never encoded

@@ -163,6 +163,7 @@ def build_tier(
             embedder.embed,
             max_batch_texts=settings.batch_max_texts,
             max_wait_ms=settings.batch_max_wait_ms,
+            linger_ms=settings.batch_linger_ms,
             threads=torch.get_num_threads(),  # the encoder pass gets every core (or `torch_threads`)
         )
         embedder = RoutedEmbedder(batcher.embed, embedder)

@@ -75,6 +75,14 @@ class Settings(BaseSettings):
         le=1000,
         description="How long a pass waits for more requests; 0 = none (arrivals during a pass share the next).",
     )
+    batch_linger_ms: float = Field(
+        4.0,
+        ge=0,
+        le=1000,
+        description="Under load (the last merged pass served several requests), how long a pass may wait until as "
+        "many requests wait as the last one carried: bigger passes, more texts/s, at most this much added latency. "
+        "A lone request never waits; 0 = off.",
+    )
     quantize_int8: bool = Field(
         False, description="Int8 dynamic quantization of the encoder's linear layers (CPU); changes the fingerprint."
     )

@@ -6,7 +6,8 @@ One `fewshot serve` process (embedded defaults unless `--env` says otherwise) an
   per request (texts/s, p50/p95/p99, server CPU per request);
 - the raw encoder in this process on the same texts (texts/s at the merged pass size the server ran).
 Server CPU outside the encoder = server CPU per request - the raw encoder's CPU per text x texts per request
-(at the mean merged pass size read from the server's /metrics).
+(at the mean merged pass size read from the server's /metrics). `--profile` also samples the server with py-spy
+during the one-text run at `--connections` and adds where its samples went (`bench/common/profile.py`).
 
     .venv/bin/python -m bench.wrk_load --out bench/results/wrk_load.json
 """
@@ -34,6 +35,7 @@ import torch
 from app.bootstrap import load_model
 from app.config import Settings
 from app.meta.data import load_jsonl
+from bench.common.profile import record, summarise
 from bench.common.results import print_table, write_json
 from bench.common.support import n_way_k_shot
 from harness.ports import free_port
@@ -131,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--env", nargs="*", default=[], help="extra KEY=VALUE settings for the server")
     parser.add_argument("--out", type=Path, default=Path("bench/results/wrk_load.json"))
+    parser.add_argument("--profile", action="store_true", help="py-spy the server during the one-text run")
     parser.add_argument(
         "--checkout",
         type=Path,
@@ -160,7 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         results["healthz"] = run_wrk(server.url, "GET", "/healthz", [""], args, server.pid, args.connections)
         results["predict_1_low_load"] = run_wrk(server.url, "POST", "/predict", one, args, server.pid, 1)
         passes_before = encoder_passes(server.url)
-        results["predict_1"] = run_wrk(server.url, "POST", "/predict", one, args, server.pid, args.connections)
+        with tempfile.TemporaryDirectory() as tmp:
+            collapsed = Path(tmp, "profile.txt")
+            spy = record(server.pid, max(1, args.duration - 4), collapsed) if args.profile else None
+            results["predict_1"] = run_wrk(server.url, "POST", "/predict", one, args, server.pid, args.connections)
+            if spy is not None:
+                spy.wait(timeout=60)
+                results["profile_predict_1"] = summarise(collapsed)
         passes_after = encoder_passes(server.url)
         results["predict_32"] = run_wrk(server.url, "POST", "/predict", many, args, server.pid, args.connections)
     n_passes, n_texts = (after - before for after, before in zip(passes_after, passes_before, strict=True))
@@ -206,6 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         f"one-text share of 32-text texts/s: {results['one_text_share_of_32']:.0%}; server CPU outside the encoder "
         f"per one-text request: {results['predict_1']['server_cpu_ms_outside_encoder']:.3f} ms"
     )
+    if "profile_predict_1" in results:
+        profile = results["profile_predict_1"]
+        print(f"py-spy, one-text /predict at {args.connections} connections ({profile['samples']} samples):")
+        print_table(["part", "share of samples"], [[k, f"{v:.1%}"] for k, v in profile["by_part"].items()])
     return 0
 
 

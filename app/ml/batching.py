@@ -6,6 +6,9 @@ thread held while the pass runs); one background thread collects requests for up
 `max_batch_texts` texts are waiting), runs the encoder once on all of them (the encoder sorts by length and
 chunks, so padding stays small), and hands each caller its rows. A request whose caller gave up (a cancelled
 await: the client went away) before its pass started is dropped, not encoded.
+Under load (the last pass carried more than one request) a pass may linger up to `linger_ms` until as many
+requests wait as the last one carried: bigger passes get more texts/s out of the encoder, and a lone request
+(the last pass had one) never waits.
 A failed merged pass is retried one request at a time, so only the request that causes the failure fails:
 one tenant's bad text never fails another tenant's request.
 """
@@ -40,10 +43,13 @@ class MicroBatcher:
         max_wait_ms: float = 0.0,
         on_batch: Callable[[int], None] | None = None,
         threads: int | None = None,
+        linger_ms: float = 0.0,
     ) -> None:
         self._embed_fn = embed_fn
         self._max_batch_texts = max_batch_texts
         self._max_wait_s = max_wait_ms / 1000.0
+        self._linger_s = linger_ms / 1000.0
+        self._last_requests = 0  # requests in the last pass: the load signal for lingering
         self.on_batch = on_batch  # called with the size of every merged encoder pass (metrics)
         self._pending: list[_Request] = []
         self._condition = threading.Condition()
@@ -78,16 +84,26 @@ class MicroBatcher:
             self._condition.notify()
         return request.future
 
+    def _wait_plan(self) -> tuple[float, int | None]:
+        """How long the next pass may wait for more requests, and after how many waiting requests it stops early
+        (None: only when the batch is full)."""
+        if self._last_requests > 1 and self._linger_s > self._max_wait_s:
+            return self._linger_s, self._last_requests
+        return self._max_wait_s, None
+
     def _take_batch(self) -> list[_Request] | None:
-        """Wait for work, then linger up to max_wait for more (or until the batch is full); None once closed and
+        """Wait for work, then for more (`_wait_plan`, or until the batch is full); None once closed and
         drained. The batch may be empty when every waiting caller gave up."""
         with self._condition:
             while not self._pending and not self._closed:
                 self._condition.wait()
             if not self._pending:
                 return None
-            deadline = time.monotonic() + self._max_wait_s
+            wait_s, enough = self._wait_plan()
+            deadline = time.monotonic() + wait_s
             while sum(len(r.texts) for r in self._pending) < self._max_batch_texts:
+                if enough is not None and len(self._pending) >= enough:
+                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
                     break
@@ -99,6 +115,7 @@ class MicroBatcher:
                     continue  # its caller gave up: nobody reads these rows
                 batch.append(request)
                 size += len(request.texts)
+            self._last_requests = len(batch)
             return batch
 
     def _run(self) -> None:

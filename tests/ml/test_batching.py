@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -227,3 +229,53 @@ def test_a_cancelled_await_withdraws_its_texts_and_the_batcher_keeps_serving() -
         batcher.close()
     assert later.shape == (1, 2)
     assert seen == [["first"], ["later"]]  # "abandoned" was never encoded
+
+
+def test_under_load_a_pass_lingers_for_as_many_requests_as_the_last_one_carried() -> None:
+    passes: list[list[str]] = []
+    gates = [threading.Event(), threading.Event()]
+    started = [threading.Event(), threading.Event()]
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        passes.append(list(texts))
+        if len(passes) <= 2:  # the first two passes wait for the test
+            started[len(passes) - 1].set()
+            gates[len(passes) - 1].wait(5)
+        return torch.zeros(len(texts), 1)
+
+    batcher = MicroBatcher(embed, max_wait_ms=0, linger_ms=10_000)
+    try:
+        with ThreadPoolExecutor(max_workers=5) as pool:
+            a = pool.submit(batcher.embed, ["a"])
+            assert started[0].wait(5)
+            b, c = pool.submit(batcher.embed, ["b"]), pool.submit(batcher.embed, ["c"])
+            _until(lambda: len(batcher._pending) == 2)  # both queued behind pass 1
+            gates[0].set()  # pass 2 takes b and c at once: the last pass carried one request, so no lingering
+            assert started[1].wait(5)
+            d = pool.submit(batcher.embed, ["d"])
+            _until(lambda: len(batcher._pending) == 1)
+            gates[1].set()  # d waits as pass 2 ends; the last pass carried two requests: it lingers for one more
+            b.result(timeout=5)
+            e = pool.submit(batcher.embed, ["e"])
+            for future in (a, c, d, e):
+                future.result(timeout=5)
+    finally:
+        batcher.close()
+    assert passes == [["a"], ["b", "c"], ["d", "e"]]
+
+
+def test_a_lone_request_never_lingers() -> None:
+    batcher = MicroBatcher(lambda texts: torch.zeros(len(texts), 1), max_wait_ms=0, linger_ms=60_000)
+    try:
+        for text in ("one", "after", "another"):
+            assert batcher._submit([text]).result(timeout=5).shape == (1, 1)  # a minute of lingering would time out
+    finally:
+        batcher.close()
+
+
+def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Poll a condition another thread makes true (the batcher's queue has no event to wait on)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.001)

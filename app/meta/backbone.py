@@ -1,9 +1,9 @@
 """The trainable part of the encoder for meta-training, with the frozen bottom cached.
 
 `train_layers` selects what the outer loop trains: `"none"` (frozen encoder: embeddings are
-computed once), `"norm"` (only the affine of the last layer's output LayerNorm), `"bias"` (every
-bias and LayerNorm affine of the transformer layers, BitFit-style: 30 k numbers, 0.13 % of the
-weights; token embeddings cached), `k` (the top k transformer layers; the hidden states entering
+computed once, by the encoder's own forward), `"norm"` (only the affine of the last layer's output
+LayerNorm), `"bias"` (every bias and LayerNorm affine of the transformer layers, BitFit-style: 30 k
+numbers, 0.13 % of the weights; token embeddings cached), `k` (the top k transformer layers; the hidden states entering
 them are computed once per text by the frozen bottom and kept on CPU), or `"all"` (every encoder
 weight, no cache).
 
@@ -11,7 +11,9 @@ weight, no cache).
 states `n_t`, and mean pooling commutes with that affine, so the pooled output is `gamma * m + beta`
 with `m` the mean of the `n_t`. `m` is computed once per text; training then costs no transformer
 passes at all.
-The cached path is numerically the same as `SentenceEncoder.forward` (see tests/meta).
+The cached path is numerically the same as `SentenceEncoder.forward` (see tests/meta). It calls BERT-style
+layers one by one, so the cut paths need a BERT-style encoder (MiniLM); MPNet's layers also take a relative
+position bias, so an MPNet encoder trains frozen (`"none"`) or whole (`"all"`).
 """
 
 from __future__ import annotations
@@ -72,6 +74,12 @@ class Backbone(nn.Module):
         self.prefixes = trained_prefixes(encoder, train_layers)
         self.disk = DiskCache(cache_dir, prefix="bottom-")
         total = n_layers(encoder)
+        model_type = getattr(encoder.transformer.config, "model_type", "bert")
+        if model_type != "bert" and train_layers not in ("none", 0, "all"):
+            raise ValueError(
+                f"train_layers={train_layers!r} runs a {model_type} encoder's layers one by one, which only BERT-style "
+                "encoders support: use 'none' or 'all'"
+            )
         if train_layers in ("all", "bias"):
             self.cut = 0
         elif train_layers in ("none", 0, "norm"):  # cache a layer's input, run the rest once without grad
@@ -122,6 +130,9 @@ class Backbone(nn.Module):
         texts = list(dict.fromkeys(t for t in texts if t not in self._index))
         if not texts:
             return
+        if self.train_layers in ("none", 0):
+            self._prepare_frozen(texts, batch_size)
+            return
         stored = self.disk.tensors(self._cache_parts(texts), lambda: self._encode_bottom(texts, batch_size, progress))
         tokens, lengths = stored["tokens"], stored["lengths"]
         base = len(self._index)
@@ -130,19 +141,20 @@ class Backbone(nn.Module):
         self._tokens = torch.cat([self._tokens.reshape(-1, tokens.shape[1]).to(tokens.dtype), tokens])
         last = self._offsets[-1]
         self._offsets = torch.cat([self._offsets, last + lengths.cumsum(0)])
-        if self.train_layers in ("none", 0):
-            self._frozen = self._frozen_embeddings(list(self._index))
         if self.train_layers == "norm":
             self._normalised_means = self._means(list(self._index))
 
-    def _frozen_embeddings(self, texts: list[str]) -> torch.Tensor:
-        """Final embeddings of every prepared text through the frozen top (memoised on disk)."""
+    def _prepare_frozen(self, texts: list[str], batch_size: int) -> None:
+        """Final embeddings of `texts` by the encoder's own forward (memoised on disk), appended to `_frozen`."""
 
         def compute() -> dict[str, torch.Tensor]:
-            chunks = [self._run_top(texts[i : i + 256], grad=False).cpu() for i in range(0, len(texts), 256)]
-            return {"embeddings": torch.cat(chunks)}
+            return {"embeddings": self.encoder.embed(texts, batch_size=batch_size)}
 
-        return self.disk.tensors(self._cache_parts(["frozen", *texts]), compute)["embeddings"]
+        embeddings = self.disk.tensors(self._cache_parts(["frozen-forward", *texts]), compute)["embeddings"]
+        base = len(self._index)
+        for i, text in enumerate(texts):
+            self._index[text] = base + i
+        self._frozen = embeddings if self._frozen is None else torch.cat([self._frozen, embeddings])
 
     @property
     def last_norm(self) -> nn.LayerNorm:

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 EVALUATION_SET = "banking77"  # never meta-trained on
+# sets ../shared/data/README.md marks `experiments` (no clear license): measure with them, never export weights
+EXPERIMENT_ONLY_SOURCES = frozenset({"acid", "atis", "bitext_customer_service", "rasa_demo", "mixsnips"})
 
 
 @dataclass
@@ -66,6 +68,12 @@ class MetaTrainConfig:
             source.way = tuple(source.way)  # type: ignore[assignment]
             if source.name.lower().startswith(EVALUATION_SET):
                 raise ValueError(f"{source.name} is the evaluation set; it must not be meta-trained on")
+        experiments = sorted({s.name for s in self.sources} & EXPERIMENT_ONLY_SOURCES)
+        if self.export_dir and experiments:
+            raise ValueError(
+                f"{', '.join(experiments)} may be used for experiments only (no clear license): a run trained on "
+                "them must not export a checkpoint (set export_dir to '')"
+            )
         self.shots = tuple(self.shots)  # type: ignore[assignment]
         if self.export_dtype not in {"float32", "float16", "bfloat16"}:
             raise ValueError(f"export_dtype must be float32, float16 or bfloat16, not {self.export_dtype!r}")

@@ -57,6 +57,14 @@ SOURCE_CITATIONS = {
     "trec50": "TREC question types, Li & Roth 2002",
     "dbpedia14": "DBpedia14, Zhang et al. 2015 (CC BY-SA 3.0)",
     "goemotions": "GoEmotions, Demszky et al. 2020 (CC BY 4.0)",
+    "sgd_intents": "Schema-Guided Dialogue intents, Rastogi et al. 2020 (CC BY-SA 4.0)",
+    "multidogo": "MultiDoGO, Peskov et al. 2019 (CDLA-Permissive 1.0)",
+    "dstc11_insurance": "DSTC11 track 2 (NatCS) insurance, Gung et al. 2023 (CDLA-Permissive 2.0)",
+    "dstc11_finance": "DSTC11 track 2 (NatCS) finance, Gung et al. 2023 (CDLA-Permissive 2.0)",
+    "hint3_sofmattress": "HINT3 SOFMattress, Arora et al. 2020 (ODbL 1.0 + DbCL 1.0)",
+    "hint3_curekart": "HINT3 Curekart, Arora et al. 2020 (ODbL 1.0 + DbCL 1.0)",
+    "hint3_powerplay11": "HINT3 Powerplay11, Arora et al. 2020 (ODbL 1.0 + DbCL 1.0)",
+    "snips": "SNIPS, Coucke et al. 2018 (CC0 1.0)",
 }
 
 

@@ -33,6 +33,16 @@ def test_config_refuses_evaluation_set(tmp_path) -> None:
         load_config(path)
 
 
+def test_config_refuses_to_export_weights_trained_on_experiment_only_sets(tmp_path) -> None:
+    sources = [{"name": "clinc150"}, {"name": "acid"}]
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"name": "x", "sources": sources, "export_dir": "models/x"}))
+    with pytest.raises(ValueError, match="acid may be used for experiments only"):
+        load_config(path)
+    path.write_text(json.dumps({"name": "x", "sources": sources}))  # measuring with it is fine
+    assert [s.name for s in load_config(path).sources] == ["clinc150", "acid"]
+
+
 def test_evaluate_on_fixture(make_tiny, tmp_path, clinc_sample) -> None:
     from app.meta.algorithms import build_algorithm
     from app.meta.backbone import Backbone

@@ -79,8 +79,8 @@ class Settings(BaseSettings):
         4.0,
         ge=0,
         le=1000,
-        description="Under load (the last merged pass served several requests), how long a pass may wait until as "
-        "many requests wait as the last one carried: bigger passes, more texts/s, at most this much added latency. "
+        description="Under load (the last merged pass served several requests), how long a pass waits for more "
+        "requests (or until `batch_max_texts` wait): bigger passes, more texts/s, at most this much added latency. "
         "A lone request never waits; 0 = off.",
     )
     quantize_int8: bool = Field(

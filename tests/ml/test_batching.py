@@ -231,7 +231,7 @@ def test_a_cancelled_await_withdraws_its_texts_and_the_batcher_keeps_serving() -
     assert seen == [["first"], ["later"]]  # "abandoned" was never encoded
 
 
-def test_under_load_a_pass_lingers_for_as_many_requests_as_the_last_one_carried() -> None:
+def test_under_load_a_pass_lingers_for_more_requests() -> None:
     passes: list[list[str]] = []
     gates = [threading.Event(), threading.Event()]
     started = [threading.Event(), threading.Event()]
@@ -243,7 +243,7 @@ def test_under_load_a_pass_lingers_for_as_many_requests_as_the_last_one_carried(
             gates[len(passes) - 1].wait(5)
         return torch.zeros(len(texts), 1)
 
-    batcher = MicroBatcher(embed, max_wait_ms=0, linger_ms=10_000)
+    batcher = MicroBatcher(embed, max_batch_texts=2, max_wait_ms=0, linger_ms=10_000)  # full at 2: no 10 s wait
     try:
         with ThreadPoolExecutor(max_workers=5) as pool:
             a = pool.submit(batcher.embed, ["a"])
@@ -254,7 +254,7 @@ def test_under_load_a_pass_lingers_for_as_many_requests_as_the_last_one_carried(
             assert started[1].wait(5)
             d = pool.submit(batcher.embed, ["d"])
             _until(lambda: len(batcher._pending) == 1)
-            gates[1].set()  # d waits as pass 2 ends; the last pass carried two requests: it lingers for one more
+            gates[1].set()  # d waits as pass 2 ends; the last pass carried two requests: it lingers for more
             b.result(timeout=5)
             e = pool.submit(batcher.embed, ["e"])
             for future in (a, c, d, e):

@@ -1,9 +1,10 @@
-"""ASGI middleware: authenticate the bearer key, rate-limit it, and check admin and tenant scope.
+"""The access gate: authenticate the bearer key, rate-limit it, and check admin and tenant scope.
 
 Deny by default: every path except the public ones below needs a key when auth is enabled. The tenant
 scope check is generic, so it covers every current and future route: a tenant named in the path
 (`/tenants/{tenant_id}/...`), in the query (`?tenant_id=`) or in a JSON body (`{"tenant_id": ...}`) must be
-in the key's scope. The body is read once (bounded by the body-size middleware outside) and replayed.
+in the key's scope. The body is read once (bounded by the body limit before it) and replayed.
+`app.web.edge.EdgeMiddleware` runs the gate in its one ASGI layer.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from app.access.guard import ANONYMOUS, AccessGuard, Principal
 from app.store.base import StoreUnavailable
@@ -83,31 +84,32 @@ def _client_identity(scope: Scope) -> str:
     return f"addr:{client[0]}" if client else "addr:unknown"
 
 
-class AccessMiddleware:
+class AccessGate:
     """`guard` returns the process's `AccessGuard` (built with the runtime, in the app's lifespan)."""
 
-    def __init__(self, app: ASGIApp, guard: Callable[[], AccessGuard]) -> None:
-        self.app = app
+    def __init__(self, guard: Callable[[], AccessGuard]) -> None:
         self._guard = guard
 
     @property
     def guard(self) -> AccessGuard:
         return self._guard()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_public(route_path(scope)):
-            await self.app(scope, receive, send)
-            return
+    async def admit(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
+        """The `receive` to serve the request with (its body replayed when the gate read it), or None when the
+        gate answered it itself (401, 403, 422, 429, 503)."""
+        if is_public(route_path(scope)):
+            return receive
         try:
-            await self._guarded(scope, receive, send)
+            return await self._checked(scope, receive, send)
         except StoreUnavailable as exc:
             metrics.STORE_ERRORS.labels(source="access").inc()
             log.warning("access store unavailable: %s", exc)
             await error_response(503, "store_unavailable", "the key store is unreachable; retry shortly")(
                 scope, receive, send
             )
+            return None
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _checked(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         async def deny(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
             metrics.ACCESS_DENIED.labels(code=code).inc()
             response = error_response(status, code, message)
@@ -119,11 +121,11 @@ class AccessMiddleware:
             key = _bearer(scope)
             if key is None:
                 await deny(401, "missing_api_key", "send `Authorization: Bearer <key>`", {"WWW-Authenticate": "Bearer"})
-                return
+                return None
             found = self.guard.authenticate(key)
             if found is None:
                 await deny(401, "invalid_api_key", "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
-                return
+                return None
             principal = found
         scope.setdefault("state", {})["principal"] = principal
 
@@ -136,18 +138,17 @@ class AccessMiddleware:
                 f"rate limit exceeded; retry in {decision.retry_after_s} s",
                 {"Retry-After": str(decision.retry_after_s)},
             )
-            return
+            return None
 
         path = route_path(scope)
         if (path.startswith(ADMIN_PREFIX) or path == ADMIN_PREFIX.rstrip("/")) and not principal.admin:
             await deny(403, "admin_required", "this endpoint needs an admin key")
-            return
+            return None
         if principal.admin:
-            await self.app(scope, receive, send)
-            return
-        await self._scoped(scope, receive, send, principal, deny)
+            return receive
+        return await self._scoped(scope, receive, principal, deny)
 
-    async def _scoped(self, scope: Scope, receive: Receive, send: Send, principal: Principal, deny: Any) -> None:
+    async def _scoped(self, scope: Scope, receive: Receive, principal: Principal, deny: Any) -> Receive | None:
         named: list[object] = []
         match = _TENANT_PATH.match(route_path(scope))
         if match:
@@ -163,19 +164,19 @@ class AccessMiddleware:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         if disconnected:
-            return
+            return None
         try:
             present, value = body_tenant(body)
         except _AmbiguousTenant as exc:
             await deny(422, "invalid_json", str(exc))
-            return
+            return None
         if present:
             named.append(value)
 
         for tenant in named:
             if not isinstance(tenant, str) or not principal.allows(tenant):
                 await deny(403, "forbidden_tenant", f"this key may not access tenant {str(tenant)[:64]!r}")
-                return
+                return None
 
         replayed = False
 
@@ -186,4 +187,4 @@ class AccessMiddleware:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        return replay

@@ -14,12 +14,10 @@ from app.bootstrap import Model, Runtime, build_runtime
 from app.config import Settings
 from app.ml.threads import pin_intra_op_threads
 from app.web import metrics
-from app.web.access import AccessMiddleware
 from app.web.admin import router as admin_router
-from app.web.body_limit import BodySizeLimitMiddleware
 from app.web.console import install_console
-from app.web.context import RequestContextMiddleware
 from app.web.docs import install_docs
+from app.web.edge import EdgeMiddleware
 from app.web.errors import install_error_handlers
 from app.web.logs import configure_logging
 from app.web.routes import router
@@ -81,10 +79,14 @@ def create_app(settings: Settings, model: Model | None = None, tier_models: dict
         runtime: Runtime = app.state.runtime
         return runtime.guard
 
-    # added innermost first: RequestContext -> BodySizeLimit -> Access -> routes
-    app.add_middleware(AccessMiddleware, guard=guard)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware, fastapi_app=app, log_payloads=settings.log_payloads)
+    # one layer: request context -> body limit -> access gate -> routes
+    app.add_middleware(
+        EdgeMiddleware,
+        fastapi_app=app,
+        guard=guard,
+        max_body_bytes=settings.max_body_bytes,
+        log_payloads=settings.log_payloads,
+    )
     return app
 
 

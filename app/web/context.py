@@ -1,7 +1,7 @@
-"""Outermost middleware: request id (X-Request-ID in and out), access log line, HTTP metrics.
+"""Each request's context: request id (X-Request-ID in and out), access log line, HTTP metrics.
 
 A client that disconnects before its response starts is counted and logged as 499 `client_disconnected`,
-never as a server error.
+never as a server error. `app.web.edge.EdgeMiddleware` opens the context first and closes it last.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import uuid
 
 from fastapi import FastAPI
 from starlette.routing import compile_path
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from app.web import metrics
 from app.web.logs import request_id
@@ -41,66 +41,73 @@ class _Templates:
         return next((template for regex, template in self._compiled if regex.match(path)), metrics.UNMATCHED_ROUTE)
 
 
-class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, fastapi_app: FastAPI, log_payloads: bool = False) -> None:
-        self.app = app
+class RequestContexts:
+    """Opens a `RequestContext` per HTTP request (the path templates are shared by all of them)."""
+
+    def __init__(self, fastapi_app: FastAPI, log_payloads: bool = False) -> None:
         self.templates = _Templates(fastapi_app)
         self.log_payloads = log_payloads
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def open(self, scope: Scope, receive: Receive, send: Send) -> RequestContext:
+        return RequestContext(self, scope, receive, send)
+
+
+class RequestContext:
+    """One request's id, clock and outcome; `receive` and `send` are the request's, watched. `close()` once."""
+
+    def __init__(self, contexts: RequestContexts, scope: Scope, receive: Receive, send: Send) -> None:
+        self._contexts = contexts
+        self._scope = scope
         incoming = dict(scope.get("headers", ())).get(b"x-request-id", b"").decode("latin-1")
-        rid = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
-        token = request_id.set(rid)
-        status = 500
-        response_started = disconnected = False
-        body = bytearray()
-        started = time.perf_counter()
+        self.request_id = incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+        self._token = request_id.set(self.request_id)
+        self.status = 500
+        self.response_started = self.disconnected = False
+        self._body = bytearray()
+        self._started = time.perf_counter()
+        self._receive, self._send = receive, send
 
-        async def watching_receive() -> Message:
-            nonlocal disconnected
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                disconnected = True
-            elif self.log_payloads and message["type"] == "http.request" and len(body) < _PAYLOAD_LOG_BYTES:
-                body.extend(message.get("body", b"")[: _PAYLOAD_LOG_BYTES - len(body)])
-            return message
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            self.disconnected = True
+        elif self._contexts.log_payloads and message["type"] == "http.request" and len(self._body) < _PAYLOAD_LOG_BYTES:
+            self._body.extend(message.get("body", b"")[: _PAYLOAD_LOG_BYTES - len(self._body)])
+        return message
 
-        async def tagged_send(message: Message) -> None:
-            nonlocal status, response_started
-            if disconnected and not response_started:
-                return  # nobody is listening: the request stays counted as a disconnect
-            if message["type"] == "http.response.start":
-                status, response_started = int(message["status"]), True
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode("latin-1"))]
-            await send(message)
+    async def send(self, message: Message) -> None:
+        if self.disconnected and not self.response_started:
+            return  # nobody is listening: the request stays counted as a disconnect
+        if message["type"] == "http.response.start":
+            self.status, self.response_started = int(message["status"]), True
+            message.setdefault("headers", [])
+            message["headers"] = [*message["headers"], (b"x-request-id", self.request_id.encode("latin-1"))]
+        await self._send(message)
 
-        try:
-            await self.app(scope, watching_receive, tagged_send)
-        finally:
-            elapsed = time.perf_counter() - started
-            if disconnected and not response_started:
-                status = CLIENT_DISCONNECTED
-            # the router names the route when the request reached it; otherwise match the documented paths
-            route = _template(scope["route"]) if "route" in scope else self.templates.match(scope["path"])
-            method = metrics.method_label(scope["method"])
-            metrics.REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-            metrics.LATENCY.labels(method=method, route=route).observe(elapsed)
-            principal = scope.get("state", {}).get("principal")
-            fields = {
-                "method": scope["method"],
-                "route": route,
-                "path": scope["path"],
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 2),
-                "key_id": getattr(principal, "key_id", None),
-            }
-            if status == CLIENT_DISCONNECTED:
-                fields["error"] = "client_disconnected"
-            if self.log_payloads:
-                fields["body"] = body.decode("utf-8", "replace")
-            log.info("%s %s %s", scope["method"], scope["path"], status, extra=fields)
-            request_id.reset(token)
+    def close(self) -> None:
+        """Count, time and log the request."""
+        scope = self._scope
+        elapsed = time.perf_counter() - self._started
+        status = self.status
+        if self.disconnected and not self.response_started:
+            status = CLIENT_DISCONNECTED
+        # the router names the route when the request reached it; otherwise match the documented paths
+        route = _template(scope["route"]) if "route" in scope else self._contexts.templates.match(scope["path"])
+        method = metrics.method_label(scope["method"])
+        metrics.REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+        metrics.LATENCY.labels(method=method, route=route).observe(elapsed)
+        principal = scope.get("state", {}).get("principal")
+        fields = {
+            "method": scope["method"],
+            "route": route,
+            "path": scope["path"],
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+            "key_id": getattr(principal, "key_id", None),
+        }
+        if status == CLIENT_DISCONNECTED:
+            fields["error"] = "client_disconnected"
+        if self._contexts.log_payloads:
+            fields["body"] = self._body.decode("utf-8", "replace")
+        log.info("%s %s %s", scope["method"], scope["path"], status, extra=fields)
+        request_id.reset(self._token)

@@ -30,3 +30,25 @@ def test_one_lifespan_builds_plain_services_and_configures_logging_once(tiny_enc
             "checkpoint": None,
             "store": "memory",
         }
+
+
+def test_one_middleware_layer_runs_context_limit_and_access(tiny_encoder: Any) -> None:
+    """Request context, body limit and access gate run as one ASGI layer, in that order: a request refused by the
+    limit or the gate still gets its request id back and its access-log line counted."""
+    model = (tiny_encoder, InnerLoopParams.constant(2, 0.04, 10.0), None)
+    settings = Settings(checkpoint="none", log_level="warning", auth_enabled=True, max_body_bytes=2_000, _env_file=None)
+    app = create_app(settings, model=model)
+    assert [m.cls.__name__ for m in app.user_middleware] == ["EdgeMiddleware"]
+    with TestClient(app) as client:
+        huge = client.post("/predict", content=b"x" * 3_000, headers={"x-request-id": "big-1"})
+        anonymous = client.post("/predict", json={"tenant_id": "t", "texts": ["hi"]}, headers={"x-request-id": "a-1"})
+    assert (huge.status_code, huge.json()["error"]["code"], huge.headers["x-request-id"]) == (
+        413,
+        "payload_too_large",
+        "big-1",
+    )
+    assert (anonymous.status_code, anonymous.json()["error"]["code"], anonymous.headers["x-request-id"]) == (
+        401,
+        "missing_api_key",
+        "a-1",
+    )

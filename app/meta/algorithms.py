@@ -7,6 +7,8 @@ the outer loop back-propagates through its SGD steps (via `higher`) into the emb
 inner-loop tensors (learning rates, temperature). Matching and Relation Networks are metric
 baselines from the literature that have no head to hand to the service. The meta-network writes a
 head from the support set (a generator of head rows), optionally followed by inner-loop steps.
+`supcon` trains the encoder with a supervised contrastive loss on each episode's texts and serves through
+the unchanged Proto-MAML inner loop.
 """
 
 from __future__ import annotations
@@ -120,6 +122,45 @@ class HeadAdaptation(MetaAlgorithm):
         return head_logits(query, head, self.log_scale.exp())
 
 
+class SupervisedContrastive(HeadAdaptation):
+    """Supervised contrastive training of the encoder (Khosla et al. 2020), served by the Proto-MAML inner loop.
+
+    For the episode's unit embeddings z (support and queries together) with labels y, temperature τ:
+        L = mean over anchors i with positives of  -1/|P(i)| Σ_{p∈P(i)} log( exp(z_i·z_p/τ) / Σ_{a≠i} exp(z_i·z_a/τ) ),
+    P(i) = {p ≠ i : y_p = y_i}. Texts of one label are pulled together and every other label's pushed away,
+    with no inner loop in the training step. The inner loop (steps, learning rates, temperature) is not trained:
+    validation and `/adapt` run it with its start values.
+    """
+
+    def __init__(self, steps: int, lr: float, scale: float, dim: int, temperature: float = 0.1) -> None:
+        super().__init__("supcon", steps, lr, scale, dim=dim, learn_lr=False, learn_scale=False)
+        self.temperature = temperature
+
+    def loss(
+        self, support: torch.Tensor, targets: torch.Tensor, query: torch.Tensor, query_targets: torch.Tensor, n_way: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The contrastive loss over support and queries, and the queries' nearest-prototype accuracy (detached)."""
+        with torch.no_grad():
+            nearest = (query @ class_prototypes(support.detach(), targets, n_way).T).argmax(dim=-1)
+            accuracy = (nearest == query_targets).float().mean()
+        return supervised_contrastive_loss(
+            torch.cat([support, query]), torch.cat([targets, query_targets]), self.temperature
+        ), accuracy
+
+
+def supervised_contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+    """`SupervisedContrastive`'s L for unit-norm `embeddings` `[n, dim]` and `labels` `[n]`."""
+    n = embeddings.shape[0]
+    self_mask = torch.eye(n, dtype=torch.bool, device=embeddings.device)
+    similarity = (embeddings @ embeddings.T / temperature).masked_fill(self_mask, float("-inf"))
+    log_prob = similarity - torch.logsumexp(similarity, dim=1, keepdim=True)
+    positives = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~self_mask
+    counts = positives.sum(dim=1)
+    has = counts > 0
+    per_anchor = -(log_prob.masked_fill(~positives, 0.0).sum(dim=1)[has] / counts[has])
+    return per_anchor.mean()
+
+
 class MatchingNet(MetaAlgorithm):
     """Matching Networks (Vinyals et al. 2016) without full-context embeddings: cosine attention over support."""
 
@@ -189,7 +230,17 @@ class MetaNetwork(MetaAlgorithm):
         return head_logits(query, head, self.log_scale.exp())
 
 
-ALGORITHMS = ("protonet", "maml", "fomaml", "protomaml", "metasgd", "matchingnet", "relationnet", "metanet")
+ALGORITHMS = (
+    "protonet",
+    "maml",
+    "fomaml",
+    "protomaml",
+    "metasgd",
+    "matchingnet",
+    "relationnet",
+    "metanet",
+    "supcon",
+)
 
 
 def build_algorithm(name: str, dim: int, options: dict[str, Any] | None = None) -> MetaAlgorithm:
@@ -210,6 +261,8 @@ def build_algorithm(name: str, dim: int, options: dict[str, Any] | None = None) 
         return HeadAdaptation("fo-protomaml", steps, lr, scale, first_order=True, dim=dim, **opts)
     if name == "metasgd":
         return HeadAdaptation("metasgd", steps, lr, scale, per_dim_lr=True, dim=dim, **opts)
+    if name == "supcon":
+        return SupervisedContrastive(steps, lr, scale, dim, float(opts.pop("temperature", 0.1)))
     if name == "matchingnet":
         return MatchingNet(scale)
     if name == "relationnet":

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
 import torch
 from torch.nn import functional as F
 
-from app.meta.algorithms import ALGORITHMS, build_algorithm
+from app.meta.algorithms import ALGORITHMS, build_algorithm, supervised_contrastive_loss
 from app.meta.backbone import Backbone
 from app.meta.data import load_jsonl, sample_episode
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits
@@ -128,3 +129,31 @@ def test_untrained_meta_network_is_protonet_and_its_generator_learns() -> None:
     loss.backward()
     assert with_steps.generator[2].weight.grad is not None and with_steps.generator[2].weight.grad.abs().sum() > 0
     assert with_steps.log_lr.grad is not None  # through the inner steps taken from the written head
+
+
+def test_supervised_contrastive_loss_matches_its_formula_and_prefers_tight_labels() -> None:
+    z = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1], [0.9, 0.2], [-0.2, 1.0], [0.1, 0.8]]), dim=-1)
+    y = torch.tensor([0, 0, 1, 1])
+    t = 0.5
+    expected = []
+    for i in range(4):  # the docstring's L, term by term
+        others = [a for a in range(4) if a != i]
+        denominator = sum(math.exp(float(z[i] @ z[a]) / t) for a in others)
+        positives = [p for p in others if y[p] == y[i]]
+        expected.append(
+            -sum(math.log(math.exp(float(z[i] @ z[p]) / t) / denominator) for p in positives) / len(positives)
+        )
+    loss = supervised_contrastive_loss(z, y, t)
+    assert loss.item() == pytest.approx(sum(expected) / 4, rel=1e-5)
+    assert supervised_contrastive_loss(z, torch.tensor([0, 1, 0, 1]), t) > loss  # mixed labels cost more
+
+
+def test_supcon_trains_the_encoder_side_only_and_serves_through_the_protomaml_loop() -> None:
+    algorithm = build_algorithm("supcon", 8, {"steps": 3, "lr": 0.04, "scale": 10.0, "temperature": 0.2})
+    assert algorithm.exports_head and not any(p.requires_grad for p in algorithm.parameters())
+    support = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1).requires_grad_()
+    query = torch.nn.functional.normalize(torch.randn(4, 8), dim=-1)
+    loss, accuracy = algorithm.loss(support, torch.tensor([0, 0, 1, 1, 2, 2]), query, torch.tensor([0, 1, 2, 0]), 3)
+    loss.backward()
+    assert support.grad is not None and 0.0 <= accuracy.item() <= 1.0
+    assert algorithm.inner_params().steps == 3

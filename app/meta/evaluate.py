@@ -38,11 +38,13 @@ from app.ml.tenant_fit import OosRule, SupportSet, fit_tenant
 Model = tuple[SentenceEncoder, InnerLoopParams]
 Scorer = Callable[[Episode], float]
 
+SHIPPED_CHECKPOINT = "models/minilm-protomaml"
+
 
 @dataclass
 class EvalConfig:
     data: Path
-    checkpoint: str = "models/minilm-protomaml"
+    checkpoint: str = SHIPPED_CHECKPOINT
     runs: list[Path] = field(default_factory=list)
     out_dir: Path = Path("bench/results")
     name: str = "banking77"
@@ -320,12 +322,21 @@ def shipped_methods(base_embedder: Embedder, texts: list[list[str]], cfg: EvalCo
         embedder = base_embedder  # same weights as the base: same embeddings, no need to recompute
     else:
         embedder = precomputed_embedder(shipped[0], texts, cfg.cache_dir)
+    label = checkpoint_label(cfg.checkpoint, injected=cfg.shipped_model is not None)
     methods: dict[str, Scorer] = {}
     if embedder is not base_embedder:  # otherwise these equal the frozen-base rows
-        methods["shipped checkpoint + nearest centroid"] = centroid_scorer(embedder)
-        methods["shipped checkpoint + logistic regression"] = logreg_scorer(embedder, cfg.logreg_c, cfg.logreg_iters)
-    methods["**shipped checkpoint via /adapt**"] = adapt_path_scorer(embedder, shipped[1])
+        methods[f"{label} + nearest centroid"] = centroid_scorer(embedder)
+        methods[f"{label} + logistic regression"] = logreg_scorer(embedder, cfg.logreg_c, cfg.logreg_iters)
+    methods[f"**{label} via /adapt**"] = adapt_path_scorer(embedder, shipped[1])
     return methods
+
+
+def checkpoint_label(checkpoint: str, injected: bool = False) -> str:
+    """How the report names `--checkpoint`'s rows: "shipped checkpoint" for the one that ships (or a model a
+    test injects in its place), else "checkpoint <folder>", so a candidate is never mistaken for it."""
+    if injected or Path(checkpoint).resolve() == Path(SHIPPED_CHECKPOINT).resolve():
+        return "shipped checkpoint"
+    return f"checkpoint {checkpoint}"
 
 
 def score_methods(methods: dict[str, Scorer], protocols: dict[str, list[Episode]]) -> dict[str, dict[str, list[float]]]:

@@ -43,6 +43,13 @@ def test_config_refuses_to_export_weights_trained_on_experiment_only_sets(tmp_pa
     assert [s.name for s in load_config(path).sources] == ["clinc150", "acid"]
 
 
+def test_a_candidate_checkpoint_is_never_named_the_shipped_one() -> None:
+    from app.meta.evaluate import SHIPPED_CHECKPOINT, checkpoint_label
+
+    assert checkpoint_label(SHIPPED_CHECKPOINT) == "shipped checkpoint"
+    assert checkpoint_label("runs/minilm-intents/best") == "checkpoint runs/minilm-intents/best"
+
+
 def test_evaluate_on_fixture(make_tiny, tmp_path, clinc_sample) -> None:
     from app.meta.algorithms import build_algorithm
     from app.meta.backbone import Backbone

@@ -67,12 +67,9 @@ class PredictionService:
 
     def head_for(self, tenant_id: str) -> tuple[int, TenantHead]:
         """The tenant's current head, from the cache when its version is still current."""
-        version = self.store.current_version(tenant_id)
-        if version is None:
-            raise unknown_tenant(tenant_id)
-        cached = self.cache.get(tenant_id, version)
-        if cached is not None and cached.fingerprint == self.embedder.fingerprint:
-            return cached.version, cached.head
+        hit = self._cache_hit(tenant_id)
+        if hit is not None:
+            return hit
         stored = self.store.load(tenant_id)
         if stored is None:
             raise unknown_tenant(tenant_id)
@@ -170,8 +167,11 @@ class PredictionService:
 
     def _cached_on_loop(self, tenant_id: str) -> tuple[int, TenantHead] | None:
         """The current head when answering needs no I/O: an in-process store and a cache hit; else None."""
-        if not self.store.in_process:
-            return None
+        return self._cache_hit(tenant_id) if self.store.in_process else None
+
+    def _cache_hit(self, tenant_id: str) -> tuple[int, TenantHead] | None:
+        """(version, head) from the cache when it holds the current version under this encoder; else None.
+        An unknown tenant is a 404."""
         version = self.store.current_version(tenant_id)
         if version is None:
             raise unknown_tenant(tenant_id)

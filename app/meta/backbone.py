@@ -67,7 +67,7 @@ class Backbone(nn.Module):
         cache_dir: Path | None = None,
         cache_layer: int | None = None,
     ) -> None:
-        """`cache_layer` (frozen encoder only) picks which layer's input is cached, to share a cache."""
+        """`cache_layer` (`train_layers="norm"` only) picks which layer's input is cached, to share a cache."""
         super().__init__()
         self.encoder = encoder
         self.train_layers = train_layers
@@ -82,8 +82,10 @@ class Backbone(nn.Module):
             )
         if train_layers in ("all", "bias"):
             self.cut = 0
-        elif train_layers in ("none", 0, "norm"):  # cache a layer's input, run the rest once without grad
+        elif train_layers == "norm":  # cache a layer's input, run the rest once without grad
             self.cut = total - 1 if cache_layer is None else cache_layer
+        elif train_layers in ("none", 0):
+            self.cut = total  # nothing is cut: `_prepare_frozen` runs the encoder's own forward
         else:
             self.cut = total - int(train_layers)
         for name, param in encoder.transformer.named_parameters():

@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from app.ml.packaged import SHIPPED_CHECKPOINT
+
 
 def _meta_train(args: argparse.Namespace) -> int:
     from app.meta.config import load_config
@@ -87,7 +89,7 @@ def register_meta_commands(commands: argparse._SubParsersAction) -> None:
     )
     multilabel.add_argument("--data-dir", default="../shared/data")
     multilabel.add_argument("--source", default="goemotions_multilabel", help="multi-label JSONL set (train/val)")
-    multilabel.add_argument("--checkpoint", default="models/minilm-protomaml", help="folder to add it to")
+    multilabel.add_argument("--checkpoint", default=SHIPPED_CHECKPOINT, help="folder to add it to")
     multilabel.add_argument("--steps", type=int, default=120, help="outer (meta) steps")
     multilabel.add_argument("--dry-run", action="store_true", help="report, do not write the checkpoint")
     multilabel.set_defaults(handler=_meta_train_multilabel)
@@ -96,7 +98,7 @@ def register_meta_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--data", default="../shared/data/banking77.jsonl", help="JSONL with train and test splits")
     evaluate.add_argument(
         "--checkpoint",
-        default="models/minilm-protomaml",
+        default=SHIPPED_CHECKPOINT,
         help="shipped checkpoint, scored through the /adapt code path ('none' to skip)",
     )
     evaluate.add_argument("--run", action="append", default=[], help="runs/<name>/best folder of an algorithm")

@@ -54,7 +54,7 @@ class MetaTrainConfig:
     banking77_val_episodes: int = 2  # 77-way selection episodes drawn from them
     seed: int = 0
     max_tokens: int = 64
-    cache_layer: int | None = None  # frozen encoder: which layer's input to cache (share another run's cache)
+    cache_layer: int | None = None  # train_layers "norm": which layer's input to cache (share another run's cache)
     device: str = "auto"
     encoder_source: str = ""  # empty: the service default
     encoder_sha256: str = ""

@@ -32,13 +32,11 @@ from app.ml.embedding_cache import CachedEmbedder, EmbeddingLRU, embed_cached
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits, prototype_head
 from app.ml.loading import default_inner_loop, load_model
-from app.ml.packaged import MPNET_ENCODER, PACKAGED_ENCODER, PINNED_SHA256
+from app.ml.packaged import MPNET_ENCODER, PACKAGED_ENCODER, PINNED_SHA256, SHIPPED_CHECKPOINT
 from app.ml.tenant_fit import OosRule, SupportSet, fit_tenant
 
 Model = tuple[SentenceEncoder, InnerLoopParams]
 Scorer = Callable[[Episode], float]
-
-SHIPPED_CHECKPOINT = "models/minilm-protomaml"
 
 
 @dataclass

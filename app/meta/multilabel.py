@@ -30,6 +30,7 @@ from app.ml.embedder import Embedder
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits, support_loss
 from app.ml.loading import load_model, multi_label_inner_loop
+from app.ml.packaged import SHIPPED_CHECKPOINT
 from app.ml.tenant_fit import SupportSet, fit_tenant
 
 Predictor = Callable[[MultiLabelRows, list[str]], torch.Tensor]  # (support, labels) -> 0/1 predictions on the queries
@@ -101,7 +102,7 @@ class MultiLabelEvalConfig:
     sets: tuple[str, ...] = ("mixsnips", "goemotions_multilabel")
     shots: tuple[int, ...] = (4, 8, 16)
     seeds: int = 5
-    checkpoint: str = "models/minilm-protomaml"
+    checkpoint: str = SHIPPED_CHECKPOINT
     out: Path = Path("bench/results/eval_multilabel.json")
     cache_dir: Path | None = Path("runs/embed-cache")
     split: str = "test"  # `val` for tuning: the test split is for reporting only
@@ -189,7 +190,7 @@ def _cell(row: dict[str, float]) -> str:
 class MultiLabelMetaConfig:
     data_dir: Path
     source: str = "goemotions_multilabel"  # Apache-2.0: a shipped checkpoint may be trained on it
-    checkpoint: str = "models/minilm-protomaml"
+    checkpoint: str = SHIPPED_CHECKPOINT
     pool: int = 6000  # train texts embedded once (first rows of the split)
     shots: tuple[int, ...] = (4, 8, 16)
     n_query: int = 128

@@ -14,6 +14,9 @@ MPNET_ENCODER = "package:all-mpnet-base-v2"
 MPNET_ENCODER_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658"
 """sha256 of the assembled all-mpnet-base-v2 `model.safetensors`."""
 
+SHIPPED_CHECKPOINT = "models/minilm-protomaml"
+"""The meta-trained checkpoint that ships, relative to the repository root (the tools' default)."""
+
 PINNED_SHA256 = {PACKAGED_ENCODER: PACKAGED_ENCODER_SHA256, MPNET_ENCODER: MPNET_ENCODER_SHA256}
 """The packaged encoder sources and the weights hash each must have."""
 

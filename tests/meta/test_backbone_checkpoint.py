@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import MPNetConfig, MPNetModel
 
 from app.meta.backbone import Backbone, trained_prefixes
 from app.ml.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from app.ml.encoder import EncoderInfo, SentenceEncoder
 from app.ml.learner import InnerLoopParams
-from tests.tiny_encoder import packaged_tokenizer
+from tests.tiny_encoder import build_tiny_mpnet, packaged_tokenizer
 
 TEXTS = ["my card was declined", "how do i top up", "ok", "what is the exchange rate for euros today please"]
 
@@ -142,25 +140,9 @@ def test_adapt_uses_a_checkpoints_norm_adapting_inner_loop(make_tiny, tmp_path) 
     torch.testing.assert_close(probabilities.sum(-1), torch.ones(1))
 
 
-def _tiny_mpnet() -> SentenceEncoder:
-    torch.manual_seed(0)
-    tokenizer = packaged_tokenizer()
-    config = MPNetConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=130,
-    )
-    config._attn_implementation = "eager"
-    model = MPNetModel(config, add_pooling_layer=False).eval()
-    return SentenceEncoder(model, tokenizer, EncoderInfo("tiny-mpnet", "1" * 64, 32), max_tokens=32)
-
-
 def test_an_mpnet_encoder_trains_frozen_through_its_own_forward_and_refuses_layer_splits(tmp_path) -> None:
     """MPNet's layers take a relative position bias that the layer-by-layer path would drop."""
-    encoder = _tiny_mpnet()
+    encoder = build_tiny_mpnet(packaged_tokenizer())
     reference = encoder.embed(TEXTS)
     backbone = Backbone(encoder, "none", cache_dir=tmp_path)
     backbone.prepare(TEXTS)

@@ -44,7 +44,8 @@ def test_config_refuses_to_export_weights_trained_on_experiment_only_sets(tmp_pa
 
 
 def test_a_candidate_checkpoint_is_never_named_the_shipped_one() -> None:
-    from app.meta.evaluate import SHIPPED_CHECKPOINT, checkpoint_label
+    from app.meta.evaluate import checkpoint_label
+    from app.ml.packaged import SHIPPED_CHECKPOINT
 
     assert checkpoint_label(SHIPPED_CHECKPOINT) == "shipped checkpoint"
     assert checkpoint_label("runs/minilm-intents/best") == "checkpoint runs/minilm-intents/best"

@@ -73,6 +73,7 @@ def load_tier_model(settings: Settings, name: str) -> LoadedModel:
         precision=settings.encoder_precision,
         quantize=settings.quantize_int8,
         compile_encoder=settings.compile_encoder,
+        trace=settings.trace_encoder,
         models_dir=Path(settings.models_dir).expanduser(),
     )
 

@@ -12,7 +12,14 @@ from typing import NamedTuple
 import torch
 
 from app.ml.checkpoint import load_checkpoint, load_multilabel_inner
-from app.ml.encoder import SentenceEncoder, bf16_is_fast, load_encoder, quantize_int8, use_bf16
+from app.ml.encoder import (
+    SentenceEncoder,
+    bf16_is_fast,
+    load_encoder,
+    quantize_int8,
+    trace_inference_graph,
+    use_bf16,
+)
 from app.ml.learner import InnerLoopParams
 from app.ml.packaged import (
     DEFAULT_INNER_LR,
@@ -63,10 +70,12 @@ def load_model(
     quantize: bool = False,
     compile_encoder: bool = False,
     models_dir: Path | None = None,
+    trace: bool = False,
 ) -> LoadedModel:
-    """Base encoder + optional meta-trained checkpoint, then int8 or the serving precision, then compile.
+    """Base encoder + optional meta-trained checkpoint, then int8 or the serving precision, then compile or trace.
 
     `precision`: `float32`, `bfloat16`, or `auto` (see `serve_in_bf16`); `quantize` (int8) wins over it.
+    `trace`: `embed` through a frozen trace (`trace_inference_graph`; not with int8 or compile).
     """
     encoder = load_encoder(encoder_source, encoder_sha256, max_tokens, device, models_dir=models_dir)
     if checkpoint is None:
@@ -79,6 +88,8 @@ def load_model(
         use_bf16(encoder)
     if compile_encoder:
         encoder.transformer = torch.compile(encoder.transformer, dynamic=True)
+    elif trace and not quantize:
+        trace_inference_graph(encoder)
     return LoadedModel(encoder, inner, None if checkpoint is None else str(checkpoint))
 
 

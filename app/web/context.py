@@ -94,8 +94,8 @@ class RequestContext:
         # the router names the route when the request reached it; otherwise match the documented paths
         route = _template(scope["route"]) if "route" in scope else self._contexts.templates.match(scope["path"])
         method = metrics.method_label(scope["method"])
-        metrics.REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-        metrics.LATENCY.labels(method=method, route=route).observe(elapsed)
+        metrics.series(metrics.REQUESTS, method, route, str(status)).inc()
+        metrics.series(metrics.LATENCY, method, route).observe(elapsed)
         principal = scope.get("state", {}).get("principal")
         fields = {
             "method": scope["method"],

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
+from transformers.modeling_outputs import BaseModelOutput
 
 from app.config import PACKAGED_ENCODER
-from app.ml.encoder import EncoderIntegrityError, load_encoder, resolve_source
+from app.ml.encoder import EncoderIntegrityError, load_encoder, resolve_source, trace_inference_graph
+from tests.tiny_encoder import build_tiny_encoder, build_tiny_mpnet, packaged_tokenizer
 
 SENTENCES = [
     "I still have not received my new card.",
@@ -120,3 +123,62 @@ def test_bf16_serving_stays_within_a_cosine_of_float32(real_model) -> None:
     assert cosine.min().item() >= 0.999
     assert bf16.fingerprint == fp32.fingerprint  # interchangeable heads: no re-adaptation across a fleet
     assert not serve_in_bf16("float32", fp32) and serve_in_bf16("bfloat16", fp32)
+
+
+def test_served_encoder_embeds_through_a_trace_with_the_eager_numbers(real_model) -> None:
+    """The default settings trace the encoder; its embeddings (and so the fingerprint) are the eager ones."""
+    encoder = real_model[0]
+    assert encoder.inference_graph is not None
+    texts = [*SENTENCES, "word " * 300, "ok"]
+    traced = encoder.embed(texts, batch_size=3)
+    graph, encoder.inference_graph = encoder.inference_graph, None
+    try:
+        eager = encoder.embed(texts, batch_size=3)
+    finally:
+        encoder.inference_graph = graph
+    torch.testing.assert_close(traced, eager, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("build", [build_tiny_encoder, build_tiny_mpnet])
+def test_trace_reproduces_bert_and_mpnet(build) -> None:
+    encoder = build(packaged_tokenizer())
+    eager = encoder.embed(SENTENCES, batch_size=2)
+    assert trace_inference_graph(encoder) and encoder.inference_graph is not None
+    torch.testing.assert_close(encoder.embed(SENTENCES, batch_size=2), eager, atol=1e-6, rtol=0)
+
+
+class _BranchesOnPadding(nn.Module):
+    """Negates its output when nothing is padded: a Python branch on values, which a trace records one side of."""
+
+    def __init__(self, bert: nn.Module) -> None:
+        super().__init__()
+        self.bert = bert
+
+    def forward(self, input_ids, attention_mask, return_dict: bool = True, **_: object):
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if bool(attention_mask.all()):
+            hidden = -hidden
+        return BaseModelOutput(last_hidden_state=hidden) if return_dict else (hidden,)
+
+
+class _RefusesTracing(_BranchesOnPadding):
+    def forward(self, input_ids, attention_mask, return_dict: bool = True, **_: object):
+        if torch.jit.is_tracing():
+            raise RuntimeError("cannot be traced")
+        return super().forward(input_ids, attention_mask, return_dict)
+
+
+@pytest.mark.parametrize("wrapper", [_BranchesOnPadding, _RefusesTracing])
+def test_a_trace_that_differs_or_fails_leaves_the_eager_encoder(wrapper, caplog) -> None:
+    encoder = build_tiny_encoder(packaged_tokenizer())
+    encoder.transformer = wrapper(encoder.transformer)
+    eager = encoder.embed(SENTENCES)
+    assert not trace_inference_graph(encoder)
+    assert encoder.inference_graph is None and "serving the eager encoder" in caplog.text
+    torch.testing.assert_close(encoder.embed(SENTENCES), eager)
+
+
+def test_embed_restores_training_mode() -> None:
+    encoder = build_tiny_encoder(packaged_tokenizer()).train()
+    encoder.embed(SENTENCES)
+    assert encoder.training and encoder.transformer.training

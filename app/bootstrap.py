@@ -24,6 +24,7 @@ from app.ml.learner import InnerLoopParams
 from app.ml.loading import LoadedModel, default_inner_loop, multi_label_inner_loop
 from app.ml.loading import load_model as load_model_files
 from app.ml.tenant_fit import OosRule
+from app.ml.threads import DEFAULT_THREADS, one_thread_by_default
 from app.services.adaptation import AdaptationService, Limits
 from app.services.insight import InsightService, ReportCache
 from app.services.model_cache import HeadCache
@@ -58,8 +59,6 @@ def load_model(settings: Settings) -> LoadedModel:
 
 def load_tier_model(settings: Settings, name: str) -> LoadedModel:
     """The model of one encoder tier: `minilm` from the encoder settings, `mpnet` from the FEWSHOT_MPNET_* ones."""
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
     mpnet = name == "mpnet"
     return load_model_files(
         settings.mpnet_checkpoint_path() if mpnet else settings.checkpoint_path(),
@@ -151,6 +150,11 @@ def _precision(encoder: SentenceEncoder) -> str:
     return str(next(encoder.transformer.parameters()).dtype).removeprefix("torch.")
 
 
+def encoder_threads(settings: Settings) -> int:
+    """Intra-op threads of an encoder pass: `torch_threads`, else torch's default (every core)."""
+    return settings.torch_threads or DEFAULT_THREADS
+
+
 def build_tier(
     name: str, model: Model, settings: Settings, store: TenantStore, cache: HeadCache, default: bool
 ) -> tuple[Tier, MicroBatcher | None]:
@@ -165,7 +169,7 @@ def build_tier(
             max_batch_texts=settings.batch_max_texts,
             max_wait_ms=settings.batch_max_wait_ms,
             linger_ms=settings.batch_linger_ms,
-            threads=torch.get_num_threads(),  # the encoder pass gets every core (or `torch_threads`)
+            threads=encoder_threads(settings),  # the encoder pass gets every core (or `torch_threads`)
         )
         embedder = RoutedEmbedder(batcher.embed, embedder)
     math_threads = 1 if batcher is not None else None  # request threads only run small per-tenant math
@@ -215,6 +219,10 @@ def build_runtime(
     """Everything a server process needs. `model` (the default tier's) and `tier_models` (by tier name) let
     tests share loaded encoders; the other served tiers are loaded from the settings."""
     names = settings.encoder_names()
+    if settings.batching_enabled:
+        one_thread_by_default()  # loading creates no OpenMP workers: the batchers' teams are the only ones
+    else:
+        torch.set_num_threads(encoder_threads(settings))  # request threads run the encoder themselves
     given = dict(tier_models or {})
     if model is not None:
         given.setdefault(names[0], model)
@@ -233,6 +241,8 @@ def build_runtime(
     )
     cache = HeadCache(settings.model_cache_size, max_bytes=int(settings.model_cache_mb * 2**20))
     built = [build_tier(name, models[name], settings, store, cache, i == 0) for i, name in enumerate(names)]
+    if settings.batching_enabled:
+        one_thread_by_default()  # after each batcher sized its own team: the event loop and new threads get one
     tiers = Tiers([tier for tier, _ in built], store)
     default = tiers.default
     encoder, inner, _ = models[names[0]]

@@ -12,7 +12,6 @@ from fastapi import FastAPI
 from app.access.guard import AccessGuard
 from app.bootstrap import Model, Runtime, build_runtime
 from app.config import Settings
-from app.ml.threads import pin_intra_op_threads
 from app.web import metrics
 from app.web.admin import router as admin_router
 from app.web.console import install_console
@@ -50,8 +49,6 @@ def create_app(settings: Settings, model: Model | None = None, tier_models: dict
         runtime = build_runtime(settings, model, tier_models)
         for batcher in runtime.batchers:
             batcher.on_batch = metrics.observe_encoder_pass
-        if runtime.batchers:
-            pin_intra_op_threads(1)  # this event loop runs only small head maths; each encoder has its own team
         _warn_about_access(runtime.guard)
         app.state.runtime = runtime
         try:

@@ -279,3 +279,37 @@ def _until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
         time.sleep(0.001)
+
+
+def test_a_batching_server_leaves_intra_op_teams_to_its_batchers(tiny_encoder, monkeypatch) -> None:
+    """The thread that builds the runtime loads and answers on one intra-op thread, as does every thread started
+    afterwards; only the batcher's passes run on `torch_threads` (more OpenMP threads than cores make libgomp
+    sleep at every barrier: app/ml/threads.py)."""
+    from app.bootstrap import build_runtime
+    from app.config import Settings
+    from app.ml.learner import InnerLoopParams
+
+    passes: list[int] = []
+    embed = tiny_encoder.embed
+    monkeypatch.setattr(
+        tiny_encoder, "embed", lambda texts, **kw: passes.append(torch.get_num_threads()) or embed(texts, **kw)
+    )
+    seen: dict[str, int] = {}
+
+    def serve() -> None:  # a thread of its own: the test's thread keeps its settings
+        settings = Settings(store="memory", batching_enabled=True, torch_threads=2, _env_file=None)
+        runtime = build_runtime(settings, (tiny_encoder, InnerLoopParams.constant(5, 0.04, 10.0), None))
+        try:
+            seen["builder"] = torch.get_num_threads()
+            later = threading.Thread(target=lambda: seen.setdefault("started later", torch.get_num_threads()))
+            later.start()
+            later.join()
+            runtime.adaptation.adapt("t", [{"text": t, "label": str(i % 2)} for i, t in enumerate(TEXTS)])
+        finally:
+            runtime.close()
+
+    builder = threading.Thread(target=serve)
+    builder.start()
+    builder.join()
+    assert seen == {"builder": 1, "started later": 1}
+    assert passes and set(passes) == {2}

@@ -76,12 +76,13 @@ class Settings(BaseSettings):
         description="How long a pass waits for more requests; 0 = none (arrivals during a pass share the next).",
     )
     batch_linger_ms: float = Field(
-        4.0,
+        12.0,
         ge=0,
         le=1000,
-        description="Under load (the last merged pass served several requests), how long a pass waits for more "
-        "requests (or until `batch_max_texts` wait): bigger passes, more texts/s, at most this much added latency. "
-        "A lone request never waits; 0 = off.",
+        description="Under load (the last merged pass served several requests), how long at most a pass waits for "
+        "more requests: it starts as soon as the requests arriving since the last pass pause for 1 ms (or "
+        "`batch_max_texts` wait). Bigger passes, more texts/s; only steady arrivals wait this long. A lone request "
+        "never waits; 0 = off.",
     )
     quantize_int8: bool = Field(
         False, description="Int8 dynamic quantization of the encoder's linear layers (CPU); changes the fingerprint."

@@ -6,9 +6,11 @@ thread held while the pass runs); one background thread collects requests for up
 `max_batch_texts` texts are waiting), runs the encoder once on all of them (the encoder sorts by length and
 chunks, so padding stays small), and hands each caller its rows. A request whose caller gave up (a cancelled
 await: the client went away) before its pass started is dropped, not encoded.
-Under load (the last pass carried more than one request) a pass lingers up to `linger_ms` for more requests
-(or until `max_batch_texts` wait): bigger passes get more texts/s out of the encoder. A lone request (the last
-pass had one) never waits.
+Under load (the last pass carried more than one request) a pass lingers for more requests: until requests have
+arrived since the last pass and then none for `QUIET_S` (the callers the last pass answered are back), at most
+`linger_ms`, or until `max_batch_texts` wait. Bigger passes get more texts/s out of the encoder; a lone request
+(the last pass had one) never waits. A waiting request wakes the batcher only when it is the first or fills the
+batch: a wake-up per request costs the event loop a GIL hand-over each.
 A failed merged pass is retried one request at a time, so only the request that causes the failure fails:
 one tenant's bad text never fails another tenant's request.
 """
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 import torch
 
 EmbedFn = Callable[[list[str]], torch.Tensor]
+QUIET_S = 0.001  # lingering ends once requests have arrived since the last pass and none for this long
 
 
 @dataclass
@@ -50,6 +53,8 @@ class MicroBatcher:
         self._max_wait_s = max_wait_ms / 1000.0
         self._linger_s = linger_ms / 1000.0
         self._last_requests = 0  # requests in the last pass: the load signal for lingering
+        self._arrivals = 0  # requests submitted so far
+        self._last_arrival = 0.0  # monotonic time of the latest
         self.on_batch = on_batch  # called with the size of every merged encoder pass (metrics)
         self._pending: list[_Request] = []
         self._condition = threading.Condition()
@@ -81,29 +86,46 @@ class MicroBatcher:
             if self._closed:
                 raise RuntimeError("micro-batcher is closed")
             self._pending.append(request)
-            self._condition.notify()
+            self._arrivals += 1
+            self._last_arrival = time.monotonic()
+            if len(self._pending) == 1 or self._pending_texts() >= self._max_batch_texts:
+                self._condition.notify()  # otherwise a waiting pass wakes on its own clock
         return request.future
+
+    def _pending_texts(self) -> int:
+        return sum(len(request.texts) for request in self._pending)
+
+    def _lingering(self) -> bool:
+        """Under load: the last pass served several requests."""
+        return self._last_requests > 1 and self._linger_s > 0
 
     def _wait_s(self) -> float:
         """How long the next pass may wait for more requests: `linger` under load, else `max_wait`."""
-        if self._last_requests > 1:
-            return max(self._linger_s, self._max_wait_s)
-        return self._max_wait_s
+        return max(self._linger_s, self._max_wait_s) if self._lingering() else self._max_wait_s
 
     def _take_batch(self) -> list[_Request] | None:
-        """Wait for work, then for more (`_wait_s`, or until the batch is full); None once closed and drained.
-        The batch may be empty when every waiting caller gave up."""
+        """Wait for work, then for more (`_wait_s`, until the batch is full, or, lingering, until the arrivals
+        since the last pass have paused for `QUIET_S`); None once closed and drained. The batch may be empty
+        when every waiting caller gave up."""
         with self._condition:
+            arrivals_before = self._arrivals  # those that came during the last pass are waiting already
             while not self._pending and not self._closed:
                 self._condition.wait()
             if not self._pending:
                 return None
+            lingering = self._lingering()
             deadline = time.monotonic() + self._wait_s()
-            while sum(len(r.texts) for r in self._pending) < self._max_batch_texts:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closed:
+            while self._pending_texts() < self._max_batch_texts and not self._closed:
+                now = time.monotonic()
+                timeout = deadline - now
+                if lingering and self._arrivals > arrivals_before:
+                    quiet_for = now - self._last_arrival
+                    if quiet_for >= QUIET_S:
+                        break
+                    timeout = min(timeout, QUIET_S - quiet_for)
+                if timeout <= 0:
                     break
-                self._condition.wait(remaining)
+                self._condition.wait(timeout)
             batch, size = [], 0
             while self._pending and (not batch or size + len(self._pending[0].texts) <= self._max_batch_texts):
                 request = self._pending.pop(0)

@@ -264,6 +264,35 @@ def test_under_load_a_pass_lingers_for_more_requests() -> None:
     assert passes == [["a"], ["b", "c"], ["d", "e"]]
 
 
+def test_lingering_ends_once_the_arrivals_pause() -> None:
+    """Under load a pass waits for the callers the last pass answered, not for `linger_ms`: once requests have
+    arrived since the last pass and then none for `QUIET_S`, it starts."""
+    passes: list[list[str]] = []
+    first_running, release = threading.Event(), threading.Event()
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        passes.append(list(texts))
+        if len(passes) == 1:
+            first_running.set()
+            release.wait(5)
+        return torch.zeros(len(texts), 1)
+
+    batcher = MicroBatcher(embed, max_batch_texts=100, max_wait_ms=0, linger_ms=60_000)
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            a = pool.submit(batcher.embed, ["a"])
+            assert first_running.wait(5)
+            b, c = pool.submit(batcher.embed, ["b"]), pool.submit(batcher.embed, ["c"])
+            _until(lambda: len(batcher._pending) == 2)
+            release.set()  # pass 2 takes b and c: from now on the batcher is under load and lingers
+            for future in (a, b, c):
+                future.result(timeout=5)
+            assert batcher._submit(["d"]).result(timeout=5).shape == (1, 1)  # a minute of lingering would time out
+    finally:
+        batcher.close()
+    assert passes == [["a"], ["b", "c"], ["d"]]
+
+
 def test_a_lone_request_never_lingers() -> None:
     batcher = MicroBatcher(lambda texts: torch.zeros(len(texts), 1), max_wait_ms=0, linger_ms=60_000)
     try:

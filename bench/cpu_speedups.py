@@ -4,9 +4,10 @@ code path: AdaptationService.fit on 77-way 5-shot support from train, the whole 
 - torch intra-op threads (1 vs the default),
 - int8 dynamic quantization (`FEWSHOT_QUANTIZE_INT8`),
 - `torch.compile(dynamic=True)` of the transformer,
-- bfloat16 weights and activations (`FEWSHOT_ENCODER_PRECISION`; native on AVX512-BF16 / AMX CPUs).
+- bfloat16 weights and activations (`FEWSHOT_ENCODER_PRECISION`; native on AVX512-BF16 / AMX CPUs),
+- bfloat16 embedded through a TorchScript trace (`FEWSHOT_TRACE_ENCODER`, the served default: "bf16+trace").
 
-Every variant starts from the float32 encoder ("float32" is the reference row).
+Every variant starts from the eager float32 encoder ("float32" is the reference row); only "+trace" is traced.
 
 A variant is worth keeping only if it is faster and moves accuracy by less than 0.2 points.
 
@@ -74,7 +75,9 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--texts", type=int, default=512)
-    parser.add_argument("--variants", nargs="+", default=["float32", "bf16", "threads=1", "int8", "compile"])
+    parser.add_argument(
+        "--variants", nargs="+", default=["float32", "bf16", "bf16+trace", "threads=1", "int8", "compile"]
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/cpu_speedups.json"))
     args = parser.parse_args()
     queries = [t for t, _ in load_jsonl(args.data / "banking77.jsonl", ["test"]).pairs()]
@@ -83,8 +86,8 @@ def main() -> None:
     rows = {}
     for variant in args.variants:
         torch.set_num_threads(1 if variant == "threads=1" else default_threads)
-        precision = "bfloat16" if variant == "bf16" else "float32"
-        encoder, inner, _ = load_model(Settings(encoder_precision=precision))
+        precision = "bfloat16" if variant.startswith("bf16") else "float32"
+        encoder, inner, _ = load_model(Settings(encoder_precision=precision, trace_encoder=variant.endswith("+trace")))
         if variant == "int8":
             quantize_int8(encoder)
         if variant == "compile":

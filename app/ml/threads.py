@@ -36,9 +36,9 @@ def one_thread_by_default() -> None:
 
     libgomp spins at its barriers only while the process has no more OpenMP threads than cores; beyond that it
     sleeps after ~100 spins, and every op of an encoder pass pays a futex wake-up. On 2 cores a one-text pass
-    took 11 ms instead of 4.5 (eight texts: 30 instead of 18) when the thread that loaded the model had kept an
-    OpenMP worker of its own. A server calls this before loading its encoders and again once its micro-batchers
-    have sized their own teams, so that theirs are the only workers. It always calls `torch.set_num_threads`:
-    besides this thread's count, that sets the count new threads start with.
+    took 8-11 ms instead of 4.4-5 (eight texts: 25-27 instead of 17-18; `bench.encoder_threads`) when the thread
+    that loaded the model had kept an OpenMP worker of its own. A server calls this before loading its encoders
+    and again once its micro-batchers have sized their own teams, so that theirs are the only workers. It always
+    calls `torch.set_num_threads`: besides this thread's count, that sets the count new threads start with.
     """
     torch.set_num_threads(1)

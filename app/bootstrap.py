@@ -23,6 +23,7 @@ from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
 from app.ml.loading import LoadedModel, default_inner_loop, multi_label_inner_loop
 from app.ml.loading import load_model as load_model_files
+from app.ml.pass_runner import PassRunner
 from app.ml.tenant_fit import OosRule
 from app.ml.threads import DEFAULT_THREADS, one_thread_by_default
 from app.services.adaptation import AdaptationService, Limits
@@ -103,6 +104,7 @@ class Runtime:
     tiers: Tiers
     batchers: list[MicroBatcher] = field(default_factory=list)  # one per served encoder (batching on)
     redis_client: RedisClient | None = None
+    pass_runner: PassRunner | None = None  # runs every tier's passes when several encoders are served
 
     @property
     def batcher(self) -> MicroBatcher | None:
@@ -112,6 +114,8 @@ class Runtime:
     def close(self) -> None:
         for batcher in self.batchers:
             batcher.close()
+        if self.pass_runner is not None:
+            self.pass_runner.close()
         self.store.close()
         if self.redis_client is not None:
             self.redis_client.close()
@@ -156,9 +160,16 @@ def encoder_threads(settings: Settings) -> int:
 
 
 def build_tier(
-    name: str, model: Model, settings: Settings, store: TenantStore, cache: HeadCache, default: bool
+    name: str,
+    model: Model,
+    settings: Settings,
+    store: TenantStore,
+    cache: HeadCache,
+    default: bool,
+    runner: PassRunner | None = None,
 ) -> tuple[Tier, MicroBatcher | None]:
-    """One encoder's embedder (its own micro-batcher) and the services that use it."""
+    """One encoder's embedder (its own micro-batcher; its passes on `runner` when tiers share one) and the services
+    that use it."""
     encoder, inner, checkpoint = model
     limits = limits_from(settings)
     embedder: Embedder = EncoderEmbedder(encoder, settings.embed_batch_size)
@@ -169,7 +180,8 @@ def build_tier(
             max_batch_texts=settings.batch_max_texts,
             max_wait_ms=settings.batch_max_wait_ms,
             linger_ms=settings.batch_linger_ms,
-            threads=encoder_threads(settings),  # the encoder pass gets every core (or `torch_threads`)
+            threads=None if runner is not None else encoder_threads(settings),  # every core (or `torch_threads`)
+            runner=runner,
         )
         embedder = RoutedEmbedder(batcher.embed, embedder)
     math_threads = 1 if batcher is not None else None  # request threads only run small per-tenant math
@@ -240,7 +252,9 @@ def build_runtime(
         wait_timeout_ms=settings.redis_wait_timeout_ms,
     )
     cache = HeadCache(settings.model_cache_size, max_bytes=int(settings.model_cache_mb * 2**20))
-    built = [build_tier(name, models[name], settings, store, cache, i == 0) for i, name in enumerate(names)]
+    shared = len(names) > 1 and settings.batching_enabled  # one OpenMP team for every tier's passes
+    runner = PassRunner(encoder_threads(settings)) if shared else None
+    built = [build_tier(name, models[name], settings, store, cache, i == 0, runner) for i, name in enumerate(names)]
     if settings.batching_enabled:
         one_thread_by_default()  # after each batcher sized its own team: the event loop and new threads get one
     tiers = Tiers([tier for tier, _ in built], store)
@@ -267,4 +281,5 @@ def build_runtime(
         tiers=tiers,
         batchers=[batcher for _, batcher in built if batcher is not None],
         redis_client=client,
+        pass_runner=runner,
     )

@@ -12,7 +12,8 @@ arrived since the last pass and then none for `QUIET_S` (the callers the last pa
 (the last pass had one) never waits. A waiting request wakes the batcher only when it is the first or fills the
 batch: a wake-up per request costs the event loop a GIL hand-over each.
 A failed merged pass is retried one request at a time, so only the request that causes the failure fails:
-one tenant's bad text never fails another tenant's request.
+one tenant's bad text never fails another tenant's request. Batchers of several encoders in one process hand
+their passes to one shared `PassRunner` (one pass at a time, one OpenMP team) instead of running them.
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from app.ml.pass_runner import PassRunner
 
 EmbedFn = Callable[[list[str]], torch.Tensor]
 QUIET_S = 0.001  # lingering ends once requests have arrived since the last pass and none for this long
@@ -47,8 +52,10 @@ class MicroBatcher:
         on_batch: Callable[[int], None] | None = None,
         threads: int | None = None,
         linger_ms: float = 0.0,
+        runner: PassRunner | None = None,
     ) -> None:
         self._embed_fn = embed_fn
+        self._runner = runner  # shared with other batchers: their passes run there, one at a time
         self._max_batch_texts = max_batch_texts
         self._max_wait_s = max_wait_ms / 1000.0
         self._linger_s = linger_ms / 1000.0
@@ -61,7 +68,7 @@ class MicroBatcher:
         self._closed = False
         self.batches = 0  # encoder passes run
         self.texts = 0  # texts embedded
-        self._threads = threads  # intra-op threads of the encoder passes (this batcher thread's own team)
+        self._threads = threads  # intra-op threads of the encoder passes (this batcher thread's own team; no runner)
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, name="micro-batcher", daemon=True)
         self._thread.start()
@@ -154,7 +161,7 @@ class MicroBatcher:
         """One merged pass for the batch; when it raises, each request again on its own (fault isolation)."""
         texts = [text for request in batch for text in request.texts]
         try:
-            embeddings = self._embed_fn(texts)
+            embeddings = self._embed_fn(texts) if self._runner is None else self._runner.run(self._embed_fn, texts)
         except BaseException as exc:
             if len(batch) == 1:
                 batch[0].future.set_exception(exc)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from app.ml.batching import MicroBatcher
+from app.ml.pass_runner import PassRunner
 from app.ml.threads import intra_op_threads
 
 TEXTS = [
@@ -342,3 +343,71 @@ def test_a_batching_server_leaves_intra_op_teams_to_its_batchers(tiny_encoder, m
     builder.join()
     assert seen == {"builder": 1, "started later": 1}
     assert passes and set(passes) == {2}
+
+
+def test_batchers_sharing_a_runner_run_their_passes_on_its_thread_one_at_a_time() -> None:
+    """Two encoders' batchers, one runner: every pass on the runner's thread with its thread count; while one
+    batcher's pass runs, the other's waits; a failing pass still fails only its own request."""
+    runs: list[tuple[str, int, int]] = []
+    first_running, release = threading.Event(), threading.Event()
+
+    def embed_with(name: str, dim: int) -> Callable[[list[str]], torch.Tensor]:
+        def embed(texts: list[str]) -> torch.Tensor:
+            runs.append((name, threading.get_ident(), torch.get_num_threads()))
+            if texts == ["first"]:
+                first_running.set()
+                release.wait(5)
+            if "bad" in texts:
+                raise ValueError("bad text")
+            return torch.full((len(texts), dim), float(dim))
+
+        return embed
+
+    runner = PassRunner(threads=2)
+    small = MicroBatcher(embed_with("small", 2), runner=runner)
+    large = MicroBatcher(embed_with("large", 3), runner=runner)
+    try:
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            first = pool.submit(small.embed, ["first"])
+            assert first_running.wait(5)
+            second = pool.submit(large.embed, ["second"])
+            _until(lambda: not large._pending and not runner._work.empty())  # handed to the runner, queued
+            assert [name for name, _, _ in runs] == ["small"]  # the large pass waits for the small one
+            release.set()
+            assert first.result(timeout=5).shape == (1, 2) and second.result(timeout=5).shape == (1, 3)
+            with pytest.raises(ValueError, match="bad text"):
+                small.embed(["bad"])
+            assert large.embed(["after"]).shape == (1, 3)
+    finally:
+        small.close()
+        large.close()
+        runner.close()
+    assert {ident for _, ident, _ in runs} == {runner._thread.ident} and {count for _, _, count in runs} == {2}
+
+
+def test_a_server_with_several_encoders_runs_all_their_passes_on_one_runner(tiny_encoder) -> None:
+    from app.bootstrap import build_runtime
+    from app.config import Settings
+    from app.ml.learner import InnerLoopParams
+    from tests.tiny_encoder import build_tiny_mpnet, packaged_tokenizer
+
+    inner = InnerLoopParams.constant(3, 0.04, 10.0)
+    settings = Settings(store="memory", encoders="minilm,mpnet", torch_threads=2, _env_file=None)
+    models = {"minilm": (tiny_encoder, inner, None), "mpnet": (build_tiny_mpnet(packaged_tokenizer()), inner, None)}
+    threads: set[int] = set()
+    for encoder, _, _ in models.values():
+        original = encoder.embed
+        encoder.embed = lambda texts, _original=original, **kw: (
+            threads.add(threading.get_ident()) or _original(texts, **kw)
+        )
+    runtime = build_runtime(settings, tier_models=models)
+    try:
+        assert runtime.pass_runner is not None and len(runtime.batchers) == 2
+        examples = [{"text": t, "label": str(i % 2)} for i, t in enumerate(TEXTS)]
+        for tier in ("minilm", "mpnet"):
+            runtime.tiers.for_adapt(f"t-{tier}", "replace", tier).adaptation.adapt(f"t-{tier}", examples)
+        assert threads == {runtime.pass_runner._thread.ident}
+    finally:
+        runtime.close()
+        for encoder, _, _ in models.values():
+            del encoder.embed

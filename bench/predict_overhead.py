@@ -28,27 +28,7 @@ from app.meta.data import load_jsonl
 from app.web.app import create_app
 from bench.common.results import print_table, write_json
 from bench.common.support import n_way_k_shot
-
-
-def asgi_request(body: bytes) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/predict",
-        "raw_path": b"/predict",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [
-            (b"host", b"bench"),
-            (b"content-type", b"application/json"),
-            (b"content-length", b"%d" % len(body)),
-        ],
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
+from harness.asgi import http_scope
 
 
 async def measure(data: Path, requests: int, repeats: int) -> dict[str, Any]:
@@ -67,6 +47,7 @@ async def measure(data: Path, requests: int, repeats: int) -> dict[str, Any]:
 
         prediction.embed_async = no_encoder
         body = json.dumps({"tenant_id": "t0", "texts": ["I lost my card yesterday"]}).encode()
+        headers = [(b"host", b"bench"), (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         statuses: list[int] = []
 
         async def one() -> None:
@@ -83,7 +64,7 @@ async def measure(data: Path, requests: int, repeats: int) -> dict[str, Any]:
                 if message["type"] == "http.response.start":
                     statuses.append(message["status"])
 
-            await app(asgi_request(body) | {"state": {}}, receive, send)
+            await app(http_scope("POST", "/predict", headers, server=("bench", 80)), receive, send)
 
         for _ in range(200):
             await one()

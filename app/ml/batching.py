@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from app.ml.threads import own_intra_op_threads
+
 if TYPE_CHECKING:
     from app.ml.pass_runner import PassRunner
 
@@ -144,11 +146,7 @@ class MicroBatcher:
             return batch
 
     def _run(self) -> None:
-        if self._threads is not None:
-            # torch sizes a thread's team lazily, on its first use, from the latest `set_num_threads` of any
-            # thread: trigger that first, so that a caller's later setting cannot override this thread's own
-            torch.get_num_threads()
-            torch.set_num_threads(self._threads)
+        own_intra_op_threads(self._threads)
         self._started.set()
         while True:
             batch = self._take_batch()

@@ -75,7 +75,7 @@ def load_model(
     """Base encoder + optional meta-trained checkpoint, then int8 or the serving precision, then compile or trace.
 
     `precision`: `float32`, `bfloat16`, or `auto` (see `serve_in_bf16`); `quantize` (int8) wins over it.
-    `trace`: `embed` through a frozen trace (`trace_inference_graph`; not with int8 or compile).
+    `trace`: `embed` through a TorchScript trace (`trace_inference_graph`; not with int8 or compile).
     """
     encoder = load_encoder(encoder_source, encoder_sha256, max_tokens, device, models_dir=models_dir)
     if checkpoint is None:

@@ -15,6 +15,7 @@ from concurrent.futures import Future
 import torch
 
 from app.ml.batching import EmbedFn
+from app.ml.threads import own_intra_op_threads
 
 
 class PassRunner:
@@ -35,9 +36,7 @@ class PassRunner:
         return future.result()
 
     def _run(self) -> None:
-        if self._threads is not None:
-            torch.get_num_threads()  # size this thread's team now (see MicroBatcher._run), then set it
-            torch.set_num_threads(self._threads)
+        own_intra_op_threads(self._threads)
         self._started.set()
         while (item := self._work.get()) is not None:
             embed_fn, texts, future = item

@@ -31,6 +31,15 @@ def intra_op_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def own_intra_op_threads(n: int | None) -> None:
+    """Give the calling thread `n` intra-op threads of its own (None: leave it). torch sizes a thread's team lazily,
+    on its first use, from the latest `set_num_threads` of any thread: size it first, so that another thread's later
+    setting cannot override this one's. For long-lived threads that run encoder passes."""
+    if n is not None:
+        torch.get_num_threads()
+        torch.set_num_threads(n)
+
+
 def one_thread_by_default() -> None:
     """Run this thread's ops, and those of every thread that first uses torch from now on, on one thread.
 

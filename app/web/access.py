@@ -102,7 +102,7 @@ class AccessGate:
         try:
             return await self._checked(scope, receive, send)
         except StoreUnavailable as exc:
-            metrics.STORE_ERRORS.labels(source="access").inc()
+            metrics.series(metrics.STORE_ERRORS, "access").inc()
             log.warning("access store unavailable: %s", exc)
             await error_response(503, "store_unavailable", "the key store is unreachable; retry shortly")(
                 scope, receive, send
@@ -111,7 +111,7 @@ class AccessGate:
 
     async def _checked(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
         async def deny(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-            metrics.ACCESS_DENIED.labels(code=code).inc()
+            metrics.series(metrics.ACCESS_DENIED, code).inc()
             response = error_response(status, code, message)
             response.headers.update(headers or {})
             await response(scope, receive, send)

@@ -51,7 +51,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StoreUnavailable)
     async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
-        metrics.STORE_ERRORS.labels(source="tenant_store").inc()
+        metrics.series(metrics.STORE_ERRORS, "tenant_store").inc()
         log.warning("store unavailable: %s", exc)
         return error_response(503, "store_unavailable", "the tenant store is unreachable; retry shortly")
 

@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 
 from app.config import Settings
 from app.web.app import create_app
+from harness.asgi import http_scope
 from harness.ports import free_port
 from tests.reliability.conftest import serve_in_thread, small_settings
 from tests.web.conftest import ADMIN, SUPPORT, bearer, capture_logs
@@ -161,24 +162,11 @@ def _disconnect_mid_body(client: TestClient, headers: dict[str, str]) -> list[di
         {"type": "http.disconnect"},
     ]
     sent: list[dict[str, Any]] = []
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": "/predict",
-        "raw_path": b"/predict",
-        "root_path": "",
-        "query_string": b"",
-        "headers": [
-            (b"content-type", b"application/json"),
-            *((k.lower().encode(), v.encode()) for k, v in headers.items()),
-        ],
-        "client": ("127.0.0.1", 5555),
-        "server": ("testserver", 80),
-        "state": {},
-    }
+    scope = http_scope(
+        "POST",
+        "/predict",
+        [(b"content-type", b"application/json"), *((k.lower().encode(), v.encode()) for k, v in headers.items())],
+    )
 
     async def receive() -> dict[str, Any]:
         return messages.pop(0) if messages else {"type": "http.disconnect"}

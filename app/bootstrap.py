@@ -182,6 +182,9 @@ def build_tier(
             linger_ms=settings.batch_linger_ms,
             threads=None if runner is not None else encoder_threads(settings),  # every core (or `torch_threads`)
             runner=runner,
+            max_tokens=settings.batch_max_tokens,
+            chunk_tokens=settings.batch_chunk_tokens,
+            cost=encoder.token_estimate,
         )
         embedder = RoutedEmbedder(batcher.embed, embedder)
     math_threads = 1 if batcher is not None else None  # request threads only run small per-tenant math
@@ -205,7 +208,8 @@ def build_tier(
         math_threads=math_threads,
         embed_async=None if batcher is None else batcher.embed_async,
     )
-    insight = InsightService(store, adaptation, prediction, ReportCache(REPORT_CACHE_TENANTS), settings.max_examples)
+    reports = ReportCache(REPORT_CACHE_TENANTS, settings.keep_versions)  # every retained version's report
+    insight = InsightService(store, adaptation, prediction, reports, settings.max_examples)
     description = EncoderDescription(
         name=name,
         default=default,
@@ -261,6 +265,9 @@ def build_runtime(
     default = tiers.default
     encoder, inner, _ = models[names[0]]
     fingerprints = {tier.name: tier.description.fingerprint for tier, _ in built}
+    forget = [tiers.forget]  # what a DELETE clears besides the decoded head: routing, then each tier's caches
+    for tier, _ in built:
+        forget += [tier.adaptation.embeddings.forget, tier.insight.reports.forget]
     readiness = Readiness(
         encoder_fingerprint=encoder.fingerprint,
         checkpoint=default.description.checkpoint,
@@ -274,7 +281,7 @@ def build_runtime(
         cache=cache,
         adaptation=default.adaptation,
         prediction=default.prediction,
-        tenants=TenantService(store, cache, fingerprints),
+        tenants=TenantService(store, cache, fingerprints, forget=forget),
         insight=default.insight,
         guard=build_access(settings, client),
         readiness=readiness,

@@ -84,6 +84,21 @@ class Settings(BaseSettings):
         "`batch_max_texts` wait). Bigger passes, more texts/s; only steady arrivals wait this long. A lone request "
         "never waits; 0 = off.",
     )
+    batch_max_tokens: int = Field(
+        2048,
+        ge=128,
+        le=65536,
+        description="Most estimated tokens in one merged encoder pass (about one per 4 UTF-8 bytes of text, at most "
+        "`max_tokens` a text): bounds how long any request waits for the pass running ahead of it.",
+    )
+    batch_chunk_tokens: int = Field(
+        1024,
+        ge=128,
+        le=65536,
+        description="Requests are cut into chunks of at most this many estimated tokens, which passes take in "
+        "turn: one bulk chunk (/adapt, /evaluate, /suggest) per pass while any waits, then /predict chunks, then "
+        "more bulk, each round-robin over tenants (docs/fair_sharing.md).",
+    )
     quantize_int8: bool = Field(
         False, description="Int8 dynamic quantization of the encoder's linear layers (CPU); changes the fingerprint."
     )
@@ -163,6 +178,22 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(2000, ge=1, description="Longest text accepted, in characters.")
     max_label_chars: int = Field(100, ge=1, description="Longest label accepted, in characters.")
     max_top_k: int = Field(20, ge=1, description="Largest top_k accepted by /predict.")
+    heavy_slots: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Heavy requests (/adapt, /tenants/{id}/evaluate, /tenants/{id}/suggest) that run at once in a "
+        "process; the others wait their turn without holding a thread.",
+    )
+    heavy_per_tenant: int = Field(
+        2, ge=1, le=64, description="Of those, the most one tenant may run at once (its others wait behind them)."
+    )
+    heavy_queue_per_tenant: int = Field(
+        64,
+        ge=0,
+        le=1024,
+        description="Heavy requests of one tenant that may wait for a turn; beyond, 429 `tenant_busy` (Retry-After).",
+    )
     max_body_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, description="Largest request body, counted on the streamed bytes (413 above)."
     )

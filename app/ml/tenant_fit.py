@@ -23,6 +23,7 @@ from app.ml.learner import InnerLoopParams, adapt_head, head_logits
 from app.ml.ood import normalized_prototypes, oos_threshold
 from app.ml.threads import intra_op_threads
 from app.ml.thresholds import ThresholdRule, fit_thresholds, out_of_fold_scores
+from app.ml.work import stop_if_cancelled
 
 
 @dataclass(frozen=True)
@@ -134,8 +135,11 @@ def fit_embedded(
 ) -> TenantHead:
     """The fitting maths on embedded fit inputs: inner loop, prototypes, OOS threshold, served temperature.
 
-    `fit_tenant` (what `/adapt` runs) and the cross-validation of `app.ml.tenant_report` both call this.
+    `fit_tenant` (what `/adapt` runs) and the cross-validation of `app.ml.tenant_report` both call this. Each fit
+    first checks that its work is still wanted (`stop_if_cancelled`): a report whose client left stops at its next
+    fold.
     """
+    stop_if_cancelled()
     rule = oos_rule or OosRule()
     n_labels = len(labels)
     tensors = adapt_head(embeddings, targets, n_labels, inner, differentiable=False)
@@ -156,6 +160,7 @@ def fit_multilabel(
     """One-vs-rest head on multi-hot `targets` `[n, c]`, with per-label thresholds cross-validated through the
     same inner loop (`app.ml.thresholds`). Prototypes are the positives' unit means; no out-of-scope
     threshold: a text to which no label applies gets none, which is how out-of-scope shows."""
+    stop_if_cancelled()
     rule = rule or ThresholdRule()
     n_labels = len(labels)
     held_out = out_of_fold_scores(targets, rule.folds, lambda ids: fold_scores(embeddings, targets, ids, inner))
@@ -170,6 +175,7 @@ def fold_scores(
 ) -> torch.Tensor:
     """Every fold's head in one inner loop (columns `[fold, label]`, each fold's own examples unseen by its columns,
     each fold's loss averaged over its training examples), then each example's scores from its fold's columns."""
+    stop_if_cancelled()
     n, c = targets.shape
     folds = int(ids.max()) + 1
     trains = (ids.unsqueeze(1) != torch.arange(folds).unsqueeze(0)).to(targets.dtype)  # [n, folds]

@@ -6,11 +6,12 @@ from __future__ import annotations
 class ServiceError(Exception):
     """A request the service refuses, with the status and code the client will see."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}  # e.g. Retry-After on a 429
 
 
 def invalid(code: str, message: str) -> ServiceError:

@@ -33,9 +33,8 @@ from app.services.adaptation import (
 )
 from app.services.errors import invalid, unknown_tenant, unknown_version
 from app.services.prediction import PredictionService
+from app.services.single_flight import SingleFlight
 from app.store.base import JSON, TenantStore
-
-REPORTS_PER_TENANT = 4
 
 
 @dataclass
@@ -57,10 +56,12 @@ class SuggestResult:
 
 
 class ReportCache:
-    """Bounded, thread-safe LRU of reports: at most `max_tenants` tenants, `REPORTS_PER_TENANT` versions each."""
+    """Bounded, thread-safe LRU of reports: at most `max_tenants` tenants, `versions` versions each (as many as the
+    store retains, so cycling through retained versions stays cached)."""
 
-    def __init__(self, max_tenants: int) -> None:
+    def __init__(self, max_tenants: int, versions: int = 5) -> None:
         self._max_tenants = max_tenants
+        self._versions = versions
         self._entries: OrderedDict[str, OrderedDict[tuple[int, str], dict[str, Any]]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -78,7 +79,7 @@ class ReportCache:
         with self._lock:
             versions = self._entries.setdefault(tenant_id, OrderedDict())
             versions[(version, fingerprint)] = report
-            while len(versions) > REPORTS_PER_TENANT:
+            while len(versions) > self._versions:
                 versions.popitem(last=False)
             self._entries.move_to_end(tenant_id)
             while len(self._entries) > self._max_tenants:
@@ -107,6 +108,7 @@ class InsightService:
         self.adaptation = adaptation
         self.prediction = prediction
         self.reports = reports
+        self._flights: SingleFlight[tuple[str, int, str], tuple[dict[str, Any], float]] = SingleFlight()
         self.limits = adaptation.limits
         self.max_pool = max_pool
 
@@ -133,14 +135,19 @@ class InsightService:
             if found is not None:
                 return Evaluation(tenant_id, pinned, True, found, {"total": _ms(time.perf_counter() - started)})
         loaded = time.perf_counter()
-        if support.task == MULTI_LABEL:
-            report, embedded = self._multilabel_cross_validation(tenant_id, support, steps)
-        else:
-            report, embedded = self._cross_validation(tenant_id, support, steps)
+
+        def cross_validation() -> tuple[dict[str, Any], float]:
+            if support.task == MULTI_LABEL:
+                computed = self._multilabel_cross_validation(tenant_id, support, steps)
+            else:
+                computed = self._cross_validation(tenant_id, support, steps)
+            self.reports.put(tenant_id, pinned, fingerprint, computed[0])
+            return computed
+
+        (report, embedded), shared = self._flights.run((tenant_id, pinned, fingerprint), cross_validation)
         done = time.perf_counter()
-        self.reports.put(tenant_id, pinned, fingerprint, report)
-        timings = _timings(started, loaded, embedded, done, "cross_validation")
-        return Evaluation(tenant_id, pinned, False, report, timings)
+        timings = _timings(started, loaded, max(embedded, loaded), done, "cross_validation")
+        return Evaluation(tenant_id, pinned, shared, report, timings)
 
     def _multilabel_cross_validation(
         self, tenant_id: str, support: SupportSet, steps: int

@@ -3,13 +3,14 @@
 Deny by default: every path except the public ones below needs a key when auth is enabled. The tenant
 scope check is generic, so it covers every current and future route: a tenant named in the path
 (`/tenants/{tenant_id}/...`), in the query (`?tenant_id=`) or in a JSON body (`{"tenant_id": ...}`) must be
-in the key's scope. The body is read once (bounded by the body limit before it) and replayed.
-`app.web.edge.EdgeMiddleware` runs the gate in its one ASGI layer.
+in the key's scope. The body is read once (bounded by the body limit before it), parsed by `read_json` (the
+route reuses that parse, so gate and route see one value) and replayed; a body it refuses (not JSON, over a cap,
+naming `tenant_id` twice) gets the route's 422 answer. `app.web.edge.EdgeMiddleware` runs the gate in its one ASGI
+layer.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -19,9 +20,11 @@ from urllib.parse import parse_qs
 from starlette.types import Message, Receive, Scope, Send
 
 from app.access.guard import ANONYMOUS, AccessGuard, Principal
+from app.services.errors import ServiceError
 from app.store.base import StoreUnavailable
 from app.web import metrics
 from app.web.errors import error_response
+from app.web.json_body import read_json
 
 log = logging.getLogger("fewshot.access")
 
@@ -37,27 +40,12 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
-class _AmbiguousTenant(ValueError):
-    pass
-
-
-def _pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [key for key, _ in pairs]
-    if keys.count("tenant_id") > 1:
-        raise _AmbiguousTenant("the body names `tenant_id` more than once")
-    return dict(pairs)
-
-
-def body_tenant(body: bytes) -> tuple[bool, object]:
-    """(present, value) of the top-level `tenant_id` of a JSON body; absent when it is not a JSON object."""
+async def body_tenant(scope: Scope, body: bytes) -> tuple[bool, object]:
+    """(present, value) of the top-level `tenant_id` of a JSON body; absent when it is not a JSON object. Raises
+    `ServiceError` (422) for a body `read_json` refuses."""
     if not body:
         return False, None
-    try:
-        data = json.loads(body, object_pairs_hook=_pairs_hook)
-    except _AmbiguousTenant:
-        raise
-    except (ValueError, RecursionError):
-        return False, None  # not JSON: the route answers 422 and touches no tenant
+    data = await read_json(scope, body)
     if isinstance(data, dict) and "tenant_id" in data:
         return True, data["tenant_id"]
     return False, None
@@ -155,20 +143,19 @@ class AccessGate:
             named.append(match.group(1))
         named.extend(parse_qs(scope.get("query_string", b"").decode("latin-1")).get("tenant_id", []))
 
-        body, more, disconnected = b"", True, False
+        chunks: list[bytes] = []
+        more = True
         while more:
             message = await receive()
             if message["type"] == "http.disconnect":
-                disconnected = True
-                break
-            body += message.get("body", b"")
+                return None
+            chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
-        if disconnected:
-            return None
+        body = b"".join(chunks)
         try:
-            present, value = body_tenant(body)
-        except _AmbiguousTenant as exc:
-            await deny(422, "invalid_json", str(exc))
+            present, value = await body_tenant(scope, body)
+        except ServiceError as exc:
+            await deny(exc.status, exc.code, exc.message)
             return None
         if present:
             named.append(value)

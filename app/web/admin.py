@@ -9,9 +9,10 @@ from fastapi import APIRouter, Path, Response
 from app.services.errors import ServiceError
 from app.web import replies
 from app.web.deps import Guard
+from app.web.json_route import JsonBodyRoute
 from app.web.schemas import ERROR_RESPONSES, KeyCreate, KeyCreated, KeyList
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 
 
 @router.post("/admin/keys", status_code=201, response_model=KeyCreated, responses=ERROR_RESPONSES, tags=["admin"])

@@ -18,6 +18,8 @@ from app.web.console import install_console
 from app.web.docs import install_docs
 from app.web.edge import EdgeMiddleware
 from app.web.errors import install_error_handlers
+from app.web.heavy import HeavyWork
+from app.web.json_body import BodyCaps
 from app.web.logs import configure_logging
 from app.web.routes import router
 
@@ -51,6 +53,7 @@ def create_app(settings: Settings, model: Model | None = None, tier_models: dict
             batcher.on_batch = metrics.observe_encoder_pass
         _warn_about_access(runtime.guard)
         app.state.runtime = runtime
+        app.state.heavy = HeavyWork(settings.heavy_slots, settings.heavy_per_tenant, settings.heavy_queue_per_tenant)
         try:
             yield
         finally:
@@ -63,6 +66,10 @@ def create_app(settings: Settings, model: Model | None = None, tier_models: dict
         lifespan=lifespan,
         docs_url=None,  # offline Swagger UI / ReDoc: app.web.docs
         redoc_url=None,
+    )
+    # request bodies' caps, read by app.web.json_body.read_json (/suggest's pool: max_examples, as its service's)
+    app.state.body_caps = BodyCaps(
+        settings.max_examples, settings.max_labels, settings.max_texts, max_pool=settings.max_examples
     )
     install_error_handlers(app)
     app.include_router(router)

@@ -15,6 +15,7 @@ from app.services.errors import ServiceError
 from app.services.tenants import TenantService
 from app.services.tiers import Tiers
 from app.store import TenantStore
+from app.web.heavy import HeavyWork
 
 
 def _runtime(request: Request) -> Runtime:
@@ -41,6 +42,10 @@ async def get_guard(request: Request) -> AccessGuard:
     return _runtime(request).guard
 
 
+async def get_heavy(request: Request) -> HeavyWork:
+    return request.app.state.heavy
+
+
 async def get_principal(request: Request) -> Principal:
     principal = getattr(request.state, "principal", None)
     if principal is None:  # only when the access middleware was not installed
@@ -53,4 +58,5 @@ Encoders = Annotated[Tiers, Depends(get_tiers)]
 Store = Annotated[TenantStore, Depends(get_store)]
 ReadinessInfo = Annotated[Readiness, Depends(get_readiness)]
 Guard = Annotated[AccessGuard, Depends(get_guard)]
+Heavy = Annotated[HeavyWork, Depends(get_heavy)]
 Caller = Annotated[Principal, Depends(get_principal)]

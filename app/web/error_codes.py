@@ -15,6 +15,7 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "too_many_labels": (422, "More labels than `max_labels`."),
     "too_many_examples": (422, "More examples than `max_examples`."),
     "too_many_texts": (422, "More texts than `max_texts`."),
+    "too_many_items": (422, "A body list or object longer than its endpoint takes (1,000 unless a limit names it)."),
     "no_texts": (422, "/predict without texts."),
     "empty_text": (422, "A text that is empty (or only whitespace or invisible characters)."),
     "empty_label": (422, "A label that is empty (or only whitespace or invisible characters)."),
@@ -52,12 +53,16 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "forbidden_tenant": (403, "The key may not touch this tenant."),
     "admin_required": (403, "The endpoint needs an admin key."),
     "rate_limited": (429, "Rate limit exceeded; see `Retry-After`."),
+    "tenant_busy": (429, "The tenant has too many heavy requests (adapt, evaluate, suggest) waiting; see Retry-After."),
     "payload_too_large": (413, "Body larger than `max_body_bytes`."),
     # the HTTP connection (answered by the server before or instead of the app)
     "bad_request": (400, "Malformed HTTP request."),
     "request_timeout": (408, "The whole request did not arrive within `request_timeout_s`."),
     "headers_too_large": (431, "Request line and headers larger than 16 KiB."),
-    "client_disconnected": (499, "The client went away before its request was read (logs and metrics only)."),
+    "client_disconnected": (
+        499,
+        "The client went away before its answer (logs and metrics only); heavy work it started was stopped.",
+    ),
     # the server
     "store_unavailable": (503, "Redis (tenants or keys) is unreachable; retry shortly."),
     "overloaded": (503, "More concurrent connections or requests than `limit_concurrency`; retry shortly."),

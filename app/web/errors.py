@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from app.ml.work import WorkCancelled
 from app.services.errors import ServiceError
 from app.store.base import StoreUnavailable
 from app.web import metrics
@@ -47,7 +48,14 @@ def _validation_code(errors: list[dict[str, Any]]) -> str:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service_error(_: Request, exc: ServiceError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(WorkCancelled)
+    async def _work_cancelled(_: Request, exc: WorkCancelled) -> JSONResponse:
+        # the client went away and its work stopped; the request context middleware counts it as 499
+        return error_response(499, "client_disconnected", "the client disconnected; its work was stopped")
 
     @app.exception_handler(StoreUnavailable)
     async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:

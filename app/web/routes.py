@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 
+from app.ml.work import Priority, Work, working_for
+from app.services.adaptation import AdaptResult
+from app.services.insight import Evaluation, SuggestResult
 from app.store.base import StoreUnavailable
 from app.web import metrics, replies
-from app.web.deps import Caller, Encoders, ReadinessInfo, Store, Tenants
+from app.web.deps import Caller, Encoders, Heavy, ReadinessInfo, Store, Tenants
 from app.web.errors import error_response
+from app.web.json_route import JsonBodyRoute
 from app.web.schemas import (
     ERROR_RESPONSES,
     TENANT_ID_PATTERN,
@@ -35,25 +39,29 @@ from app.web.schemas import (
 )
 
 log = logging.getLogger("fewshot.api")
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)
 TenantPath = Annotated[str, Path(pattern=TENANT_ID_PATTERN, description="Tenant id.", examples=["acme-support"])]
 MAX_LISTED = 10_000
 
 
 @router.post("/adapt", response_model=AdaptResponse, responses=ERROR_RESPONSES, tags=["tenants"])
-def adapt(body: AdaptRequest, encoders: Encoders) -> AdaptResponse:
+async def adapt(body: AdaptRequest, encoders: Encoders, heavy: Heavy, request: Request) -> AdaptResponse:
     """Adapt a tenant's classifier from its labeled examples; replaces the previous version."""
-    tier = encoders.for_adapt(body.tenant_id, body.mode, body.encoder)
-    result = tier.adaptation.adapt(
-        body.tenant_id,
-        [example.model_dump(exclude_none=True) for example in body.examples],
-        labels=body.labels,
-        inner_steps=body.inner_steps,
-        mode=body.mode,
-        remove_labels=body.remove_labels,
-        label_descriptions=body.label_descriptions,
-        task=body.task,
-    )
+
+    def run() -> AdaptResult:
+        tier = encoders.for_adapt(body.tenant_id, body.mode, body.encoder)
+        return tier.adaptation.adapt(
+            body.tenant_id,
+            [example.model_dump(exclude_none=True) for example in body.examples],
+            labels=body.labels,
+            inner_steps=body.inner_steps,
+            mode=body.mode,
+            remove_labels=body.remove_labels,
+            label_descriptions=body.label_descriptions,
+            task=body.task,
+        )
+
+    result = await heavy.run(request, body.tenant_id, run)
     metrics.observe_operation("adapt", len(body.examples), result.timings_ms)
     return replies.adapted(result)
 
@@ -61,15 +69,16 @@ def adapt(body: AdaptRequest, encoders: Encoders) -> AdaptResponse:
 @router.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES, tags=["tenants"])
 async def predict(body: PredictRequest, encoders: Encoders) -> PredictResponse:
     """Classify texts with the tenant's current model."""
-    tier = await encoders.of_tenant_async(body.tenant_id, body.version)
-    result = await tier.prediction.predict_async(
-        body.tenant_id,
-        body.texts,
-        top_k=body.top_k,
-        version=body.version,
-        oos_threshold=body.oos_threshold,
-        label_threshold=body.label_threshold,
-    )
+    with working_for(Work(body.tenant_id, Priority.INTERACTIVE)):
+        tier = await encoders.of_tenant_async(body.tenant_id, body.version)
+        result = await tier.prediction.predict_async(
+            body.tenant_id,
+            body.texts,
+            top_k=body.top_k,
+            version=body.version,
+            oos_threshold=body.oos_threshold,
+            label_threshold=body.label_threshold,
+        )
     metrics.observe_operation("predict", len(body.texts), result.timings_ms)
     return replies.predicted(result)
 
@@ -105,24 +114,34 @@ def rollback(tenant_id: TenantPath, body: RollbackRequest, tenants: Tenants) -> 
 @router.post(
     "/tenants/{tenant_id}/evaluate", response_model=EvaluateResponse, responses=ERROR_RESPONSES, tags=["insight"]
 )
-def evaluate(tenant_id: TenantPath, encoders: Encoders, body: EvaluateRequest | None = None) -> EvaluateResponse:
+async def evaluate(
+    tenant_id: TenantPath, encoders: Encoders, heavy: Heavy, request: Request, body: EvaluateRequest | None = None
+) -> EvaluateResponse:
     """How good the tenant's classifier is and what to fix: cross-validation of its support set through the
     /adapt path (or, with `examples`, the current model on a labeled test set); cached per version."""
-    request = body or EvaluateRequest()
-    examples = None if request.examples is None else [e.model_dump(exclude_none=True) for e in request.examples]
-    insight = encoders.of_tenant(tenant_id, request.version).insight
-    result = insight.evaluate(tenant_id, version=request.version, examples=examples)
-    return replies.evaluated(result)
+    ask = body or EvaluateRequest()
+    examples = None if ask.examples is None else [e.model_dump(exclude_none=True) for e in ask.examples]
+
+    def run() -> Evaluation:
+        insight = encoders.of_tenant(tenant_id, ask.version).insight
+        return insight.evaluate(tenant_id, version=ask.version, examples=examples)
+
+    return replies.evaluated(await heavy.run(request, tenant_id, run))
 
 
 @router.post(
     "/tenants/{tenant_id}/suggest", response_model=SuggestResponse, responses=ERROR_RESPONSES, tags=["insight"]
 )
-def suggest(tenant_id: TenantPath, body: SuggestRequest, encoders: Encoders) -> SuggestResponse:
+async def suggest(
+    tenant_id: TenantPath, body: SuggestRequest, encoders: Encoders, heavy: Heavy, request: Request
+) -> SuggestResponse:
     """Which of these unlabeled texts to label next (uncertain and diverse), each with the predicted label to
     confirm or correct; send the labeled ones back with POST /adapt `mode: append`."""
-    result = encoders.of_tenant(tenant_id).insight.suggest(tenant_id, body.texts, body.k)
-    return replies.suggested(result)
+
+    def run() -> SuggestResult:
+        return encoders.of_tenant(tenant_id).insight.suggest(tenant_id, body.texts, body.k)
+
+    return replies.suggested(await heavy.run(request, tenant_id, run))
 
 
 @router.delete("/tenants/{tenant_id}", status_code=204, responses=ERROR_RESPONSES, tags=["tenants"])

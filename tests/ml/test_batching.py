@@ -6,7 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 import torch
@@ -14,6 +14,7 @@ import torch
 from app.ml.batching import MicroBatcher
 from app.ml.pass_runner import PassRunner
 from app.ml.threads import intra_op_threads
+from app.ml.work import Priority, Work, WorkCancelled, working_for
 
 TEXTS = [
     "where is my card",
@@ -153,7 +154,7 @@ def test_without_a_wait_a_lone_request_runs_at_once_and_later_ones_share_the_nex
             first = pool.submit(batcher.embed, ["a"])
             assert first_pass_running.wait(5)  # started without waiting for company
             later = [pool.submit(batcher.embed, [t]) for t in ("b", "c", "d")]
-            while sum(len(r.texts) for r in batcher._pending) < 3:
+            while sum(map(len, batcher.queued())) < 3:
                 threading.Event().wait(0.001)
             release.set()
             for future in [first, *later]:
@@ -250,11 +251,11 @@ def test_under_load_a_pass_lingers_for_more_requests() -> None:
             a = pool.submit(batcher.embed, ["a"])
             assert started[0].wait(5)
             b, c = pool.submit(batcher.embed, ["b"]), pool.submit(batcher.embed, ["c"])
-            _until(lambda: len(batcher._pending) == 2)  # both queued behind pass 1
+            _until(lambda: len(batcher.queued()) == 2)  # both queued behind pass 1
             gates[0].set()  # pass 2 takes b and c at once: the last pass carried one request, so no lingering
             assert started[1].wait(5)
             d = pool.submit(batcher.embed, ["d"])
-            _until(lambda: len(batcher._pending) == 1)
+            _until(lambda: len(batcher.queued()) == 1)
             gates[1].set()  # d waits as pass 2 ends; the last pass carried two requests: it lingers for more
             b.result(timeout=5)
             e = pool.submit(batcher.embed, ["e"])
@@ -284,7 +285,7 @@ def test_lingering_ends_once_the_arrivals_pause() -> None:
             a = pool.submit(batcher.embed, ["a"])
             assert first_running.wait(5)
             b, c = pool.submit(batcher.embed, ["b"]), pool.submit(batcher.embed, ["c"])
-            _until(lambda: len(batcher._pending) == 2)
+            _until(lambda: len(batcher.queued()) == 2)
             release.set()  # pass 2 takes b and c: from now on the batcher is under load and lingers
             for future in (a, b, c):
                 future.result(timeout=5)
@@ -371,7 +372,7 @@ def test_batchers_sharing_a_runner_run_their_passes_on_its_thread_one_at_a_time(
             first = pool.submit(small.embed, ["first"])
             assert first_running.wait(5)
             second = pool.submit(large.embed, ["second"])
-            _until(lambda: not large._pending and not runner._work.empty())  # handed to the runner, queued
+            _until(lambda: not large.queued() and not runner._work.empty())  # handed to the runner, queued
             assert [name for name, _, _ in runs] == ["small"]  # the large pass waits for the small one
             release.set()
             assert first.result(timeout=5).shape == (1, 2) and second.result(timeout=5).shape == (1, 3)
@@ -411,3 +412,106 @@ def test_a_server_with_several_encoders_runs_all_their_passes_on_one_runner(tiny
         runtime.close()
         for encoder, _, _ in models.values():
             del encoder.embed
+
+
+def _held_batcher(passes: list[list[str]], **options: object) -> tuple[MicroBatcher, threading.Event, threading.Event]:
+    """A batcher over a fake encoder (a text's row is its length) whose first pass waits for `release`."""
+    running, release = threading.Event(), threading.Event()
+
+    def embed(texts: list[str]) -> torch.Tensor:
+        passes.append(list(texts))
+        if len(passes) == 1:
+            running.set()
+            release.wait(5)
+        return torch.tensor([[float(len(t))] for t in texts])
+
+    return MicroBatcher(embed, cost=len, **options), running, release  # type: ignore[arg-type]
+
+
+def _submit_as(batcher: MicroBatcher, owner: str, priority: Priority, texts: list[str]) -> Future:
+    with working_for(Work(owner, priority)):
+        return batcher._submit(texts)
+
+
+def test_a_large_request_is_cut_into_bounded_passes_and_a_short_one_of_another_tenant_joins_the_next() -> None:
+    passes: list[list[str]] = []
+    batcher, running, release = _held_batcher(passes, max_batch_texts=64, max_tokens=8, chunk_tokens=4)
+    big = ["aa"] * 12  # 24 tokens: six chunks of two texts
+    try:
+        first = _submit_as(batcher, "b", Priority.INTERACTIVE, ["x"])
+        assert running.wait(5)
+        bulk = _submit_as(batcher, "a", Priority.BULK, big)
+        short = _submit_as(batcher, "b", Priority.INTERACTIVE, ["wh"])
+        release.set()
+        assert bulk.result(timeout=5).squeeze(1).tolist() == [2.0] * 12  # reassembled in order
+        assert short.result(timeout=5).tolist() == [[2.0]] and first.result(timeout=5).tolist() == [[1.0]]
+    finally:
+        batcher.close()
+    assert passes[1] == ["aa", "aa", "wh"]  # one bulk chunk, then the interactive text; the next chunk is over 8
+    assert all(sum(map(len, texts)) <= 8 for texts in passes[1:])
+    assert sum(len(texts) for texts in passes) == 14
+
+
+def test_owners_of_one_priority_take_turns_chunk_by_chunk() -> None:
+    passes: list[list[str]] = []
+    batcher, running, release = _held_batcher(passes, max_batch_texts=64, max_tokens=4, chunk_tokens=2)
+    try:
+        first = _submit_as(batcher, "z", Priority.INTERACTIVE, ["x"])
+        assert running.wait(5)
+        greedy = _submit_as(batcher, "a", Priority.INTERACTIVE, ["a1", "a2", "a3"])  # three chunks
+        polite = _submit_as(batcher, "b", Priority.INTERACTIVE, ["b1"])
+        release.set()
+        for future in (first, greedy, polite):
+            future.result(timeout=5)
+    finally:
+        batcher.close()
+    assert passes[1:] == [["a1", "b1"], ["a2", "a3"]]
+
+
+def test_bulk_work_gets_a_chunk_in_every_pass_while_interactive_work_fills_the_rest() -> None:
+    passes: list[list[str]] = []
+    batcher, running, release = _held_batcher(passes, max_batch_texts=3, chunk_tokens=1)
+    try:
+        first = _submit_as(batcher, "z", Priority.INTERACTIVE, ["x"])
+        assert running.wait(5)
+        bulk = _submit_as(batcher, "a", Priority.BULK, ["A", "B"])
+        asks = [_submit_as(batcher, f"t{i}", Priority.INTERACTIVE, [str(i)]) for i in range(4)]
+        release.set()
+        for future in (first, bulk, *asks):
+            future.result(timeout=5)
+    finally:
+        batcher.close()
+    assert passes[1:] == [["A", "0", "1"], ["B", "2", "3"]]
+
+
+def test_cancelled_work_loses_the_chunks_that_have_not_run() -> None:
+    passes: list[list[str]] = []
+    batcher, running, release = _held_batcher(passes, max_batch_texts=2, chunk_tokens=2)
+    work = Work("a", Priority.BULK)
+    try:
+        with working_for(work):
+            doomed = batcher._submit(["a1", "a2", "a3", "a4", "a5", "a6"])
+        assert running.wait(5)  # its first two chunks are in the pass that is running
+        work.cancel()
+        release.set()
+        with pytest.raises(WorkCancelled):
+            doomed.result(timeout=5)
+        assert batcher.embed(["later"]).tolist() == [[5.0]]
+    finally:
+        batcher.close()
+    assert passes == [["a1", "a2"], ["later"]]  # a pass of two texts ran; a3 to a6 never did
+
+
+def test_split_requests_get_the_rows_of_an_unsplit_pass(tiny_encoder) -> None:
+    def embed(texts: list[str]) -> torch.Tensor:
+        return tiny_encoder.embed(texts, batch_size=64)
+
+    batcher = MicroBatcher(embed, max_batch_texts=64, max_tokens=40, chunk_tokens=20, cost=len)
+    texts = TEXTS * 3
+    try:
+        with working_for(Work("t", Priority.BULK)):
+            got = batcher.embed(texts)
+    finally:
+        batcher.close()
+    assert batcher.batches > 3
+    torch.testing.assert_close(got, embed(texts), atol=1e-5, rtol=1e-4)

@@ -9,9 +9,10 @@ from app.ml.embedder import EncoderEmbedder
 from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
+from app.ml.work import Priority, Work, WorkCancelled, working_for
 from app.services.adaptation import AdaptationService, Limits
 from app.services.errors import ServiceError
-from app.services.insight import REPORTS_PER_TENANT, InsightService, ReportCache
+from app.services.insight import InsightService, ReportCache
 from app.services.model_cache import HeadCache
 from app.services.prediction import PredictionService
 from app.store import MemoryStore
@@ -54,15 +55,16 @@ def test_a_report_is_cached_per_version_until_the_tenant_changes(services) -> No
 
 
 def test_the_report_cache_is_bounded_per_tenant_and_in_tenants() -> None:
-    cache = ReportCache(2)
-    for version in range(1, REPORTS_PER_TENANT + 3):
+    versions = 5
+    cache = ReportCache(2, versions)
+    for version in range(1, versions + 3):
         cache.put("a", version, "f", {"v": version})
-    assert len(cache) == REPORTS_PER_TENANT and cache.get("a", 1, "f") is None
-    assert cache.get("a", REPORTS_PER_TENANT + 2, "f") == {"v": REPORTS_PER_TENANT + 2}
-    assert cache.get("a", REPORTS_PER_TENANT + 2, "other-encoder") is None
+    assert len(cache) == versions and cache.get("a", 2, "f") is None
+    assert cache.get("a", versions + 2, "f") == {"v": versions + 2}
+    assert cache.get("a", versions + 2, "other-encoder") is None
     cache.put("b", 1, "f", {})
     cache.put("c", 1, "f", {})
-    assert cache.get("a", REPORTS_PER_TENANT + 2, "f") is None  # least recently used tenant evicted
+    assert cache.get("a", versions + 2, "f") is None  # least recently used tenant evicted
     assert cache.get("b", 1, "f") == {} and cache.get("c", 1, "f") == {}
     assert len(ReportCache(0)) == 0
 
@@ -85,3 +87,34 @@ def test_suggest_and_evaluate_validation_codes(services) -> None:
         assert refused.value.code == code
     picks = insight.suggest("acme", ["a new text", "another one", "a new text"], 5)
     assert picks.pool_size == 2 and len(picks.suggestions) == 2
+
+
+def test_every_retained_version_stays_cached(services) -> None:
+    adaptation, insight, store = services
+    for i in range(5):  # the store retains 5 versions
+        adaptation.adapt("acme", [*SUPPORT, {"text": f"another refund request {i}", "label": "refund"}][-20:])
+    retained = [v.version for v in store.versions("acme")]
+    assert len(retained) == 5
+    first = [insight.evaluate("acme", version=v).cached for v in retained]
+    again = [insight.evaluate("acme", version=v).cached for v in retained]
+    assert first == [False] * 5 and again == [True] * 5
+
+
+def test_a_report_whose_client_left_stops_at_its_next_fit(services, monkeypatch) -> None:
+    import app.ml.tenant_report as tenant_report
+
+    adaptation, insight, _ = services
+    adaptation.adapt("acme", SUPPORT)
+    work, fits = Work("acme", Priority.BULK), []
+    fit = tenant_report.fit_embedded
+
+    def fit_then_leave(*args, **kwargs):
+        fits.append(1)
+        work.cancel()  # the client disconnects during the first fold
+        return fit(*args, **kwargs)
+
+    monkeypatch.setattr(tenant_report, "fit_embedded", fit_then_leave)
+    with working_for(work), pytest.raises(WorkCancelled):
+        insight.evaluate("acme")
+    assert len(fits) == 1
+    assert not insight.reports.get("acme", 1, adaptation.embedder.fingerprint)  # nothing half-done was cached

@@ -35,11 +35,14 @@ def cache_key(*parts: str) -> str:
 
 
 class EmbeddingLRU:
-    """Bounded, thread-safe map (scope, text) -> embedding, for one embedder; 0 entries: computes only."""
+    """Bounded, thread-safe map (scope, text) -> embedding, for one embedder; 0 entries: computes only.
+
+    Each scope's keys are indexed, so `forget(scope)` costs that scope's entries, not the cache's."""
 
     def __init__(self, max_entries: int) -> None:
         self._max_entries = max_entries
-        self._entries: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[str, torch.Tensor]] = OrderedDict()  # key -> (scope, embedding)
+        self._scopes: dict[str, set[str]] = {}  # scope -> its keys in `_entries`
         self._lock = threading.Lock()
 
     def embed(self, texts: Sequence[str], compute: EmbedFn, scope: str = "") -> tuple[torch.Tensor, int]:
@@ -51,7 +54,7 @@ class EmbeddingLRU:
             for key in keys:
                 if key in self._entries:
                     self._entries.move_to_end(key)
-                    found[key] = self._entries[key]
+                    found[key] = self._entries[key][1]
         missing = list(dict.fromkeys(text for text, key in zip(texts, keys, strict=True) if key not in found))
         if missing:
             fresh = self.remember(missing, compute(missing), scope)
@@ -66,12 +69,24 @@ class EmbeddingLRU:
         if self._max_entries == 0:
             return fresh
         with self._lock:
+            keys = self._scopes.setdefault(scope, set())
             for key, row in fresh.items():
-                self._entries[key] = row
+                self._entries[key] = (scope, row)
                 self._entries.move_to_end(key)
+                keys.add(key)
             while len(self._entries) > self._max_entries:
-                self._entries.popitem(last=False)
+                evicted, (evicted_scope, _) = self._entries.popitem(last=False)
+                scope_keys = self._scopes[evicted_scope]
+                scope_keys.discard(evicted)
+                if not scope_keys:
+                    del self._scopes[evicted_scope]
         return fresh
+
+    def forget(self, scope: str) -> None:
+        """Drop every embedding kept under `scope` (e.g. a deleted tenant's)."""
+        with self._lock:
+            for key in self._scopes.pop(scope, ()):
+                del self._entries[key]
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -6,9 +6,14 @@ empty: a negative example). Its task is set by a `replace` and kept by `append`;
 
 from __future__ import annotations
 
+import re
+import sys
 import time
 import unicodedata
+from collections.abc import Sized
 from dataclasses import dataclass, field
+from functools import cache
+from itertools import compress
 from typing import Literal
 
 from app.ml.embedder import Embedder
@@ -58,13 +63,31 @@ _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 _INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")  # fillers and blanks drawn as nothing
 
 
+def is_invisible(char: str) -> bool:
+    """The definition, one character at a time: whitespace, a control, format or separator character (ZWSP, BOM,
+    direction overrides), or a Hangul filler or blank."""
+    return char.isspace() or char in _INVISIBLE_LETTERS or unicodedata.category(char) in _INVISIBLE_CATEGORIES
+
+
+@cache
+def visible_character() -> re.Pattern[str]:
+    """A pattern matching any visible character (one that is not `is_invisible`), built once from a scan of every
+    code point."""
+    every = "".join(map(chr, range(sys.maxunicode + 1)))
+    invisible = [ord(char) for char in compress(every, map(is_invisible, every))]
+    ranges: list[list[int]] = []
+    for point in invisible:
+        if ranges and ranges[-1][1] == point - 1:
+            ranges[-1][1] = point
+        else:
+            ranges.append([point, point])
+    members = "".join(f"\\U{low:08x}" + (f"-\\U{high:08x}" if high > low else "") for low, high in ranges)
+    return re.compile(f"[^{members}]")
+
+
 def is_blank(text: str) -> bool:
-    """True when nothing in `text` is visible: whitespace, zero-width and format characters (ZWSP, BOM,
-    direction overrides), control characters and the Hangul fillers."""
-    return all(
-        char.isspace() or char in _INVISIBLE_LETTERS or unicodedata.category(char) in _INVISIBLE_CATEGORIES
-        for char in text
-    )
+    """True when nothing in `text` is visible (every character `is_invisible`), in one regex search."""
+    return visible_character().search(text) is None
 
 
 def encodes_as_utf8(text: str) -> bool:
@@ -116,6 +139,18 @@ def example_labels(example: JSON, task: str, where: str) -> list[str]:
     return [label]
 
 
+def too_many_labels(what: str, limits: Limits) -> ServiceError:
+    return invalid("too_many_labels", f"{what}; the limit is {limits.max_labels}")
+
+
+def check_label_counts(limits: Limits, **label_lists: Sized | None) -> None:
+    """422 `too_many_labels` when a request's list of labels (e.g. `labels`, `label_descriptions`) is over
+    `max_labels`: checked before any of its labels is."""
+    for name, labels in label_lists.items():
+        if labels is not None and len(labels) > limits.max_labels:
+            raise too_many_labels(f"`{name}` has {len(labels)} entries", limits)
+
+
 def validate_support(
     examples: list[JSON],
     declared_labels: list[str] | None,
@@ -123,30 +158,41 @@ def validate_support(
     descriptions: dict[str, str] | None = None,
     task: str = SINGLE_LABEL,
 ) -> SupportSet:
-    """Check a support set against the limits; raise `ServiceError` with a precise code."""
+    """Check a support set against the limits; raise `ServiceError` with a precise code.
+
+    Counts come before any per-item check, and the work is linear in the set's size: each distinct label is
+    checked once, at its first use, and the set is refused as soon as its examples use too many labels."""
     descriptions = dict(descriptions or {})
     if len(examples) > limits.max_examples:
         raise invalid("too_many_examples", f"{len(examples)} examples; the limit is {limits.max_examples}")
+    check_label_counts(limits, labels=declared_labels, label_descriptions=descriptions)
     label_lists = []
+    used: dict[str, None] = {}  # distinct labels of the examples, in order of first use
     for i, example in enumerate(examples):
         check_text(example["text"], limits, f"examples[{i}].text")
         labels_here = example_labels(example, task, f"examples[{i}]")
         for j, label in enumerate(labels_here):
-            check_label(label, limits, f"examples[{i}].label" + (f"s[{j}]" if task == MULTI_LABEL else ""))
+            if label not in used:
+                used[label] = None
+                if len(used) > limits.max_labels:
+                    raise too_many_labels(f"the examples use more than {limits.max_labels} distinct labels", limits)
+                check_label(label, limits, f"examples[{i}].label" + (f"s[{j}]" if task == MULTI_LABEL else ""))
         label_lists.append(labels_here)
     for label, text in descriptions.items():
         check_label(label, limits, f"label_descriptions key {label!r}")
         check_text(text, limits, f"label_descriptions[{label!r}]")
-    seen = list(dict.fromkeys([*(label for labels in label_lists for label in labels), *descriptions]))
+    seen = list(dict.fromkeys([*used, *descriptions]))
     if declared_labels is not None:
         for i, label in enumerate(declared_labels):
             check_label(label, limits, f"labels[{i}]")
-        if len(set(declared_labels)) != len(declared_labels):
+        declared = set(declared_labels)
+        if len(declared) != len(declared_labels):
             raise invalid("duplicate_label", "labels contains duplicates")
-        missing = [label for label in declared_labels if label not in set(seen)]
+        seen_set = set(seen)
+        missing = [label for label in declared_labels if label not in seen_set]
         if missing:
             raise invalid("label_without_examples", f"labels without any example: {missing[:10]}")
-        undeclared = [label for label in seen if label not in set(declared_labels)]
+        undeclared = [label for label in seen if label not in declared]
         if undeclared:
             raise invalid("undeclared_label", f"examples use labels not in `labels`: {undeclared[:10]}")
         seen = list(declared_labels)
@@ -154,7 +200,7 @@ def validate_support(
     if len(seen) < least:
         raise invalid("too_few_labels", f"{len(seen)} distinct label(s); a {task} classifier needs at least {least}")
     if len(seen) > limits.max_labels:
-        raise invalid("too_many_labels", f"{len(seen)} distinct labels; the limit is {limits.max_labels}")
+        raise too_many_labels(f"{len(seen)} distinct labels", limits)
     index = {label: i for i, label in enumerate(seen)}
     texts = [example["text"] for example in examples]
     if task == MULTI_LABEL:
@@ -274,6 +320,7 @@ class AdaptationService:
         self.limits = limits
         self.oos_rule = oos_rule or OosRule()
         self.embeddings = embedding_cache if embedding_cache is not None else EmbeddingLRU(0)
+        visible_character()  # the blank check's pattern: built here, at startup, rather than by a request
 
     def require_own_encoder(self, tenant_id: str, meta: JSON) -> None:
         """409 `encoder_not_served` unless the record `meta` describes was adapted with this service's encoder."""
@@ -331,6 +378,7 @@ class AdaptationService:
             head, timings, n_embedded = self.fit(support, steps, tenant_id)
             version = self._save(tenant_id, head, support, steps, expected_version=None)
         else:
+            check_label_counts(self.limits, remove_labels=remove_labels)
             for _ in range(APPEND_RETRIES):
                 current_model = self.store.load(tenant_id)
                 current = None if current_model is None else current_model.version

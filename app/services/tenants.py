@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,10 +92,19 @@ def _counts_by_label(labels: Any, counts: Any) -> dict[str, int] | None:
 
 
 class TenantService:
-    def __init__(self, store: TenantStore, cache: HeadCache, fingerprints: dict[str, str]) -> None:
+    def __init__(
+        self,
+        store: TenantStore,
+        cache: HeadCache,
+        fingerprints: dict[str, str],
+        forget: Sequence[Callable[[str], None]] = (),
+    ) -> None:
         self.store = store
         self.cache = cache
         self.fingerprints = fingerprints  # served encoder name -> fingerprint
+        # what a deleted tenant leaves in this process: its decoded head, and each `forget(tenant_id)` handed in
+        # (embedding, report and routing caches of the other services)
+        self._forget = (cache.drop, *forget)
 
     def describe(self, tenant_id: str) -> TenantDescription:
         stored = self.store.load(tenant_id)
@@ -127,8 +137,11 @@ class TenantService:
         return RollbackResult(tenant_id, new_version, version)
 
     def delete(self, tenant_id: str) -> None:
+        """Delete the tenant's models and forget it in every cache of this process (also when nothing was
+        stored: an expired tenant's caches go too)."""
         existed = self.store.delete(tenant_id)
-        self.cache.drop(tenant_id)
+        for forget in self._forget:
+            forget(tenant_id)
         if not existed:
             raise unknown_tenant(tenant_id)
 

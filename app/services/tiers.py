@@ -70,7 +70,7 @@ class Tiers:
         tier = self._tiers.get(name)
         if tier is None:
             served = ", ".join(self._tiers)
-            raise invalid("unknown_encoder", f"encoder {name!r} is not served here; served: {served}")
+            raise invalid("unknown_encoder", f"encoder {name[:64]!r} is not served here; served: {served}")
         return tier
 
     def of_tenant(self, tenant_id: str, version: int | None = None) -> Tier:
@@ -115,6 +115,11 @@ class Tiers:
                 f"tenant {tenant_id!r} uses encoder {tier.name!r}; changing it needs mode 'replace'",
             )
         return tier
+
+    def forget(self, tenant_id: str) -> None:
+        """Drop the remembered (version, encoder) of `tenant_id` (a deleted tenant)."""
+        with self._lock:
+            self._names.pop(tenant_id, None)
 
     def _served(self, tenant_id: str, name: str) -> Tier:
         tier = self._tiers.get(name)

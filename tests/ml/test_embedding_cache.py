@@ -80,3 +80,30 @@ def test_disk_cache_computes_once(tmp_path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == [f"p-{cache_key('enc', 'text')}.safetensors"]
     DiskCache(None).tensors(["enc", "text"], compute)
     assert len(calls) == 2  # no folder: nothing cached
+
+
+def test_forget_drops_one_scope_and_keeps_the_others() -> None:
+    encoder, cache = CountingEmbedder(), EmbeddingLRU(10)
+    cache.embed(["a", "b"], encoder.embed, scope="t")
+    cache.embed(["a"], encoder.embed, scope="u")
+    cache.forget("t")
+    cache.forget("nobody")
+    assert len(cache) == 1
+    assert cache.embed(["a", "b"], encoder.embed, scope="t")[1] == 2
+    assert cache.embed(["a"], encoder.embed, scope="u")[1] == 0
+
+
+def test_forget_and_eviction_keep_the_bound_and_each_other_consistent() -> None:
+    encoder, cache = CountingEmbedder(), EmbeddingLRU(3)
+    cache.embed(["a", "b"], encoder.embed, scope="t")
+    cache.embed(["c", "d"], encoder.embed, scope="u")  # evicts t's "a"
+    cache.forget("t")  # only t's "b" was left
+    assert len(cache) == 2
+    cache.embed(["e", "f"], encoder.embed, scope="t")  # evicts u's "c"
+    assert len(cache) == 3
+    cache.forget("u")
+    assert len(cache) == 2 and cache.embed(["d"], encoder.embed, scope="u")[1] == 1
+    cache.forget("t")
+    cache.forget("u")
+    assert len(cache) == 0
+    assert cache.embed(["e", "f"], encoder.embed, scope="t")[1] == 2

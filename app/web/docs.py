@@ -14,9 +14,9 @@ import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
 
 from app.web.access import is_public
+from app.web.page_headers import AssetFiles, secured
 
 ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
 ASSETS_URL = "/docs-assets"
@@ -38,8 +38,9 @@ BEARER_SCHEME = {
 
 
 def install_docs(app: FastAPI, auth_enabled: bool) -> None:
-    """`/docs`, `/docs/oauth2-redirect`, `/redoc` and their assets; the app must be built with docs_url=None."""
-    app.mount(ASSETS_URL, StaticFiles(directory=ASSETS_DIR), name="docs-assets")
+    """`/docs`, `/docs/oauth2-redirect`, `/redoc` and their assets, with the pages' security headers (Swagger UI
+    keeps an authorized key in page memory only); the app must be built with docs_url=None."""
+    app.mount(ASSETS_URL, AssetFiles(directory=ASSETS_DIR), name="docs-assets")
 
     def asset(request: Request, name: str) -> str:
         return f"{request.scope.get('root_path', '')}{ASSETS_URL}/{name}"
@@ -47,29 +48,31 @@ def install_docs(app: FastAPI, auth_enabled: bool) -> None:
     @app.get("/docs", include_in_schema=False)
     def swagger(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "")
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=f"{root}{app.openapi_url}",
             title=f"{app.title} - Swagger UI",
             swagger_js_url=asset(request, "swagger-ui-bundle.js"),
             swagger_css_url=asset(request, "swagger-ui.css"),
             swagger_favicon_url=asset(request, "favicon.png"),
             oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
-            swagger_ui_parameters={"persistAuthorization": True},
+            swagger_ui_parameters={"persistAuthorization": False},
         )
+        return secured(page)
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     def oauth2_redirect() -> HTMLResponse:
-        return get_swagger_ui_oauth2_redirect_html()
+        return secured(get_swagger_ui_oauth2_redirect_html())
 
     @app.get("/redoc", include_in_schema=False)
     def redoc(request: Request) -> HTMLResponse:
-        return get_redoc_html(
+        page = get_redoc_html(
             openapi_url=f"{request.scope.get('root_path', '')}{app.openapi_url}",
             title=f"{app.title} - ReDoc",
             redoc_js_url=asset(request, "redoc.standalone.js"),
             redoc_favicon_url=asset(request, "favicon.png"),
             with_google_fonts=False,
         )
+        return secured(page, script_made=True)  # ReDoc injects its styles and runs search in a blob: worker
 
     _document_access(app, auth_enabled)
 

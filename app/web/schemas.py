@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 # Request bodies use strict scalars: a JSON string is never a number or a boolean, nor a boolean a number.
 
 TENANT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+ENCODER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 TenantId = Annotated[
     str,
     Field(
@@ -69,6 +70,8 @@ class AdaptRequest(BaseModel):
     )
     encoder: str | None = Field(
         None,
+        max_length=64,
+        pattern=ENCODER_NAME_PATTERN,
         description="The encoder to adapt with (GET /encoders; default: the server's first). `append` keeps the "
         "tenant's own (naming another is 409 `encoder_mismatch`); `replace` may switch.",
     )
@@ -467,17 +470,20 @@ class EvaluationReport(BaseModel):
     n_evaluated: int = Field(description="Predictions scored.")
     evaluable: bool
     accuracy: float | None = Field(
-        description="Estimated accuracy of the model adapted on the whole support set: the held-out accuracy "
-        "projected along the learning curve to the full number of examples per label (test set: as measured)."
+        description="Measured accuracy: the share of the scored predictions (held out in cross-validation, or "
+        "the test set's) that are right; the confusion matrix counts the same predictions."
     )
-    accuracy_ci95: list[float] | None = Field(
-        description="95 % Wilson interval of the held-out accuracy, moved with the projection."
+    accuracy_ci95: list[float] | None = Field(description="95 % Wilson interval of `accuracy`.")
+    projected_accuracy: float | None = Field(
+        None,
+        description="Cross-validation only; a projection, not a measurement: `accuracy` extrapolated along the "
+        "learning curve to the full number of examples per label (each fold trains on fewer), never below "
+        "`accuracy` nor above the upper end of `accuracy_ci95`.",
     )
-    heldout_accuracy: float | None = Field(description="Accuracy of the held-out predictions themselves.")
     learning_curve: dict[str, list[float]] | None = Field(
         None,
         description="Cross-validation only: `examples_per_label` [thinned, folds' training, full support] and "
-        "`accuracy` [held-out with the thinned training sets, held-out, projected].",
+        "`accuracy` [held-out with the thinned training sets, `accuracy`, `projected_accuracy`].",
     )
     macro_f1: float | None
     ece: float | None = Field(description="Expected calibration error of the served scores (15 bins).")
@@ -544,9 +550,9 @@ class EvaluateResponse(BaseModel):
                         "n_examples": 6,
                         "n_evaluated": 6,
                         "evaluable": True,
-                        "accuracy": 0.8571,
-                        "accuracy_ci95": [0.4603, 0.9937],
-                        "heldout_accuracy": 0.8333,
+                        "accuracy": 0.8333,
+                        "accuracy_ci95": [0.4365, 0.9699],
+                        "projected_accuracy": 0.8571,
                         "learning_curve": {"examples_per_label": [1.0, 2.0, 3.0], "accuracy": [0.6667, 0.8333, 0.8571]},
                         "macro_f1": 0.8286,
                         "ece": 0.12,

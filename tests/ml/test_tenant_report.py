@@ -15,8 +15,10 @@ from app.ml.suggest import suggest
 from app.ml.tenant_fit import fit_embedded
 from app.ml.tenant_report import (
     LearningCurve,
+    Scored,
     build_report,
     cross_validate,
+    evaluate_head,
     label_counts,
     near_duplicates,
     stratified_folds,
@@ -148,8 +150,14 @@ def test_the_learning_curve_projects_along_log_examples_per_label() -> None:
     assert LearningCurve(2.0, 1.0, 1.0, 0.5, 0.5).projected() == 0.5  # nothing to thin: no projection
 
 
-def test_cross_validation_reports_the_curve_and_projects_the_accuracy() -> None:
-    x, targets, labels = clusters(6, 5, noise=1.2, seed=3)
+def measured(report: dict) -> float:
+    """correct / evaluated, counted from the report's own confusion matrix."""
+    matrix = report["confusion"]["matrix"]
+    return sum(matrix[y][y] for y in range(len(matrix))) / report["n_evaluated"]
+
+
+def test_cross_validation_reports_the_measured_accuracy_and_a_bounded_projection() -> None:
+    x, targets, labels = clusters(6, 5, noise=2.0, seed=3)
     texts = [str(i) for i in range(len(targets))]
     scored = cross_validate(x, targets, labels, texts, INNER)
     assert scored.curve is not None
@@ -157,6 +165,46 @@ def test_cross_validation_reports_the_curve_and_projects_the_accuracy() -> None:
         scored.curve.full_per_label == 5 and scored.curve.train_per_label == 4 and scored.curve.reduced_per_label == 3
     )
     report = build_report(scored, labels, label_counts(targets, 6), x, targets, texts, "cross_validation")
-    assert report["heldout_accuracy"] == pytest.approx(scored.curve.accuracy, abs=1e-4)
-    assert report["accuracy"] >= report["heldout_accuracy"]
+    assert report["accuracy"] == pytest.approx(measured(report), abs=1e-4) and report["accuracy"] < 1
+    correct = round(measured(report) * report["n_evaluated"])
+    assert report["accuracy_ci95"] == [round(b, 4) for b in wilson_interval(correct, report["n_evaluated"])]
+    assert report["accuracy"] <= report["projected_accuracy"] <= report["accuracy_ci95"][1]
     assert report["learning_curve"]["examples_per_label"] == [3.0, 4.0, 5.0]
+    assert report["learning_curve"]["accuracy"][1:] == [report["accuracy"], report["projected_accuracy"]]
+
+
+def test_a_projection_to_100_percent_never_becomes_the_headline() -> None:
+    """12 labels, 57 of 60 held-out predictions right, and a learning curve steep enough to project past 100 %."""
+    n_labels, per_label = 12, 5
+    targets = torch.tensor([y for y in range(n_labels) for _ in range(per_label)])
+    predicted = targets.clone()
+    predicted[[0, 5, 10]] = (predicted[[0, 5, 10]] + 1) % n_labels  # three errors
+    labels = [f"label{y}" for y in range(n_labels)]
+    texts = [f"text {i}" for i in range(len(targets))]
+    x = F.one_hot(targets, n_labels).float()
+    scored = Scored(
+        texts=texts,
+        targets=targets,
+        probabilities=F.one_hot(predicted, n_labels).float() * 0.9 + 0.1 / n_labels,
+        oos_scores=torch.full((len(targets),), 0.9),
+        thresholds=[0.5] * len(targets),
+        n_folds=5,
+        curve=LearningCurve(5.0, 4.0, 3.0, accuracy=0.95, reduced_accuracy=0.60),
+    )
+    assert scored.curve is not None and scored.curve.projected() == 1.0
+    counts = [per_label] * n_labels
+    report = build_report(scored, labels, counts, x, targets.tolist(), texts, "cross_validation")
+    low, high = wilson_interval(57, 60)
+    assert report["accuracy"] == 0.95 and report["accuracy_ci95"] == [round(low, 4), round(high, 4)]
+    assert report["projected_accuracy"] == round(high, 4) < 1
+    assert report["learning_curve"]["accuracy"] == [0.6, 0.95, round(high, 4)]
+
+
+def test_a_test_set_report_has_no_projection() -> None:
+    x, targets, labels = clusters(3, 4, noise=0.1)
+    head = fit_embedded(x, torch.tensor(targets), labels, INNER)
+    texts = [str(i) for i in range(len(targets))]
+    scored = evaluate_head(head, x, targets, texts)
+    report = build_report(scored, labels, label_counts(targets, 3), x, targets, texts, "test_set")
+    assert report["accuracy"] == pytest.approx(measured(report), abs=1e-4)
+    assert report["projected_accuracy"] is None and report["learning_curve"] is None

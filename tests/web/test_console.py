@@ -23,7 +23,7 @@ from app.web.app import create_app
 from harness.ports import free_port
 from harness.server_proc import serve_in_thread
 from tests.web.conftest import ADMIN, ADMIN_KEY, SUPPORT, TICKETS, support
-from tests.web.test_docs_offline import ARTIFACTS, CHROMIUM, chromium
+from tests.web.test_docs_offline import ARTIFACTS, CHROMIUM, browse, chromium
 
 CHROMEDRIVER = shutil.which("chromedriver")
 EXAMPLES = SUPPORT + support(("lonely", ["close my account for good"]))
@@ -57,9 +57,14 @@ def live(real_model, request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (Debian: apt-get install chromium)")
 def test_console_shows_the_report_in_headless_chromium(live: str, tmp_path: Path) -> None:
     url = f"{live}/console#tenant=acme"
-    dom = chromium(url, tmp_path / "profile", "--dump-dom")
+    dom, violations = browse(url, tmp_path / "profile", "--dump-dom")
+    assert violations == []
     assert '<section id="report">' in dom, "the report section is still hidden"
     assert re.search(r'id="accuracy">\d+\.\d %<', dom), "no accuracy shown"
+    report = httpx.post(f"{live}/tenants/acme/evaluate", json={}).json()["report"]
+    assert f'id="accuracy">{100 * report["accuracy"]:.1f} %<' in dom  # the measured accuracy is the headline
+    projection = f"projection, not measured: {100 * report['projected_accuracy']:.1f} % with all 3.0 examples"
+    assert projection in dom
     assert "Not evaluable (a single example): lonely" in dom
     assert 'class="heatmap"' in dom and dom.count('class="bar"') == 4  # a bar per label
     assert "only 1 example(s)" in dom  # labels needing examples
@@ -80,6 +85,7 @@ def test_console_shows_a_multilabel_report(live: str, tmp_path: Path) -> None:
     dom = chromium(f"{live}/console#tenant=tickets", tmp_path / "profile", "--dump-dom")
     assert '<section id="report">' in dom, "the report section is still hidden"
     assert re.search(r'id="accuracy">\d+\.\d %<', dom) and 'id="headline-name">micro-F1<' in dom
+    assert re.search(r'<small id="projection"[^>]* hidden=""></small>', dom)  # no projection for micro-F1
     assert 'id="third-name">exact match<' in dom and "1 negative example(s)" in dom
     assert dom.count('class="bar"') == 2 and "Thresholds per label" in dom
 

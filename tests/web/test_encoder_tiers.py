@@ -57,6 +57,18 @@ def test_encoders_are_listed_and_each_tenant_keeps_its_own(two_tiers: TestClient
     )
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["x" * 100_000, "m" * 65, "minilm ", "../minilm", "-minilm", ""],
+    ids=["100k", "65-chars", "space", "path", "dash-first", "empty"],
+)
+def test_an_encoder_name_outside_the_name_rules_is_a_short_422(client: TestClient, name: str) -> None:
+    response = client.post("/adapt", json={"tenant_id": "a", "encoder": name, "examples": SUPPORT})
+    assert_error(response, 422, "validation_error")
+    assert response.json()["error"]["details"][0]["loc"] == ["body", "encoder"]
+    assert len(response.content) < 2048
+
+
 def test_a_tenant_of_an_encoder_not_served_is_refused_never_readapted(
     two_tiers: TestClient, client: TestClient
 ) -> None:

@@ -41,6 +41,9 @@ def test_report_with_a_single_example_label_is_cached_until_the_tenant_changes(c
     assert 0 <= report["accuracy_ci95"][0] <= report["accuracy"] <= report["accuracy_ci95"][1] <= 1
     assert report["confusion"]["format"] == "dense" and len(report["confusion"]["matrix"]) == 4
     assert sum(map(sum, report["confusion"]["matrix"])) == 9
+    right = sum(report["confusion"]["matrix"][y][y] for y in range(4))
+    assert report["accuracy"] == round(right / 9, 4)  # the headline is measured, never the projection
+    assert report["accuracy"] <= report["projected_accuracy"] <= report["accuracy_ci95"][1]
     assert report["oos_tradeoff"][0]["rule"] == "tenant" and report["ece"] is not None
 
     again = client.post("/tenants/acme/evaluate", json={}).json()
@@ -66,6 +69,7 @@ def test_report_on_a_labeled_test_set(client: TestClient) -> None:
     report = body["report"]
     assert report["method"] == "test_set" and report["n_evaluated"] == 3 and body["cached"] is False
     assert report["accuracy"] == 1.0 and report["macro_f1"] == 1.0
+    assert report["projected_accuracy"] is None and report["learning_curve"] is None
     assert [entry["support"] for entry in report["per_label"]] == [1, 1, 1]
 
     unknown = client.post("/tenants/acme/evaluate", json={"examples": [{"text": "hi", "label": "greeting"}]})

@@ -6,16 +6,18 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
-from fastapi.staticfiles import StaticFiles
+
+from app.web.page_headers import AssetFiles, page_headers
 
 CONSOLE_DIR = Path(__file__).resolve().parent
 ASSETS_URL = "/console-assets"
 
 
 def install_console(app: FastAPI) -> None:
-    """GET /console (the page) and /console-assets/ (its script and style); public, like /docs."""
-    app.mount(ASSETS_URL, StaticFiles(directory=CONSOLE_DIR / "assets"), name="console-assets")
+    """GET /console (the page) and /console-assets/ (its script and style), with the pages' security headers;
+    public, like /docs."""
+    app.mount(ASSETS_URL, AssetFiles(directory=CONSOLE_DIR / "assets"), name="console-assets")
 
     @app.get("/console", include_in_schema=False)
     def console() -> FileResponse:
-        return FileResponse(CONSOLE_DIR / "index.html", media_type="text/html")
+        return FileResponse(CONSOLE_DIR / "index.html", media_type="text/html", headers=page_headers())

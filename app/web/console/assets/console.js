@@ -84,6 +84,7 @@ function renderReport(reply) {
   $("third-name").textContent = "calibration error (ECE)";
   $("accuracy").textContent = pct(report.accuracy);
   $("accuracy-ci").textContent = report.accuracy_ci95 ? `95 % CI ${pct(report.accuracy_ci95[0])} - ${pct(report.accuracy_ci95[1])}` : "";
+  renderProjection(report);
   $("macro-f1").textContent = fmt(report.macro_f1);
   $("ece").textContent = fmt(report.ece);
   $("evaluated").textContent = `${report.n_evaluated} / ${report.n_examples}`;
@@ -100,11 +101,20 @@ function renderReport(reply) {
   fillTable("oos", report.oos_tradeoff.map((p) => [p.rule, fmt(p.threshold), pct(p.in_scope_recall), pct(p.false_rejection), pct(p.accuracy)]));
 }
 
+// The headline is measured; the learning-curve projection stays apart, labelled as what it is.
+function renderProjection(report) {
+  const projection = $("projection");
+  const curve = report.learning_curve;
+  projection.hidden = report.projected_accuracy == null || !curve;
+  projection.textContent = projection.hidden ? "" : `projection, not measured: ${pct(report.projected_accuracy)} with all ${fmt(curve.examples_per_label[2], 1)} examples per label (folds trained on ${fmt(curve.examples_per_label[1], 1)})`;
+}
+
 // Multi-label: micro-F1 and exact match in the cards, per-label F1 bars with thresholds, no confusion matrix.
 function renderMultiLabelReport(report) {
   $("headline-name").textContent = "micro-F1";
   $("third-name").textContent = "exact match";
   $("accuracy").textContent = pct(report.micro_f1);
+  renderProjection({});
   const perText = report.labels_per_text;
   $("accuracy-ci").textContent = `labels per text ${fmt(perText.predicted, 2)} (true ${fmt(perText.true, 2)})`;
   $("macro-f1").textContent = fmt(report.macro_f1);

@@ -85,14 +85,14 @@ class Settings(BaseSettings):
         "never waits; 0 = off.",
     )
     batch_max_tokens: int = Field(
-        2048,
+        4096,
         ge=128,
         le=65536,
         description="Most estimated tokens in one merged encoder pass (about one per 4 UTF-8 bytes of text, at most "
         "`max_tokens` a text): bounds how long any request waits for the pass running ahead of it.",
     )
     batch_chunk_tokens: int = Field(
-        1024,
+        2048,
         ge=128,
         le=65536,
         description="Requests are cut into chunks of at most this many estimated tokens, which passes take in "

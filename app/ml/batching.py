@@ -3,8 +3,8 @@ and no request's size decides another's wait.
 
 Callers block on `embed(texts)` from worker threads, or await `embed_async(texts)` on an event loop (no thread
 held while a pass runs). Each request is filed under its `Work` (`app.ml.work.current_work`: owner and priority)
-and cut into chunks of at most `chunk_tokens` estimated tokens (`cost`: tokens per text), so a large request is
-many small pieces. One background thread assembles each pass, at most `max_batch_texts` texts and `max_tokens`
+and cut into chunks of at most `chunk_tokens` estimated tokens (`cost`: tokens per text) and at most half a
+pass, so a large request is many small pieces. One background thread assembles each pass, at most `max_batch_texts` texts and `max_tokens`
 estimated tokens:
 1. one chunk of bulk work (`Priority.BULK`: /adapt, /evaluate, /suggest) when any waits, so bulk work always
    progresses;
@@ -182,7 +182,9 @@ class MicroBatcher:
         self._runner = runner  # shared with other batchers: their passes run there, one at a time
         self._max_batch_texts = max_batch_texts
         self._max_tokens = max_tokens if max_tokens is not None else 1 << 62  # estimated tokens in one pass
-        self._chunk_tokens = min(chunk_tokens or self._max_tokens, self._max_tokens)
+        # a chunk is at most half a pass, so the bulk chunk a pass starts with leaves room for interactive work
+        self._chunk_tokens = max(1, min(chunk_tokens or self._max_tokens, self._max_tokens // 2))
+        self._chunk_texts = max(1, max_batch_texts // 2)
         self._cost = cost
         self._max_wait_s = max_wait_ms / 1000.0
         self._linger_s = linger_ms / 1000.0
@@ -238,14 +240,14 @@ class MicroBatcher:
         return request.future
 
     def _chunks(self, request: _Request) -> list[_Chunk]:
-        """Cut a request into runs of texts of at most `chunk_tokens` estimated tokens and `max_batch_texts`."""
+        """Cut a request into runs of at most `chunk_tokens` estimated tokens and half of `max_batch_texts` texts."""
         texts = request.texts
         if len(texts) == 1:
             return [_Chunk(request, 0, 1, self._cost(texts[0]))]
         chunks, start, tokens = [], 0, 0
         for i, text in enumerate(texts):
             cost = self._cost(text)
-            if i > start and (tokens + cost > self._chunk_tokens or i - start >= self._max_batch_texts):
+            if i > start and (tokens + cost > self._chunk_tokens or i - start >= self._chunk_texts):
                 chunks.append(_Chunk(request, start, i, tokens))
                 start, tokens = i, 0
             tokens += cost

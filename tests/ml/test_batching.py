@@ -515,3 +515,19 @@ def test_split_requests_get_the_rows_of_an_unsplit_pass(tiny_encoder) -> None:
         batcher.close()
     assert batcher.batches > 3
     torch.testing.assert_close(got, embed(texts), atol=1e-5, rtol=1e-4)
+
+
+def test_a_bulk_chunk_is_at_most_half_a_pass_so_an_interactive_text_joins_the_next_one() -> None:
+    passes: list[list[str]] = []
+    batcher, running, release = _held_batcher(passes, max_batch_texts=4)  # passes bounded by text count alone
+    try:
+        first = _submit_as(batcher, "z", Priority.INTERACTIVE, ["x"])
+        assert running.wait(5)
+        bulk = _submit_as(batcher, "a", Priority.BULK, [f"a{i}" for i in range(8)])
+        short = _submit_as(batcher, "b", Priority.INTERACTIVE, ["b"])
+        release.set()
+        for future in (first, bulk, short):
+            future.result(timeout=5)
+    finally:
+        batcher.close()
+    assert passes[1] == ["a0", "a1", "b"]

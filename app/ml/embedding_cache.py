@@ -1,7 +1,8 @@
 """Embedding caches: one key recipe, one in-memory LRU (serving, evaluation), one disk cache (training runs).
 
 `cache_key` is the only key recipe: a hash of its string parts, each length-prefixed so that no two part
-lists share a key. The LRU keys a text by (scope, text), `scope` being e.g. a tenant id (default ""): the
+lists share a key. The LRU keys a text by (scope, generation, text), `scope` being e.g. a tenant id (default
+"") and `generation` one life of it (a tenant id can be deleted and created again): the
 services scope it per tenant, so a text cached for one tenant is a miss for every other and no answer of one
 tenant (`n_embedded`, timings) depends on what another has stored;
 the disk cache keys a set of tensors by whatever parts identify them (encoder fingerprint, max tokens,
@@ -45,10 +46,13 @@ class EmbeddingLRU:
         self._scopes: dict[str, set[str]] = {}  # scope -> its keys in `_entries`
         self._lock = threading.Lock()
 
-    def embed(self, texts: Sequence[str], compute: EmbedFn, scope: str = "") -> tuple[torch.Tensor, int]:
+    def embed(
+        self, texts: Sequence[str], compute: EmbedFn, scope: str = "", generation: str = ""
+    ) -> tuple[torch.Tensor, int]:
         """Embeddings for `texts` (cached ones reused, the other distinct texts computed by `compute` in one
-        call) and how many texts were computed."""
-        keys = [cache_key(scope, text) for text in texts]
+        call) and how many texts were computed. `generation` splits a scope further (a tenant id reused after a
+        delete: each life of it has its own entries, and `forget(scope)` drops them all)."""
+        keys = [cache_key(scope, generation, text) for text in texts]
         found: dict[str, torch.Tensor] = {}
         with self._lock:
             for key in keys:
@@ -57,15 +61,17 @@ class EmbeddingLRU:
                     found[key] = self._entries[key][1]
         missing = list(dict.fromkeys(text for text, key in zip(texts, keys, strict=True) if key not in found))
         if missing:
-            fresh = self.remember(missing, compute(missing), scope)
+            fresh = self.remember(missing, compute(missing), scope, generation)
             found.update(fresh)
         if not texts:
             return torch.empty(0), 0
         return torch.stack([found[key] for key in keys]), len(missing)
 
-    def remember(self, texts: Sequence[str], embeddings: torch.Tensor, scope: str = "") -> dict[str, torch.Tensor]:
-        """Keep `embeddings` (row i for `texts[i]`) under `scope`; returns them by key."""
-        fresh = {cache_key(scope, text): row.clone() for text, row in zip(texts, embeddings, strict=True)}
+    def remember(
+        self, texts: Sequence[str], embeddings: torch.Tensor, scope: str = "", generation: str = ""
+    ) -> dict[str, torch.Tensor]:
+        """Keep `embeddings` (row i for `texts[i]`) under `scope` (and `generation`); returns them by key."""
+        fresh = {cache_key(scope, generation, text): row.clone() for text, row in zip(texts, embeddings, strict=True)}
         if self._max_entries == 0:
             return fresh
         with self._lock:

@@ -104,17 +104,19 @@ def fit_tenant(
     *,
     cache: EmbeddingLRU | None = None,
     scope: str = "",
+    generation: str = "",
     math_threads: int | None = None,
     temperature: TemperatureRule = FITTED,
     threshold_rule: ThresholdRule | None = None,
 ) -> TenantFit:
-    """Embed the support set (texts in `cache` under `scope` reused) and run `inner` (its own step count).
+    """Embed the support set (texts in `cache` under `scope` and `generation` reused) and run `inner` (its own step
+    count).
 
     `math_threads`: intra-op threads for the inner loop and the threshold (None: the calling thread's).
     """
     started = time.perf_counter()
     texts, targets = support.fit_tensors()
-    embeddings, n_embedded = (cache if cache is not None else _NO_CACHE).embed(texts, embedder.embed, scope)
+    embeddings, n_embedded = (cache if cache is not None else _NO_CACHE).embed(texts, embedder.embed, scope, generation)
     embedded = time.perf_counter()
     with intra_op_threads(math_threads):
         if targets.ndim == 2:

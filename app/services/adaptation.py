@@ -22,7 +22,7 @@ from app.ml.head import MULTI_LABEL, SINGLE_LABEL, TenantHead
 from app.ml.learner import InnerLoopParams
 from app.ml.tenant_fit import OosRule, SupportSet, fit_tenant
 from app.services.errors import ServiceError, encoder_not_served, invalid
-from app.services.records import DEFAULT_ENCODER, build_meta, stored_encoder
+from app.services.records import DEFAULT_ENCODER, build_meta, new_generation, stored_encoder, stored_generation
 from app.store.base import JSON, NO_MODEL, TenantStore
 
 Mode = Literal["replace", "append"]
@@ -331,9 +331,10 @@ class AdaptationService:
         return self.multi_inner if task == MULTI_LABEL else self.inner
 
     def fit(
-        self, support: SupportSet, inner_steps: int | None, scope: str = ""
+        self, support: SupportSet, inner_steps: int | None, scope: str = "", generation: str = ""
     ) -> tuple[TenantHead, dict[str, float], int]:
-        """Embed the support set (texts cached under `scope` reused) and run the inner loop; no store access.
+        """Embed the support set (texts cached under `scope` and `generation` reused) and run the inner loop; no
+        store access.
 
         `inner_steps` None: the task's default. Returns the head, timings and how many texts went through the encoder.
         """
@@ -345,6 +346,7 @@ class AdaptationService:
             self.oos_rule,
             cache=self.embeddings,
             scope=scope,
+            generation=generation,
             math_threads=self.math_threads,
         )
         return fitted.head, fitted.timings_ms, fitted.n_embedded
@@ -375,8 +377,11 @@ class AdaptationService:
             task = task or SINGLE_LABEL
             steps = self.inner_for(task).steps if inner_steps is None else inner_steps
             support = validate_support(examples, labels, self.limits, descriptions, task)
-            head, timings, n_embedded = self.fit(support, steps, tenant_id)
-            version = self._save(tenant_id, head, support, steps, expected_version=None)
+            current_model = self.store.load(tenant_id)
+            generation = stored_generation(current_model.meta) if current_model is not None else ""
+            generation = generation or new_generation()
+            head, timings, n_embedded = self.fit(support, steps, tenant_id, generation)
+            version = self._save(tenant_id, head, support, steps, generation, expected_version=None)
         else:
             check_label_counts(self.limits, remove_labels=remove_labels)
             for _ in range(APPEND_RETRIES):
@@ -395,9 +400,11 @@ class AdaptationService:
                 merged, merged_descriptions = merge_support(stored or [], examples, descriptions, remove_labels or [])
                 support = validate_support(merged, labels, self.limits, merged_descriptions, tenant_task)
                 steps = self.inner_for(tenant_task).steps if inner_steps is None else inner_steps
-                head, timings, n_embedded = self.fit(support, steps, tenant_id)
+                generation = stored_generation(current_model.meta) if current_model is not None else ""
+                generation = generation or new_generation()
+                head, timings, n_embedded = self.fit(support, steps, tenant_id, generation)
                 expected = NO_MODEL if current is None else current  # creating is a compare-and-set too
-                version = self._save(tenant_id, head, support, steps, expected_version=expected)
+                version = self._save(tenant_id, head, support, steps, generation, expected_version=expected)
                 if version is not None:
                     break
             else:
@@ -431,12 +438,19 @@ class AdaptationService:
         self.require_own_encoder(tenant_id, stored.meta)
         support = stored_support_set(stored_support, self.limits, stored_task(stored.meta))
         steps = self.inner_for(support.task).steps if inner_steps is None else inner_steps
-        head, _, _ = self.fit(support, steps, tenant_id)
-        new_version = self._save(tenant_id, head, support, steps, expected_version=version)
+        generation = stored_generation(stored.meta)
+        head, _, _ = self.fit(support, steps, tenant_id, generation)
+        new_version = self._save(tenant_id, head, support, steps, generation, expected_version=version)
         return None if new_version is None else (new_version, head)
 
     def _save(
-        self, tenant_id: str, head: TenantHead, support: SupportSet, steps: int, expected_version: int | None
+        self,
+        tenant_id: str,
+        head: TenantHead,
+        support: SupportSet,
+        steps: int,
+        generation: str,
+        expected_version: int | None,
     ) -> int | None:
         head_bytes = head.to_bytes()
         meta = build_meta(
@@ -445,6 +459,7 @@ class AdaptationService:
         meta["n_descriptions"] = len(support.descriptions)
         meta["oos_threshold"] = head.oos_threshold
         meta["task"] = support.task
+        meta["generation"] = generation
         if support.task == MULTI_LABEL:
             meta["n_negatives"] = support.n_negatives
             meta["thresholds"] = [round(t, 6) for t in head.thresholds.tolist()]  # type: ignore[union-attr]

@@ -33,6 +33,7 @@ from app.services.adaptation import (
 )
 from app.services.errors import invalid, unknown_tenant, unknown_version
 from app.services.prediction import PredictionService
+from app.services.records import stored_generation
 from app.services.single_flight import SingleFlight
 from app.store.base import JSON, TenantStore
 
@@ -129,7 +130,7 @@ class InsightService:
             found = self.reports.get(tenant_id, pinned, fingerprint)
             if found is not None:
                 return Evaluation(tenant_id, pinned, True, found, {"total": _ms(time.perf_counter() - started)})
-        support, steps = self._stored_support(tenant_id, pinned)
+        support, steps, generation = self._stored_support(tenant_id, pinned)
         if pinned != current:
             found = self.reports.get(tenant_id, pinned, fingerprint)
             if found is not None:
@@ -138,9 +139,9 @@ class InsightService:
 
         def cross_validation() -> tuple[dict[str, Any], float]:
             if support.task == MULTI_LABEL:
-                computed = self._multilabel_cross_validation(tenant_id, support, steps)
+                computed = self._multilabel_cross_validation(tenant_id, generation, support, steps)
             else:
-                computed = self._cross_validation(tenant_id, support, steps)
+                computed = self._cross_validation(tenant_id, generation, support, steps)
             self.reports.put(tenant_id, pinned, fingerprint, computed[0])
             return computed
 
@@ -150,18 +151,20 @@ class InsightService:
         return Evaluation(tenant_id, pinned, shared, report, timings)
 
     def _multilabel_cross_validation(
-        self, tenant_id: str, support: SupportSet, steps: int
+        self, tenant_id: str, generation: str, support: SupportSet, steps: int
     ) -> tuple[dict[str, Any], float]:
         texts, targets = support.fit_tensors()
-        embeddings, _ = self.adaptation.embeddings.embed(texts, self.adaptation.embedder.embed, tenant_id)
+        embeddings, _ = self.adaptation.embeddings.embed(texts, self.adaptation.embedder.embed, tenant_id, generation)
         embedded = time.perf_counter()
         n = len(support.texts)  # descriptions are left out: they are not examples to hold out
         with intra_op_threads(self.adaptation.math_threads):
             inner = self.adaptation.inner_for(MULTI_LABEL).with_steps(steps)
             return cross_validated_report(embeddings[:n], targets[:n], support.labels, inner), embedded
 
-    def _cross_validation(self, tenant_id: str, support: SupportSet, steps: int) -> tuple[dict[str, Any], float]:
-        embeddings, extra_embeddings, extra_targets = self._support_embeddings(tenant_id, support)
+    def _cross_validation(
+        self, tenant_id: str, generation: str, support: SupportSet, steps: int
+    ) -> tuple[dict[str, Any], float]:
+        embeddings, extra_embeddings, extra_targets = self._support_embeddings(tenant_id, generation, support)
         embedded = time.perf_counter()
         n = len(support.texts)
         with intra_op_threads(self.adaptation.math_threads):
@@ -203,11 +206,11 @@ class InsightService:
             check_label(example["label"], self.limits, f"examples[{i}].label")
             if example["label"] not in index:
                 raise invalid("unknown_label", f"examples[{i}].label {example['label']!r} is not a label of the tenant")
-        support, _ = self._stored_support(tenant_id, version)
+        support, _, generation = self._stored_support(tenant_id, version)
         loaded = time.perf_counter()
         texts = [example["text"] for example in examples]
         test_embeddings = self.adaptation.embedder.embed(texts)
-        support_embeddings, _, _ = self._support_embeddings(tenant_id, support)
+        support_embeddings, _, _ = self._support_embeddings(tenant_id, generation, support)
         embedded = time.perf_counter()
         targets = [index[example["label"]] for example in examples]
         with intra_op_threads(self.adaptation.math_threads):
@@ -236,7 +239,7 @@ class InsightService:
                 if label not in index:
                     raise invalid("unknown_label", f"examples[{i}].labels: {label!r} is not a label of the tenant")
                 truth[i, index[label]] = 1.0
-        support, _ = self._stored_support(tenant_id, version)
+        support, _, _ = self._stored_support(tenant_id, version)
         loaded = time.perf_counter()
         test_embeddings = self.adaptation.embedder.embed([example["text"] for example in examples])
         embedded = time.perf_counter()
@@ -247,7 +250,9 @@ class InsightService:
         timings = _timings(started, loaded, embedded, done, "scoring")
         return Evaluation(tenant_id, version, False, report, timings)
 
-    def _stored_support(self, tenant_id: str, version: int) -> tuple[SupportSet, int]:
+    def _stored_support(self, tenant_id: str, version: int) -> tuple[SupportSet, int, str]:
+        """A version's support set, its inner steps and its generation (the embedding cache's key for this life of
+        the tenant)."""
         stored = self.store.load(tenant_id, version=version)
         rows = self.store.load_support(tenant_id, version=version) if stored is not None else None
         if stored is None or rows is None:
@@ -259,12 +264,15 @@ class InsightService:
         support = stored_support_set(rows, self.limits, task)
         steps = stored.meta.get("inner_steps")
         valid_steps = isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0
-        return support, steps if valid_steps else self.adaptation.inner_for(task).steps
+        steps = steps if valid_steps else self.adaptation.inner_for(task).steps
+        return support, steps, stored_generation(stored.meta)
 
-    def _support_embeddings(self, tenant_id: str, support: SupportSet) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    def _support_embeddings(
+        self, tenant_id: str, generation: str, support: SupportSet
+    ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """Examples' embeddings, and the descriptions' (always trained on), from the tenant's embedding cache."""
         texts, targets = support.fit_inputs()
-        embeddings, _ = self.adaptation.embeddings.embed(texts, self.adaptation.embedder.embed, tenant_id)
+        embeddings, _ = self.adaptation.embeddings.embed(texts, self.adaptation.embedder.embed, tenant_id, generation)
         n = len(support.texts)
         return embeddings[:n], embeddings[n:], targets[n:]
 
@@ -282,11 +290,11 @@ class InsightService:
         for i, text in enumerate(texts):
             check_text(text, self.limits, f"texts[{i}]")
         version, head = self.prediction.head_for(tenant_id)
-        support, _ = self._stored_support(tenant_id, version)
+        support, _, generation = self._stored_support(tenant_id, version)
         pool = list(dict.fromkeys(texts))  # a text pasted twice is one candidate
         loaded = time.perf_counter()
         pool_embeddings = self.adaptation.embedder.embed(pool)
-        support_embeddings, _, _ = self._support_embeddings(tenant_id, support)
+        support_embeddings, _, _ = self._support_embeddings(tenant_id, generation, support)
         embedded = time.perf_counter()
         with intra_op_threads(self.adaptation.math_threads):
             picks = suggest(head, pool_embeddings, support_embeddings, k)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,6 +44,19 @@ def build_meta(
         "head_sha256": hashlib.sha256(head_bytes).hexdigest(),
         "head_bytes": len(head_bytes),
     }
+
+
+def new_generation() -> str:
+    """A fresh id for one life of a tenant: set when the tenant is created, kept by every later version until it
+    is deleted. Support embeddings are cached per (tenant, generation), so whoever creates the same tenant id
+    after a delete shares nothing with the deleted one, on any replica."""
+    return secrets.token_hex(8)
+
+
+def stored_generation(meta: dict[str, Any]) -> str:
+    """The generation a record belongs to ("" for records written before generations existed)."""
+    value = meta.get("generation", "")
+    return value if isinstance(value, str) else ""
 
 
 def stored_encoder(meta: dict[str, Any]) -> str:

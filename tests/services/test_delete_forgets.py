@@ -13,6 +13,7 @@ from app.bootstrap import Runtime, build_runtime
 from app.config import Settings
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
+from app.services.records import stored_generation
 from app.services.tiers import Tier
 from tests.services.test_validation import SUPPORT
 
@@ -30,10 +31,17 @@ def runtime(tiny_encoder: SentenceEncoder) -> Iterator[Runtime]:
     runtime.close()
 
 
-def _computed(tier: Tier, tenant_id: str) -> int:
-    """How many of TEXTS `tier`'s embedding cache has to compute for `tenant_id` (0: it holds them all)."""
+def _computed(tier: Tier, tenant_id: str, generation: str) -> int:
+    """How many of TEXTS `tier`'s embedding cache has to compute for `tenant_id` in `generation` (0: it holds them
+    all)."""
     cache = tier.adaptation.embeddings
-    return cache.embed(TEXTS, tier.adaptation.embedder.embed, scope=tenant_id)[1]
+    return cache.embed(TEXTS, tier.adaptation.embedder.embed, tenant_id, generation)[1]
+
+
+def _generation(runtime: Runtime, tenant_id: str) -> str:
+    stored = runtime.store.load(tenant_id)
+    assert stored is not None
+    return stored_generation(stored.meta)
 
 
 def test_a_deleted_tenants_texts_are_embedded_again_under_its_id(runtime: Runtime) -> None:
@@ -56,10 +64,34 @@ def test_delete_leaves_nothing_of_the_tenant_in_any_cache(runtime: Runtime) -> N
     assert runtime.cache.get("t", version) is not None
     assert mpnet.insight.reports.get("t", version, fingerprint) is not None
 
+    generations = {tenant: _generation(runtime, tenant) for tenant in ("t", "u")}
     runtime.tenants.delete("t")
 
-    assert (_computed(minilm, "t"), _computed(mpnet, "t")) == (len(TEXTS), len(TEXTS))
-    assert _computed(minilm, "u") == 0  # forgetting is per tenant
+    computed = (_computed(minilm, "t", generations["t"]), _computed(mpnet, "t", generations["t"]))
+    assert computed == (len(TEXTS), len(TEXTS))
+    assert _computed(minilm, "u", generations["u"]) == 0  # forgetting is per tenant
     assert mpnet.insight.reports.get("t", version, fingerprint) is None
     assert runtime.cache.get("t", version) is None
     assert "t" not in runtime.tiers._names
+
+
+def test_a_replica_that_missed_the_delete_shares_nothing_with_the_next_holder_of_the_id(tiny_encoder) -> None:
+    """Two replicas on one store: the tenant adapts on one, is deleted through the other, and is created again on
+    the first. Its cached embeddings belong to the deleted life, so the new holder's texts are all embedded."""
+    from app.ml.embedder import EncoderEmbedder
+    from app.ml.embedding_cache import EmbeddingLRU
+    from app.services.adaptation import AdaptationService, Limits
+    from app.store import MemoryStore
+
+    store = MemoryStore()
+    replica = AdaptationService(
+        EncoderEmbedder(tiny_encoder),
+        InnerLoopParams.constant(2, 0.04, 10.0),
+        store,
+        Limits(),
+        embedding_cache=EmbeddingLRU(1000),
+    )
+    assert replica.adapt("t", SUPPORT).n_embedded == len(TEXTS)
+    assert replica.adapt("t", SUPPORT).n_embedded == 0  # the same life: its cache serves a replace
+    store.delete("t")  # through another replica: this one's caches are not told
+    assert replica.adapt("t", SUPPORT).n_embedded == len(TEXTS)

@@ -4,8 +4,8 @@ and no request's size decides another's wait.
 Callers block on `embed(texts)` from worker threads, or await `embed_async(texts)` on an event loop (no thread
 held while a pass runs). Each request is filed under its `Work` (`app.ml.work.current_work`: owner and priority)
 and cut into chunks of at most `chunk_tokens` estimated tokens (`cost`: tokens per text) and at most half a
-pass, so a large request is many small pieces. One background thread assembles each pass, at most `max_batch_texts` texts and `max_tokens`
-estimated tokens:
+pass, so a large request is many small pieces. One background thread assembles each pass, at most
+`max_batch_texts` texts and `max_tokens` estimated tokens:
 1. one chunk of bulk work (`Priority.BULK`: /adapt, /evaluate, /suggest) when any waits, so bulk work always
    progresses;
 2. then interactive chunks (/predict), then more bulk, each class round-robin over owners: a tenant with many

@@ -53,6 +53,8 @@ def create_app(settings: Settings, model: Model | None = None, tier_models: dict
             batcher.on_batch = metrics.observe_encoder_pass
         _warn_about_access(runtime.guard)
         app.state.runtime = runtime
+        app.openapi()  # the schema (and the path templates the request context labels with) is built here, not
+        # on the event loop during the first request refused before routing
         app.state.heavy = HeavyWork(settings.heavy_slots, settings.heavy_per_tenant, settings.heavy_queue_per_tenant)
         try:
             yield

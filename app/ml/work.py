@@ -30,17 +30,19 @@ class WorkCancelled(Exception):
 class Work:
     """One request's claim on shared compute: its `owner` (tenant id), its `priority` and a cancel flag."""
 
+    __slots__ = ("_cancelled", "owner", "priority")
+
     def __init__(self, owner: str = "", priority: Priority = Priority.INTERACTIVE) -> None:
         self.owner = owner
         self.priority = priority
-        self._cancelled = threading.Event()
+        self._cancelled = False  # set once, read by other threads: a plain attribute is enough (nobody waits on it)
 
     @property
     def cancelled(self) -> bool:
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def cancel(self) -> None:
-        self._cancelled.set()
+        self._cancelled = True
 
     def raise_if_cancelled(self) -> None:
         if self.cancelled:
@@ -50,6 +52,8 @@ class Work:
 class SharedWork(Work):
     """Work done once for several requests (identical reports): cancelled only when every request that joined it
     is cancelled."""
+
+    __slots__ = ("_joined", "_lock")
 
     def __init__(self, owner: str = "", priority: Priority = Priority.INTERACTIVE) -> None:
         super().__init__(owner, priority)

@@ -138,22 +138,22 @@ class _Queues:
         return list(seen.values())
 
     def drop(self, unwanted: Callable[[_Request], bool]) -> list[_Request]:
-        """Remove the chunks of requests that are `unwanted` (or ended); returns those requests, once each."""
+        """Remove the chunks of requests that are `unwanted` (or ended); returns those requests, once each. A queue
+        is rebuilt only when it holds such a chunk."""
         dropped: dict[int, _Request] = {}
         for owners in self.by_priority.values():
-            for owner in list(owners):
-                queue = owners[owner]
-                keep = deque()
-                for chunk in queue:
-                    if chunk.request.ended or unwanted(chunk.request):
-                        dropped.setdefault(id(chunk.request), chunk.request)
-                        self._count(chunk, -1)
-                    else:
-                        keep.append(chunk)
-                if not keep:
-                    del owners[owner]
-                elif len(keep) != len(queue):
+            for owner, queue in list(owners.items()):
+                gone = [chunk for chunk in queue if chunk.request.ended or unwanted(chunk.request)]
+                if not gone:
+                    continue
+                for chunk in gone:
+                    dropped.setdefault(id(chunk.request), chunk.request)
+                    self._count(chunk, -1)
+                keep = deque(chunk for chunk in queue if id(chunk.request) not in dropped)
+                if keep:
                     owners[owner] = keep
+                else:
+                    del owners[owner]
         return list(dropped.values())
 
     def _count(self, chunk: _Chunk, sign: int) -> None:

@@ -210,11 +210,7 @@ class _Stepwise:
                     i += 1
                 else:
                     stack.append(frame)
-                    if frame.is_object:
-                        i = self._key(frame, i)
-                        shape = frame.shape.field(frame.key)
-                    else:
-                        shape = frame.shape.item()
+                    i, shape = self._member(frame, i)
                     continue
             else:
                 try:
@@ -239,17 +235,20 @@ class _Stepwise:
                     i = space(text, i).end()
                 char = text[i : i + 1]
                 if char == ",":
-                    i = space(text, i + 1).end()
-                    if frame.is_object:
-                        i = self._key(frame, i)
-                        shape = frame.shape.field(frame.key)
-                    else:
-                        shape = frame.shape.item()
+                    i, shape = self._member(frame, space(text, i + 1).end())
                     break
                 if char != ("}" if frame.is_object else "]"):
                     raise json.JSONDecodeError("Expecting ',' delimiter", text, i)
                 i += 1
                 value = stack.pop().container
+
+    def _member(self, frame: _Frame, i: int) -> tuple[int, Shape]:
+        """At the start of the next member of `frame` (its key, for an object): where its value starts, and the
+        value's shape."""
+        if frame.is_object:
+            i = self._key(frame, i)
+            return i, frame.shape.field(frame.key)
+        return i, frame.shape.item()
 
     def _key(self, frame: _Frame, i: int) -> int:
         """Read `"key":` at `i` into `frame.key`; the index of the value after it."""

@@ -21,8 +21,7 @@ from app.ml.embedder import Embedder, EncoderEmbedder, RoutedEmbedder
 from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
-from app.ml.loading import LoadedModel, default_inner_loop, multi_label_inner_loop
-from app.ml.loading import load_model as load_model_files
+from app.ml.loading import LoadedModel, load_spec, multi_label_inner_loop
 from app.ml.pass_runner import PassRunner
 from app.ml.tenant_fit import OosRule
 from app.ml.threads import DEFAULT_THREADS, one_thread_by_default
@@ -54,22 +53,16 @@ def limits_from(settings: Settings) -> Limits:
 
 
 def load_model(settings: Settings) -> LoadedModel:
-    """The configured (default, `minilm`) encoder and inner loop (`app.ml.loading.load_model` with the settings)."""
-    return load_tier_model(settings, "minilm")
+    """The default tier's encoder and inner loop (the first of `encoders`)."""
+    return load_tier_model(settings, settings.encoder_names()[0])
 
 
 def load_tier_model(settings: Settings, name: str) -> LoadedModel:
-    """The model of one encoder tier: `minilm` from the encoder settings, `mpnet` from the FEWSHOT_MPNET_* ones."""
-    mpnet = name == "mpnet"
-    return load_model_files(
-        settings.mpnet_checkpoint_path() if mpnet else settings.checkpoint_path(),
-        encoder_source=settings.mpnet_source if mpnet else settings.encoder_source,
-        encoder_sha256=settings.expected_mpnet_sha256() if mpnet else settings.expected_encoder_sha256(),
+    """The model of one encoder tier: the registry's spec with the settings' overrides (`Settings.tier`)."""
+    return load_spec(
+        settings.tier(name),
         max_tokens=settings.max_tokens,
         device=settings.device,
-        default_inner=default_inner_loop("mpnet")
-        if mpnet
-        else InnerLoopParams.constant(settings.inner_steps, settings.inner_lr, settings.logit_scale),
         precision=settings.encoder_precision,
         quantize=settings.quantize_int8,
         compile_encoder=settings.compile_encoder,
@@ -91,17 +84,12 @@ class Readiness:
 class Runtime:
     """Every process-wide object a server needs, typed; the web layer hands each route only what it uses."""
 
-    encoder: SentenceEncoder
-    inner: InnerLoopParams
     store: TenantStore
     cache: HeadCache
-    adaptation: AdaptationService
-    prediction: PredictionService
     tenants: TenantService
-    insight: InsightService
     guard: AccessGuard
     readiness: Readiness
-    tiers: Tiers
+    tiers: Tiers  # the served encoders and their services (`tiers.default`, `tiers.named(name)`)
     batchers: list[MicroBatcher] = field(default_factory=list)  # one per served encoder (batching on)
     redis_client: RedisClient | None = None
     pass_runner: PassRunner | None = None  # runs every tier's passes when several encoders are served
@@ -263,26 +251,20 @@ def build_runtime(
         one_thread_by_default()  # after each batcher sized its own team: the event loop and new threads get one
     tiers = Tiers([tier for tier, _ in built], store)
     default = tiers.default
-    encoder, inner, _ = models[names[0]]
     fingerprints = {tier.name: tier.description.fingerprint for tier, _ in built}
     forget = [tiers.forget]  # what a DELETE clears besides the decoded head: routing, then each tier's caches
     for tier, _ in built:
         forget += [tier.adaptation.embeddings.forget, tier.insight.reports.forget]
     readiness = Readiness(
-        encoder_fingerprint=encoder.fingerprint,
+        encoder_fingerprint=default.description.fingerprint,
         checkpoint=default.description.checkpoint,
         store=settings.store,
     )
     log.info("runtime ready: encoders=%s store=%s", ",".join(names), settings.store)
     return Runtime(
-        encoder=encoder,
-        inner=inner,
         store=store,
         cache=cache,
-        adaptation=default.adaptation,
-        prediction=default.prediction,
         tenants=TenantService(store, cache, fingerprints, forget=forget),
-        insight=default.insight,
         guard=build_access(settings, client),
         readiness=readiness,
         tiers=tiers,

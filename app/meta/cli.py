@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from app.ml import registry
 from app.ml.packaged import SHIPPED_CHECKPOINT
 
 
@@ -87,7 +88,7 @@ def register_meta_commands(commands: argparse._SubParsersAction) -> None:
     multilabel = commands.add_parser(
         "meta-train-multilabel", help="meta-learn the multi-label (one-vs-rest) inner loop of a checkpoint"
     )
-    multilabel.add_argument("--data-dir", default="../shared/data")
+    multilabel.add_argument("--data-dir", default="data", help="folder of the JSONL sets (docs/data.md)")
     multilabel.add_argument("--source", default="goemotions_multilabel", help="multi-label JSONL set (train/val)")
     multilabel.add_argument("--checkpoint", default=SHIPPED_CHECKPOINT, help="folder to add it to")
     multilabel.add_argument("--steps", type=int, default=120, help="outer (meta) steps")
@@ -95,7 +96,9 @@ def register_meta_commands(commands: argparse._SubParsersAction) -> None:
     multilabel.set_defaults(handler=_meta_train_multilabel)
 
     evaluate = commands.add_parser("evaluate", help="few-shot protocols on a JSONL set (default BANKING77)")
-    evaluate.add_argument("--data", default="../shared/data/banking77.jsonl", help="JSONL with train and test splits")
+    evaluate.add_argument(
+        "--data", default="data/banking77.jsonl", help="JSONL with train and test splits (docs/data.md)"
+    )
     evaluate.add_argument(
         "--checkpoint",
         default=SHIPPED_CHECKPOINT,
@@ -125,8 +128,8 @@ def register_meta_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--split", default="test", help="multi_label query split (`val` for tuning)")
     evaluate.add_argument(
         "--encoder",
-        choices=["minilm", "mpnet"],
-        default="minilm",
+        choices=registry.names(),
+        default=registry.DEFAULT_ENCODER,
         help="single_label: the tier whose frozen base (and --checkpoint, `none` for mpnet) is evaluated",
     )
     evaluate.set_defaults(handler=_evaluate)

@@ -12,6 +12,7 @@ Imports only the ML core: runs where the service's dependencies (FastAPI, pydant
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -31,8 +32,9 @@ from app.ml.embedder import Embedder, EncoderEmbedder
 from app.ml.embedding_cache import CachedEmbedder, EmbeddingLRU, embed_cached
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits, prototype_head
-from app.ml.loading import default_inner_loop, load_model
-from app.ml.packaged import MPNET_ENCODER, PACKAGED_ENCODER, PINNED_SHA256, SHIPPED_CHECKPOINT
+from app.ml.loading import load_spec
+from app.ml.packaged import SHIPPED_CHECKPOINT
+from app.ml.registry import DEFAULT_ENCODER, spec
 from app.ml.tenant_fit import OosRule, SupportSet, fit_tenant
 
 Model = tuple[SentenceEncoder, InnerLoopParams]
@@ -59,7 +61,7 @@ class EvalConfig:
     base_model: Model | None = None  # injected by tests; default: the service's base encoder
     shipped_model: Model | None = None  # injected by tests; default: load_model(checkpoint)
     plot: bool = True
-    encoder: str = "minilm"  # the tier whose frozen base is evaluated: `minilm` or `mpnet` (the mpnet extra)
+    encoder: str = DEFAULT_ENCODER  # the tier (app/ml/registry.py) whose frozen base is evaluated
 
 
 # --- episodes -------------------------------------------------------------------------------------
@@ -231,18 +233,11 @@ def plot(results: dict[str, dict[str, dict[str, float]]], cfg: EvalConfig, path:
 
 
 # --- driver ---------------------------------------------------------------------------------------
-def _load(checkpoint: str | None, encoder: str = "minilm") -> Model:
-    """The tier's packaged base encoder (+ `checkpoint`), in float32 everywhere: results do not depend on the CPU
+def _load(checkpoint: str | None, encoder: str = DEFAULT_ENCODER) -> Model:
+    """The tier's registered base encoder (+ `checkpoint`), in float32 everywhere: results do not depend on the CPU
     (bf16 serving is measured by bench/cpu_speedups.py). Without a checkpoint: the tier's default inner loop."""
     folder = None if checkpoint is None or checkpoint.strip().lower() in {"", "none"} else Path(checkpoint)
-    source = MPNET_ENCODER if encoder == "mpnet" else PACKAGED_ENCODER
-    loaded = load_model(
-        folder,
-        encoder_source=source,
-        encoder_sha256=PINNED_SHA256[source],
-        default_inner=default_inner_loop(encoder),
-        precision="float32",
-    )
+    loaded = load_spec(dataclasses.replace(spec(encoder), checkpoint=folder), precision="float32")
     return loaded.encoder, loaded.inner
 
 

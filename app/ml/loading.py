@@ -1,18 +1,19 @@
 """The model-loading policy: base encoder (verified), optional meta-trained checkpoint, serving precision.
 
-Plain arguments, no settings object: the service (`app.bootstrap.load_model`), the evaluation
-and bench scripts all load through `load_model`.
+Plain arguments, no settings object: the service (`app.bootstrap.load_tier_model`, from a tier's
+`EncoderSpec`), the evaluation and bench scripts all load through `load_model`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 
 from app.ml.checkpoint import load_checkpoint, load_multilabel_inner
 from app.ml.encoder import (
+    POOLING,
     SentenceEncoder,
     bf16_is_fast,
     load_encoder,
@@ -22,18 +23,13 @@ from app.ml.encoder import (
 )
 from app.ml.learner import InnerLoopParams
 from app.ml.packaged import (
-    DEFAULT_INNER_LR,
-    DEFAULT_INNER_STEPS,
-    DEFAULT_LOGIT_SCALE,
     DEFAULT_MULTILABEL_LR,
     DEFAULT_MULTILABEL_SCALE,
     DEFAULT_MULTILABEL_STEPS,
-    MPNET_INNER_LR,
-    MPNET_INNER_STEPS,
-    MPNET_LOGIT_SCALE,
     PACKAGED_ENCODER,
     PACKAGED_ENCODER_SHA256,
 )
+from app.ml.registry import DEFAULT_ENCODER, EncoderSpec, spec
 
 
 class LoadedModel(NamedTuple):
@@ -42,12 +38,10 @@ class LoadedModel(NamedTuple):
     checkpoint: str | None  # the checkpoint folder applied, if any
 
 
-def default_inner_loop(tier: str = "minilm") -> InnerLoopParams:
-    """The inner loop without a checkpoint: the service's default settings (`minilm`), or the one tuned for
-    all-mpnet-base-v2 (`mpnet`)."""
-    if tier == "mpnet":
-        return InnerLoopParams.constant(MPNET_INNER_STEPS, MPNET_INNER_LR, MPNET_LOGIT_SCALE)
-    return InnerLoopParams.constant(DEFAULT_INNER_STEPS, DEFAULT_INNER_LR, DEFAULT_LOGIT_SCALE)
+def default_inner_loop(tier: EncoderSpec | None = None) -> InnerLoopParams:
+    """The inner loop without a checkpoint: the one tuned for the tier's encoder (default: the default tier)."""
+    inner = (tier or spec(DEFAULT_ENCODER)).inner
+    return InnerLoopParams.constant(inner.steps, inner.lr, inner.logit_scale)
 
 
 def multi_label_inner_loop(checkpoint: Path | None) -> InnerLoopParams:
@@ -71,13 +65,21 @@ def load_model(
     compile_encoder: bool = False,
     models_dir: Path | None = None,
     trace: bool = False,
+    attention: str | None = None,
+    prefix: str = "",
+    pooling: str = POOLING,
 ) -> LoadedModel:
     """Base encoder + optional meta-trained checkpoint, then int8 or the serving precision, then compile or trace.
 
     `precision`: `float32`, `bfloat16`, or `auto` (see `serve_in_bf16`); `quantize` (int8) wins over it.
     `trace`: `embed` through a TorchScript trace (`trace_inference_graph`; not with int8 or compile).
+    `attention`, `prefix`, `pooling`: what the tier's `EncoderSpec` needs (`pooling`: mean + L2 is the only one).
     """
-    encoder = load_encoder(encoder_source, encoder_sha256, max_tokens, device, models_dir=models_dir)
+    if pooling != POOLING:
+        raise ValueError(f"pooling {pooling!r} is not served; only {POOLING!r}")
+    encoder = load_encoder(
+        encoder_source, encoder_sha256, max_tokens, device, attention, models_dir=models_dir, prefix=prefix
+    )
     if checkpoint is None:
         inner = default_inner if default_inner is not None else default_inner_loop()
     else:
@@ -98,3 +100,18 @@ def serve_in_bf16(precision: str, encoder: SentenceEncoder) -> bool:
     if precision == "bfloat16":
         return True
     return precision == "auto" and encoder.device.type == "cpu" and bf16_is_fast()
+
+
+def load_spec(tier: EncoderSpec, **serving: Any) -> LoadedModel:
+    """`load_model` for one tier: its source, expected hash, checkpoint, inner-loop defaults, attention, prefix
+    and pooling from the spec; `serving` (precision, device, trace, ...) as `load_model` takes them."""
+    return load_model(
+        tier.checkpoint,
+        encoder_source=tier.source,
+        encoder_sha256=tier.sha256,
+        default_inner=default_inner_loop(tier),
+        attention=tier.attention,
+        prefix=tier.prefix,
+        pooling=tier.pooling,
+        **serving,
+    )

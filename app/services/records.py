@@ -8,10 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.ml.head import HeadDecodeError, TenantHead
+from app.ml.registry import MINILM
 from app.store.base import StoredModel
 
 RECORD_SCHEMA = 1
-DEFAULT_ENCODER = "minilm"  # records written before encoder tiers were adapted with MiniLM
+DEFAULT_ENCODER = MINILM.name  # records written before encoder tiers name none: they were adapted with MiniLM
 
 
 class UnusableModel(Exception):

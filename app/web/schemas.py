@@ -6,6 +6,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, model_validator
 
+from app.ml.registry import DEFAULT_ENCODER
+
 # Request bodies use strict scalars: a JSON string is never a number or a boolean, nor a boolean a number.
 
 TENANT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -132,7 +134,7 @@ class AdaptResponse(BaseModel):
     thresholds: dict[str, float] | None = Field(
         None, description="Multi-label: each label's decision threshold (cross-validated on the support set)."
     )
-    encoder: str = Field("minilm", description="The encoder the tenant was adapted with.")
+    encoder: str = Field(DEFAULT_ENCODER, description="The encoder the tenant was adapted with.")
 
 
 class PredictRequest(BaseModel):
@@ -211,7 +213,7 @@ class PredictResponse(BaseModel):
     )
     tenant_id: str
     version: int = Field(description="Version of the model that answered.")
-    encoder: str = Field("minilm", description="The encoder that embedded the texts (the tenant's).")
+    encoder: str = Field(DEFAULT_ENCODER, description="The encoder that embedded the texts (the tenant's).")
     task: Literal["single_label", "multi_label"] = "single_label"
     oos_threshold: float | None = Field(None, description="Out-of-scope threshold that was applied.")
     label_threshold: float | None = Field(None, description="Multi-label: the request's one threshold, if given.")
@@ -247,7 +249,7 @@ class ModelSummary(BaseModel):
     encoder_fingerprint: str | None
     created_at: str | None
     task: Literal["single_label", "multi_label"] = "single_label"
-    encoder: str = Field("minilm", description="The encoder the version was adapted with.")
+    encoder: str = Field(DEFAULT_ENCODER, description="The encoder the version was adapted with.")
     n_negatives: int = Field(0, description="Multi-label: examples to which no label applies.")
     thresholds: dict[str, float] | None = Field(None, description="Multi-label: each label's decision threshold.")
 
@@ -317,7 +319,7 @@ class EncoderList(BaseModel):
                 {
                     "encoders": [
                         {
-                            "name": "minilm",
+                            "name": DEFAULT_ENCODER,
                             "default": True,
                             "dim": 384,
                             "fingerprint": "3f1c9a0b7d2e4f51",

@@ -176,9 +176,13 @@ def test_request_threads_run_per_tenant_math_on_one_thread_only_when_a_batcher_e
     runtime = build_runtime(settings, (tiny_encoder, InnerLoopParams.constant(5, 0.04, 10.0), None))
     try:
         expected = 1 if batching else None  # unbatched, request threads run the encoder too
-        assert runtime.adaptation.math_threads == runtime.prediction.math_threads == expected
-        result = runtime.adaptation.adapt("t", [{"text": t, "label": str(i % 2)} for i, t in enumerate(TEXTS)])
-        assert runtime.prediction.predict("t", ["refund"]).version == result.version
+        assert (
+            runtime.tiers.default.adaptation.math_threads == runtime.tiers.default.prediction.math_threads == expected
+        )
+        result = runtime.tiers.default.adaptation.adapt(
+            "t", [{"text": t, "label": str(i % 2)} for i, t in enumerate(TEXTS)]
+        )
+        assert runtime.tiers.default.prediction.predict("t", ["refund"]).version == result.version
     finally:
         runtime.close()
 
@@ -335,7 +339,7 @@ def test_a_batching_server_leaves_intra_op_teams_to_its_batchers(tiny_encoder, m
             later = threading.Thread(target=lambda: seen.setdefault("started later", torch.get_num_threads()))
             later.start()
             later.join()
-            runtime.adaptation.adapt("t", [{"text": t, "label": str(i % 2)} for i, t in enumerate(TEXTS)])
+            runtime.tiers.default.adaptation.adapt("t", [{"text": t, "label": str(i % 2)} for i, t in enumerate(TEXTS)])
         finally:
             runtime.close()
 

@@ -16,6 +16,7 @@ from app.config import Settings
 from app.ml.encoder import EncoderIntegrityError, load_encoder
 from app.ml.packaged import MPNET_ENCODER, MPNET_ENCODER_SHA256, PACKAGED_ENCODER, PACKAGED_ENCODER_SHA256
 from app.ml.parts import INSTALL_HINT, MPNET, MissingParts, SlicedModel, assembled_folder
+from app.ml.registry import DEFAULT_ENCODER
 
 
 def _installed() -> bool:
@@ -35,13 +36,17 @@ def test_a_missing_slice_names_the_install_command(tmp_path: Path) -> None:
     assert not any(tmp_path.iterdir())  # nothing half-written
 
 
+def _expected_sha256(**override: str) -> str | None:
+    return Settings(tiers={DEFAULT_ENCODER: override}, _env_file=None).tier(DEFAULT_ENCODER).sha256
+
+
 def test_pinned_hash_follows_the_packaged_source() -> None:
-    assert Settings(_env_file=None).expected_encoder_sha256() == PACKAGED_ENCODER_SHA256
-    mpnet = Settings(encoder_source=MPNET_ENCODER, _env_file=None)
-    assert mpnet.expected_encoder_sha256() == MPNET_ENCODER_SHA256
-    assert Settings(encoder_source="/some/folder", _env_file=None).expected_encoder_sha256() is None
-    assert Settings(encoder_sha256="", _env_file=None).expected_encoder_sha256() is None
-    assert Settings(encoder_sha256="ab" * 32, _env_file=None).expected_encoder_sha256() == "ab" * 32
+    assert _expected_sha256() == PACKAGED_ENCODER_SHA256
+    assert _expected_sha256(source=MPNET_ENCODER) == MPNET_ENCODER_SHA256
+    assert _expected_sha256(source=MPNET_ENCODER, sha256="pinned") == MPNET_ENCODER_SHA256
+    assert _expected_sha256(source="/some/folder") is None
+    assert _expected_sha256(sha256="") is None
+    assert _expected_sha256(sha256="ab" * 32) == "ab" * 32
     assert PACKAGED_ENCODER != MPNET_ENCODER
 
 

@@ -108,7 +108,7 @@ def test_concurrent_writers_never_mix_versions(real_model, redis_url: str, redis
         stored_support = redis_store.load_support(TENANT)
         assert stored_support == support_for(final_writer)
         seen_versions = {version for seen in observed for version, _ in seen}
-        expected = _refit(app.state.runtime.adaptation, real_model[0], seen_versions, acknowledged)
+        expected = _refit(app.state.runtime.tiers.default.adaptation, real_model[0], seen_versions, acknowledged)
 
     # every prediction came from exactly one complete acknowledged version
     assert sum(len(seen) for seen in observed) >= len(PROBES) * READERS, "readers made no predictions"

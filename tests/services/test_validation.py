@@ -40,7 +40,7 @@ def runtime(tiny_encoder: SentenceEncoder) -> Iterator[Runtime]:
         _env_file=None,
     )
     runtime = build_runtime(settings, (tiny_encoder, InnerLoopParams.constant(2, 0.04, 10.0), None))
-    runtime.adaptation.adapt("acme", SUPPORT)
+    runtime.tiers.default.adaptation.adapt("acme", SUPPORT)
     yield runtime
     runtime.close()
 
@@ -69,7 +69,7 @@ def test_bad_adapt_changes_nothing(
 ) -> None:
     before = runtime.store.load("acme")
     with pytest.raises(ServiceError) as refused:
-        runtime.adaptation.adapt("acme", examples, **options)
+        runtime.tiers.default.adaptation.adapt("acme", examples, **options)
     assert (refused.value.status, refused.value.code) == (422, code)
     assert refused.value.message
     after = runtime.store.load("acme")
@@ -89,13 +89,13 @@ def test_bad_adapt_changes_nothing(
 )
 def test_bad_predict(runtime: Runtime, texts: list[str], top_k: int, code: str) -> None:
     with pytest.raises(ServiceError) as refused:
-        runtime.prediction.predict("acme", texts, top_k=top_k)
+        runtime.tiers.default.prediction.predict("acme", texts, top_k=top_k)
     assert (refused.value.status, refused.value.code) == (422, code)
 
 
 def test_unknown_tenant_and_version(runtime: Runtime) -> None:
     for call in (
-        lambda: runtime.prediction.predict("nobody", ["hi"]),
+        lambda: runtime.tiers.default.prediction.predict("nobody", ["hi"]),
         lambda: runtime.tenants.describe("nobody"),
         lambda: runtime.tenants.versions("nobody"),
         lambda: runtime.tenants.rollback("nobody", 1),
@@ -104,7 +104,7 @@ def test_unknown_tenant_and_version(runtime: Runtime) -> None:
             call()
         assert (refused.value.status, refused.value.code) == (404, "unknown_tenant")
     for call in (
-        lambda: runtime.prediction.predict("acme", ["hi"], version=7),
+        lambda: runtime.tiers.default.prediction.predict("acme", ["hi"], version=7),
         lambda: runtime.tenants.rollback("acme", 7),
     ):
         with pytest.raises(ServiceError) as refused:

@@ -4,12 +4,14 @@ threshold; the labels that need examples.
 
 Cross-validation: every fold's head in one inner loop (`tenant_fit.fold_scores`), as `/adapt` does; the
 thresholds that decide a fold's examples are fitted on the other folds' out-of-fold scores only, so no example
-chooses the threshold that judges it. Pure PyTorch.
+chooses the threshold that judges it. The result is a `MultiLabelReport` at full precision; rounding and field
+names are the HTTP layer's. Pure PyTorch.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -22,13 +24,63 @@ LOW_F1 = 0.5
 FEW_EXAMPLES = 3
 
 
+@dataclass(frozen=True)
+class MultiLabelMetrics:
+    """One label's decisions: None where a ratio has nothing to divide (no true or predicted positive)."""
+
+    label: str
+    examples: int  # support texts the label applies to
+    support: int  # scored texts the label applies to
+    precision: float | None
+    recall: float | None
+    f1: float | None
+    threshold: float  # the label's decision threshold
+
+
+@dataclass(frozen=True)
+class MultiLabelNeed:
+    """A label that needs examples, and why."""
+
+    label: str
+    examples: int
+    f1: float | None
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class LabelsPerText:
+    """Mean labels per scored text: true and predicted."""
+
+    true: float
+    predicted: float
+
+
+@dataclass(frozen=True)
+class MultiLabelReport:
+    """A multi-label tenant's report (see the module docstring); the metrics are None when it is not evaluable."""
+
+    method: Literal["cross_validation", "test_set"]
+    n_folds: int
+    n_labels: int
+    n_examples: int  # in the support set
+    n_negatives: int  # support examples to which no label applies
+    n_evaluated: int  # texts scored
+    evaluable: bool
+    micro_f1: float | None
+    macro_f1: float | None  # mean F1 over the labels with a true or predicted positive
+    exact_match: float | None  # share of texts whose whole label set is right
+    labels_per_text: LabelsPerText
+    per_label: list[MultiLabelMetrics]
+    labels_needing_examples: list[MultiLabelNeed]  # lowest F1 first
+
+
 def cross_validated_report(
     embeddings: torch.Tensor,
     targets: torch.Tensor,
     labels: list[str],
     inner: InnerLoopParams,
     rule: ThresholdRule | None = None,
-) -> dict[str, Any]:
+) -> MultiLabelReport:
     """The report of a multi-hot support set `targets` `[n, c]` (descriptions, if any, excluded by the caller)."""
     rule = rule or ThresholdRule()
     n = targets.shape[0]
@@ -45,7 +97,7 @@ def cross_validated_report(
 
 def labeled_set_report(
     head: TenantHead, embeddings: torch.Tensor, truth: torch.Tensor, support: torch.Tensor
-) -> dict[str, Any]:
+) -> MultiLabelReport:
     """The head's decisions on a labeled test set (`truth` multi-hot `[m, c]`); `support`: the support's multi-hot."""
     assert head.thresholds is not None
     predicted = head.scores(embeddings) >= head.thresholds
@@ -53,7 +105,7 @@ def labeled_set_report(
 
 
 def _report(
-    method: str,
+    method: Literal["cross_validation", "test_set"],
     n_folds: int,
     predicted: torch.Tensor,
     truth: torch.Tensor,
@@ -61,7 +113,7 @@ def _report(
     support: torch.Tensor,
     thresholds: torch.Tensor,
     evaluable: bool,
-) -> dict[str, Any]:
+) -> MultiLabelReport:
     predicted, positive = predicted.bool(), truth.bool()
     tp = (predicted & positive).sum(dim=0).float()
     fp = (predicted & ~positive).sum(dim=0).float()
@@ -69,19 +121,17 @@ def _report(
     examples = support.sum(dim=0).long().tolist()
     per_label, needs = [], []
     for j, label in enumerate(labels):
-        precision = _ratio(tp[j], tp[j] + fp[j])
-        recall = _ratio(tp[j], tp[j] + fn[j])
         f1 = _ratio(2 * tp[j], 2 * tp[j] + fp[j] + fn[j])
         per_label.append(
-            {
-                "label": label,
-                "examples": examples[j],
-                "support": int(positive[:, j].sum()),
-                "precision": precision,
-                "recall": recall,
-                "f1": f1,
-                "threshold": round(float(thresholds[j]), 4),
-            }
+            MultiLabelMetrics(
+                label=label,
+                examples=examples[j],
+                support=int(positive[:, j].sum()),
+                precision=_ratio(tp[j], tp[j] + fp[j]),
+                recall=_ratio(tp[j], tp[j] + fn[j]),
+                f1=f1,
+                threshold=float(thresholds[j]),
+            )
         )
         reasons = []
         if f1 is not None and f1 < LOW_F1:
@@ -89,31 +139,30 @@ def _report(
         if examples[j] < FEW_EXAMPLES:
             reasons.append(f"few examples ({examples[j]})")
         if reasons:
-            needs.append({"label": label, "examples": examples[j], "f1": f1, "reasons": reasons})
-    needs.sort(key=lambda need: (need["f1"] if need["f1"] is not None else -1.0, need["examples"]))
+            needs.append(MultiLabelNeed(label, examples[j], f1, reasons))
+    needs.sort(key=lambda need: (need.f1 if need.f1 is not None else -1.0, need.examples))
     n = truth.shape[0]
-    micro = _ratio(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum())
-    f1s = [entry["f1"] for entry in per_label if entry["f1"] is not None]
-    return {
-        "task": "multi_label",
-        "method": method,
-        "n_folds": n_folds,
-        "n_labels": len(labels),
-        "n_examples": int(support.shape[0]),
-        "n_negatives": int((support.sum(dim=1) == 0).sum()),
-        "n_evaluated": n,
-        "evaluable": bool(evaluable and n > 0),
-        "micro_f1": micro if evaluable else None,
-        "macro_f1": round(sum(f1s) / len(f1s), 4) if evaluable and f1s else None,
-        "exact_match": round(float((predicted == positive).all(dim=1).float().mean()), 4) if evaluable and n else None,
-        "labels_per_text": {
-            "true": round(float(positive.sum(dim=1).float().mean()), 3) if n else 0.0,
-            "predicted": round(float(predicted.sum(dim=1).float().mean()), 3) if n else 0.0,
-        },
-        "per_label": per_label,
-        "labels_needing_examples": needs,
-    }
+    evaluable = bool(evaluable and n > 0)
+    f1s = [entry.f1 for entry in per_label if entry.f1 is not None]
+    return MultiLabelReport(
+        method=method,
+        n_folds=n_folds,
+        n_labels=len(labels),
+        n_examples=int(support.shape[0]),
+        n_negatives=int((support.sum(dim=1) == 0).sum()),
+        n_evaluated=n,
+        evaluable=evaluable,
+        micro_f1=_ratio(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum()) if evaluable else None,
+        macro_f1=sum(f1s) / len(f1s) if evaluable and f1s else None,
+        exact_match=float((predicted == positive).all(dim=1).float().mean()) if evaluable else None,
+        labels_per_text=LabelsPerText(
+            true=float(positive.sum(dim=1).float().mean()) if n else 0.0,
+            predicted=float(predicted.sum(dim=1).float().mean()) if n else 0.0,
+        ),
+        per_label=per_label,
+        labels_needing_examples=needs,
+    )
 
 
 def _ratio(numerator: torch.Tensor, denominator: torch.Tensor) -> float | None:
-    return None if float(denominator) == 0 else round(float(numerator) / float(denominator), 4)
+    return None if float(denominator) == 0 else float(numerator) / float(denominator)

@@ -2,11 +2,11 @@
 
 `cross_validate` refits the head (`tenant_fit.fit_embedded`: inner loop, served temperature, OOS rule) on k
 stratified folds of the support set's cached embeddings; `evaluate_head` scores a fitted head on a labeled test
-set. Both yield `Scored` predictions that `build_report` turns into the report: the accuracy of those predictions
-with its Wilson interval (cross-validation: also, apart, its projection to the full support set, never above that
-interval), macro-F1, per-label precision / recall / F1, the confusion matrix, the most confused pairs, the labels
-most in need of examples, suspected mislabels, near-duplicates under different labels, the out-of-scope trade-off
-and ECE.
+set. Both yield `Scored` predictions that `build_report` turns into a `SingleLabelReport`: the accuracy of those
+predictions with its Wilson interval (cross-validation: also, apart, its projection to the full support set, never
+above that interval), macro-F1, per-label precision / recall / F1, the confusion matrix, the most confused pairs,
+the labels most in need of examples, suspected mislabels, near-duplicates under different labels, the out-of-scope
+trade-off and ECE. Values keep full precision; rounding and field names are the HTTP layer's.
 Pure PyTorch: no service imports.
 """
 
@@ -16,7 +16,7 @@ import math
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Literal
 
 import torch
 from torch.nn import functional as F
@@ -36,7 +36,7 @@ EXAMPLE_TEXTS = 3
 LOW_RECALL = 0.8
 FEW_EXAMPLES = 5
 
-Report = dict[str, Any]
+Method = Literal["cross_validation", "test_set"]
 
 
 @dataclass
@@ -75,15 +75,143 @@ class LearningCurve:
         return min(1.0, self.accuracy + gain)
 
 
+@dataclass(frozen=True)
+class LabelMetrics:
+    """One label's scores; `evaluable` False (too few examples to hold one out, or none scored): no metrics."""
+
+    label: str
+    examples: int  # in the support set
+    support: int  # scored (held out, or in the test set)
+    evaluable: bool
+    precision: float | None
+    recall: float | None
+    f1: float | None
+
+
+@dataclass(frozen=True)
+class DenseConfusion:
+    """`matrix[true][predicted]` over every label (up to `DENSE_CONFUSION_MAX_LABELS`)."""
+
+    labels: list[str]
+    matrix: list[list[int]]
+
+
+@dataclass(frozen=True)
+class ConfusionCell:
+    true: str
+    predicted: str
+    count: int
+
+
+@dataclass(frozen=True)
+class SparseConfusion:
+    """Above `DENSE_CONFUSION_MAX_LABELS`: the diagonal and the non-zero off-diagonal cells, most frequent first."""
+
+    labels: list[str]
+    diagonal: list[int]
+    cells: list[ConfusionCell]
+
+
+@dataclass(frozen=True)
+class ConfusedPair:
+    """Scored examples of `true` predicted as `predicted`: how many, their share of `true`'s, a few texts."""
+
+    true: str
+    predicted: str
+    count: int
+    rate: float
+    examples: list[str]
+
+
+@dataclass(frozen=True)
+class LabelNeed:
+    """A label that needs examples, and why."""
+
+    label: str
+    examples: int
+    recall: float | None
+    confused_with: str | None
+    reasons: list[str]
+
+
+@dataclass(frozen=True)
+class SuspectedMislabel:
+    """A support example closer to another label's prototype than to its own label's (computed without it)."""
+
+    text: str
+    label: str
+    nearest_label: str
+    own_similarity: float
+    nearest_similarity: float
+    margin: float
+
+
+@dataclass(frozen=True)
+class LabeledText:
+    text: str
+    label: str
+
+
+@dataclass(frozen=True)
+class NearDuplicate:
+    """Two support texts under different labels with cosine `similarity`."""
+
+    similarity: float
+    a: LabeledText
+    b: LabeledText
+
+
+@dataclass(frozen=True)
+class OosPoint:
+    """In-scope examples accepted, rejected, and accepted and right at one out-of-scope threshold (`tenant`: the
+    mean of the heads' thresholds, each example judged by its own head's)."""
+
+    threshold: float
+    rule: Literal["tenant", "fixed"]
+    in_scope_recall: float
+    false_rejection: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class SingleLabelReport:
+    """A single-label tenant's report (see the module docstring); the metrics are None when nothing was scored."""
+
+    method: Method
+    n_folds: int
+    n_labels: int
+    n_examples: int  # in the support set
+    n_evaluated: int  # predictions scored
+    accuracy: float | None
+    accuracy_interval: tuple[float, float] | None  # 95 % Wilson interval
+    projected_accuracy: float | None  # cross-validation only
+    learning_curve: LearningCurve | None  # cross-validation only; its projection is `projected_accuracy`
+    macro_f1: float | None
+    ece: float | None
+    mean_confidence: float | None
+    not_evaluable: list[str]
+    per_label: list[LabelMetrics]
+    confusion: DenseConfusion | SparseConfusion
+    confused_pairs: list[ConfusedPair]
+    labels_needing_examples: list[LabelNeed]
+    suspected_mislabels: list[SuspectedMislabel]
+    near_duplicates: list[NearDuplicate]
+    oos_tradeoff: list[OosPoint]
+
+    @property
+    def evaluable(self) -> bool:
+        return self.n_evaluated > 0
+
+
 def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion (0..1); (0, 1) without trials."""
+    """95 % Wilson score interval of a proportion (0..1, always holding the proportion); (0, 1) without trials."""
     if trials == 0:
         return 0.0, 1.0
     p = successes / trials
     denominator = 1 + z * z / trials
     centre = (p + z * z / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # p itself despite rounding
 
 
 def stratified_folds(targets: list[int], n_labels: int, seed: int = 0) -> tuple[list[int], list[int], int]:
@@ -225,7 +353,7 @@ def evaluate_head(head: TenantHead, embeddings: torch.Tensor, targets: list[int]
 
 def suspected_mislabels(
     embeddings: torch.Tensor, targets: list[int], labels: list[str], texts: list[str], limit: int = LISTED
-) -> list[Report]:
+) -> list[SuspectedMislabel]:
     """Examples whose nearest other label's prototype beats their own label's prototype computed without them."""
     if not targets:
         return []
@@ -245,14 +373,14 @@ def suspected_mislabels(
     found = (keep & (margin > 0)).nonzero().flatten().tolist()
     found.sort(key=lambda i: -float(margin[i]))
     return [
-        {
-            "text": texts[i],
-            "label": labels[targets[i]],
-            "nearest_label": labels[int(nearest[i])],
-            "own_similarity": round(float(own[i]), 4),
-            "nearest_similarity": round(float(best[i]), 4),
-            "margin": round(float(margin[i]), 4),
-        }
+        SuspectedMislabel(
+            text=texts[i],
+            label=labels[targets[i]],
+            nearest_label=labels[int(nearest[i])],
+            own_similarity=float(own[i]),
+            nearest_similarity=float(best[i]),
+            margin=float(margin[i]),
+        )
         for i in found[:limit]
     ]
 
@@ -265,7 +393,7 @@ def near_duplicates(
     threshold: float = NEAR_DUPLICATE_COSINE,
     limit: int = LISTED,
     block: int = 1024,
-) -> list[Report]:
+) -> list[NearDuplicate]:
     """Pairs of texts under different labels with cosine >= `threshold` (computed in blocks of rows)."""
     x = F.normalize(embeddings.float(), dim=-1)
     y = torch.tensor(targets, dtype=torch.long)
@@ -280,11 +408,11 @@ def near_duplicates(
         found += [(float(similarity[r, c]), start + r, c) for r, c in hits]
     found.sort(key=lambda hit: -hit[0])
     return [
-        {
-            "similarity": round(sim, 4),
-            "a": {"text": texts[i], "label": labels[targets[i]]},
-            "b": {"text": texts[j], "label": labels[targets[j]]},
-        }
+        NearDuplicate(
+            similarity=sim,
+            a=LabeledText(texts[i], labels[targets[i]]),
+            b=LabeledText(texts[j], labels[targets[j]]),
+        )
         for sim, i, j in found[:limit]
     ]
 
@@ -305,26 +433,26 @@ def _confusion(predicted: torch.Tensor, targets: torch.Tensor, n_labels: int) ->
     return torch.bincount(flat, minlength=n_labels * n_labels).reshape(n_labels, n_labels)
 
 
-def oos_tradeoff(scored: Scored, thresholds: tuple[float, ...] = OOS_THRESHOLDS) -> list[Report]:
+def oos_tradeoff(scored: Scored, thresholds: tuple[float, ...] = OOS_THRESHOLDS) -> list[OosPoint]:
     """In-scope recall and false rejection of held-out in-scope examples at the tenant's rule and fixed thresholds."""
     n = scored.oos_scores.numel()
     if n == 0:
         return []
     correct = scored.probabilities.argmax(dim=-1) == scored.targets
-    rows: list[Report] = []
+    rows: list[OosPoint] = []
     tenant = torch.tensor([-1.0 if t is None else t for t in scored.thresholds])
-    points: list[tuple[str, float | None, torch.Tensor]] = [("tenant", None, tenant)]
+    points: list[tuple[Literal["tenant", "fixed"], float | None, torch.Tensor]] = [("tenant", None, tenant)]
     points += [("fixed", t, torch.full((n,), t)) for t in thresholds]
     for kind, value, limit in points:
         accepted = scored.oos_scores >= limit
         rows.append(
-            {
-                "threshold": round(float(tenant.mean()), 4) if value is None else value,
-                "rule": kind,
-                "in_scope_recall": round(float(accepted.float().mean()), 4),
-                "false_rejection": round(float((~accepted).float().mean()), 4),
-                "accuracy": round(float((accepted & correct).float().mean()), 4),
-            }
+            OosPoint(
+                threshold=float(tenant.mean()) if value is None else value,
+                rule=kind,
+                in_scope_recall=float(accepted.float().mean()),
+                false_rejection=float((~accepted).float().mean()),
+                accuracy=float((accepted & correct).float().mean()),
+            )
         )
     return rows
 
@@ -336,89 +464,67 @@ def build_report(
     support_embeddings: torch.Tensor,
     support_targets: list[int],
     support_texts: list[str],
-    method: str,
-) -> Report:
-    """The whole report as plain JSON-able data (see the module docstring)."""
+    method: Method,
+) -> SingleLabelReport:
+    """The whole report (see the module docstring)."""
     n_labels = len(labels)
     n = scored.targets.numel()
     predicted = scored.probabilities.argmax(dim=-1) if n else torch.empty(0, dtype=torch.long)
     correct = int((predicted == scored.targets).sum()) if n else 0
     not_evaluable = set(scored.not_evaluable)
-    evaluated = [y for y in range(n_labels) if y not in not_evaluable]
     precision, recall, f1, support = _per_label(predicted, scored.targets, n_labels)
-    low, high = wilson_interval(correct, n)
-    accuracy = correct / n if n else None
-    projected = min(scored.curve.projected(), high) if scored.curve is not None and n else None
-    per_label = []
-    for y, label in enumerate(labels):
-        entry: Report = {"label": label, "examples": counts[y], "support": support[y]}
-        if y in not_evaluable or support[y] == 0:
-            entry |= {"status": "not_evaluable", "precision": None, "recall": None, "f1": None}
-        else:
-            entry |= {
-                "status": "ok",
-                "precision": round(precision[y], 4),
-                "recall": round(recall[y], 4),
-                "f1": round(f1[y], 4),
-            }
-        per_label.append(entry)
-    scored_labels = [e for e in per_label if e["status"] == "ok"]
+    interval = wilson_interval(correct, n)
+    projected = min(scored.curve.projected(), interval[1]) if scored.curve is not None and n else None
+    per_label = [
+        LabelMetrics(label, counts[y], support[y], False, None, None, None)
+        if y in not_evaluable or support[y] == 0
+        else LabelMetrics(label, counts[y], support[y], True, precision[y], recall[y], f1[y])
+        for y, label in enumerate(labels)
+    ]
+    scored_f1 = [m.f1 for m in per_label if m.f1 is not None]
     confusion = _confusion(predicted, scored.targets, n_labels) if n else torch.zeros(n_labels, n_labels)
     pairs = _confused_pairs(confusion, scored, predicted, labels)
-    return {
-        "method": method,
-        "n_folds": scored.n_folds,
-        "n_labels": n_labels,
-        "n_examples": sum(counts),
-        "n_evaluated": n,
-        "evaluable": n > 0,
-        "accuracy": round(accuracy, 4) if accuracy is not None else None,
-        "accuracy_ci95": [round(low, 4), round(high, 4)] if n else None,
-        "projected_accuracy": round(projected, 4) if projected is not None else None,
-        "learning_curve": _curve_out(scored.curve, projected),
-        "macro_f1": round(sum(e["f1"] for e in scored_labels) / len(scored_labels), 4) if scored_labels else None,
-        "ece": round(expected_calibration_error(scored.probabilities, scored.targets), 4) if n else None,
-        "mean_confidence": round(float(scored.probabilities.max(dim=-1).values.mean()), 4) if n else None,
-        "not_evaluable": [labels[y] for y in sorted(not_evaluable)],
-        "per_label": per_label,
-        "confusion": _confusion_out(confusion, labels, evaluated),
-        "confused_pairs": pairs,
-        "labels_needing_examples": _needing_examples(per_label, pairs),
-        "suspected_mislabels": suspected_mislabels(support_embeddings, support_targets, labels, support_texts),
-        "near_duplicates": near_duplicates(support_embeddings, support_targets, labels, support_texts),
-        "oos_tradeoff": oos_tradeoff(scored),
-    }
+    return SingleLabelReport(
+        method=method,
+        n_folds=scored.n_folds,
+        n_labels=n_labels,
+        n_examples=sum(counts),
+        n_evaluated=n,
+        accuracy=correct / n if n else None,
+        accuracy_interval=interval if n else None,
+        projected_accuracy=projected,
+        learning_curve=scored.curve if projected is not None else None,
+        macro_f1=sum(scored_f1) / len(scored_f1) if scored_f1 else None,
+        ece=expected_calibration_error(scored.probabilities, scored.targets) if n else None,
+        mean_confidence=float(scored.probabilities.max(dim=-1).values.mean()) if n else None,
+        not_evaluable=[labels[y] for y in sorted(not_evaluable)],
+        per_label=per_label,
+        confusion=_confusion_of(confusion, labels),
+        confused_pairs=pairs,
+        labels_needing_examples=_needing_examples(per_label, pairs),
+        suspected_mislabels=suspected_mislabels(support_embeddings, support_targets, labels, support_texts),
+        near_duplicates=near_duplicates(support_embeddings, support_targets, labels, support_texts),
+        oos_tradeoff=oos_tradeoff(scored),
+    )
 
 
-def _curve_out(curve: LearningCurve | None, projected: float | None) -> Report | None:
-    if curve is None or projected is None:
-        return None
-    return {
-        "examples_per_label": [
-            round(curve.reduced_per_label, 3),
-            round(curve.train_per_label, 3),
-            round(curve.full_per_label, 3),
-        ],
-        "accuracy": [round(curve.reduced_accuracy, 4), round(curve.accuracy, 4), round(projected, 4)],
-    }
-
-
-def _confusion_out(confusion: torch.Tensor, labels: list[str], evaluated: list[int]) -> Report:
+def _confusion_of(confusion: torch.Tensor, labels: list[str]) -> DenseConfusion | SparseConfusion:
     if len(labels) <= DENSE_CONFUSION_MAX_LABELS:
-        return {"format": "dense", "labels": labels, "matrix": confusion.long().tolist()}
+        return DenseConfusion(labels=labels, matrix=confusion.long().tolist())
     off = confusion.clone()
     off.fill_diagonal_(0)
     cells = off.nonzero().tolist()
     cells.sort(key=lambda rc: -int(off[rc[0], rc[1]]))
-    return {
-        "format": "sparse",
-        "labels": labels,
-        "diagonal": [int(confusion[y, y]) for y in range(len(labels))],
-        "cells": [{"true": labels[r], "predicted": labels[c], "count": int(off[r, c])} for r, c in cells],
-    }
+    return SparseConfusion(
+        labels=labels,
+        diagonal=[int(confusion[y, y]) for y in range(len(labels))],
+        cells=[ConfusionCell(labels[r], labels[c], int(off[r, c])) for r, c in cells],
+    )
 
 
-def _confused_pairs(confusion: torch.Tensor, scored: Scored, predicted: torch.Tensor, labels: list[str]) -> list:
+def _confused_pairs(
+    confusion: torch.Tensor, scored: Scored, predicted: torch.Tensor, labels: list[str]
+) -> list[ConfusedPair]:
     off = confusion.clone()
     off.fill_diagonal_(0)
     cells = off.nonzero().tolist()
@@ -428,48 +534,41 @@ def _confused_pairs(confusion: torch.Tensor, scored: Scored, predicted: torch.Te
         if y != p and len(texts_by_cell[(y, p)]) < EXAMPLE_TEXTS:
             texts_by_cell[(y, p)].append(text)
     return [
-        {
-            "true": labels[r],
-            "predicted": labels[c],
-            "count": int(off[r, c]),
-            "rate": round(int(off[r, c]) / max(1, int(confusion[r].sum())), 4),
-            "examples": texts_by_cell[(r, c)],
-        }
+        ConfusedPair(
+            true=labels[r],
+            predicted=labels[c],
+            count=int(off[r, c]),
+            rate=int(off[r, c]) / max(1, int(confusion[r].sum())),
+            examples=texts_by_cell[(r, c)],
+        )
         for r, c in cells[:LISTED]
     ]
 
 
-def _needing_examples(per_label: list[Report], pairs: list[Report]) -> list[Report]:
-    """Labels ranked by need: not evaluable, low recall, few examples; each with why (and whom it is confused with)."""
+def _needing_examples(per_label: list[LabelMetrics], pairs: list[ConfusedPair]) -> list[LabelNeed]:
+    """Labels ranked by need: not evaluable, low recall, few examples; each with why (and whom it is confused with).
+    Equal needs keep the labels' order."""
     partner: dict[str, str] = {}
     for pair in pairs:
-        partner.setdefault(pair["true"], pair["predicted"])
-    ranked = []
+        partner.setdefault(pair.true, pair.predicted)
+    ranked: list[tuple[float, LabelNeed]] = []
     for entry in per_label:
         reasons = []
-        if entry["status"] == "not_evaluable":
-            reasons.append(f"only {entry['examples']} example(s): cannot be cross-validated")
-        elif entry["recall"] < LOW_RECALL:
-            reasons.append(f"low recall {entry['recall']:.2f}")
-        if entry["examples"] < FEW_EXAMPLES and entry["status"] != "not_evaluable":
-            reasons.append(f"few examples ({entry['examples']})")
-        if entry["label"] in partner:
-            reasons.append(f"confused with {partner[entry['label']]}")
-        if not reasons or (len(reasons) == 1 and entry["label"] in partner and entry["recall"] >= LOW_RECALL):
+        recall = entry.recall if entry.recall is not None else 0.0
+        if not entry.evaluable:
+            reasons.append(f"only {entry.examples} example(s): cannot be cross-validated")
+        elif recall < LOW_RECALL:
+            reasons.append(f"low recall {recall:.2f}")
+        if entry.examples < FEW_EXAMPLES and entry.evaluable:
+            reasons.append(f"few examples ({entry.examples})")
+        if entry.label in partner:
+            reasons.append(f"confused with {partner[entry.label]}")
+        if not reasons or (len(reasons) == 1 and entry.label in partner and recall >= LOW_RECALL):
             continue
-        need = (2.0 if entry["status"] == "not_evaluable" else 1.0 - entry["recall"]) + 1.0 / (1 + entry["examples"])
-        ranked.append((need, entry, reasons))
-    ranked.sort(key=lambda item: -item[0])
-    return [
-        {
-            "label": entry["label"],
-            "examples": entry["examples"],
-            "recall": entry["recall"],
-            "confused_with": partner.get(entry["label"]),
-            "reasons": reasons,
-        }
-        for _, entry, reasons in ranked[:LISTED]
-    ]
+        need = (2.0 if not entry.evaluable else 1.0 - recall) + 1.0 / (1 + entry.examples)
+        ranked.append((need, LabelNeed(entry.label, entry.examples, entry.recall, partner.get(entry.label), reasons)))
+    ranked.sort(key=lambda item: -round(item[0], 6))  # float32 noise never reorders equal needs
+    return [need for _, need in ranked[:LISTED]]
 
 
 def label_counts(targets: list[int], n_labels: int) -> list[int]:

@@ -13,14 +13,13 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
 from app.ml.head import MULTI_LABEL, SINGLE_LABEL, TenantHead
-from app.ml.multilabel_report import cross_validated_report, labeled_set_report
+from app.ml.multilabel_report import MultiLabelReport, cross_validated_report, labeled_set_report
 from app.ml.suggest import Suggestion, suggest
-from app.ml.tenant_report import build_report, cross_validate, evaluate_head, label_counts
+from app.ml.tenant_report import SingleLabelReport, build_report, cross_validate, evaluate_head, label_counts
 from app.ml.threads import intra_op_threads
 from app.services.adaptation import (
     AdaptationService,
@@ -37,13 +36,15 @@ from app.services.records import stored_generation
 from app.services.single_flight import SingleFlight
 from app.store.base import JSON, TenantStore
 
+Report = SingleLabelReport | MultiLabelReport
+
 
 @dataclass
 class Evaluation:
     tenant_id: str
     version: int
     cached: bool
-    report: dict[str, Any]
+    report: Report
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -63,10 +64,10 @@ class ReportCache:
     def __init__(self, max_tenants: int, versions: int = 5) -> None:
         self._max_tenants = max_tenants
         self._versions = versions
-        self._entries: OrderedDict[str, OrderedDict[tuple[int, str], dict[str, Any]]] = OrderedDict()
+        self._entries: OrderedDict[str, OrderedDict[tuple[int, str], Report]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, tenant_id: str, version: int, fingerprint: str) -> dict[str, Any] | None:
+    def get(self, tenant_id: str, version: int, fingerprint: str) -> Report | None:
         with self._lock:
             versions = self._entries.get(tenant_id)
             if versions is None or (version, fingerprint) not in versions:
@@ -74,7 +75,7 @@ class ReportCache:
             self._entries.move_to_end(tenant_id)
             return versions[(version, fingerprint)]
 
-    def put(self, tenant_id: str, version: int, fingerprint: str, report: dict[str, Any]) -> None:
+    def put(self, tenant_id: str, version: int, fingerprint: str, report: Report) -> None:
         if self._max_tenants == 0:
             return
         with self._lock:
@@ -109,7 +110,7 @@ class InsightService:
         self.adaptation = adaptation
         self.prediction = prediction
         self.reports = reports
-        self._flights: SingleFlight[tuple[str, int, str], tuple[dict[str, Any], float]] = SingleFlight()
+        self._flights: SingleFlight[tuple[str, int, str], tuple[Report, float]] = SingleFlight()
         self.limits = adaptation.limits
         self.max_pool = max_pool
 
@@ -137,7 +138,7 @@ class InsightService:
                 return Evaluation(tenant_id, pinned, True, found, {"total": _ms(time.perf_counter() - started)})
         loaded = time.perf_counter()
 
-        def cross_validation() -> tuple[dict[str, Any], float]:
+        def cross_validation() -> tuple[Report, float]:
             if support.task == MULTI_LABEL:
                 computed = self._multilabel_cross_validation(tenant_id, generation, support, steps)
             else:
@@ -152,7 +153,7 @@ class InsightService:
 
     def _multilabel_cross_validation(
         self, tenant_id: str, generation: str, support: SupportSet, steps: int
-    ) -> tuple[dict[str, Any], float]:
+    ) -> tuple[Report, float]:
         texts, targets = support.fit_tensors()
         embeddings, _ = self.adaptation.embeddings.embed(texts, self.adaptation.embedder.embed, tenant_id, generation)
         embedded = time.perf_counter()
@@ -163,7 +164,7 @@ class InsightService:
 
     def _cross_validation(
         self, tenant_id: str, generation: str, support: SupportSet, steps: int
-    ) -> tuple[dict[str, Any], float]:
+    ) -> tuple[Report, float]:
         embeddings, extra_embeddings, extra_targets = self._support_embeddings(tenant_id, generation, support)
         embedded = time.perf_counter()
         n = len(support.texts)

@@ -1,10 +1,13 @@
-"""Service results -> response bodies: the one place where typed results become JSON shapes."""
+"""Service results -> response bodies: the one place where typed results become JSON shapes (and where report
+metrics are rounded)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from app.access.keys import ApiKey
+from app.ml import multilabel_report, tenant_report
 from app.services.adaptation import AdaptResult
 from app.services.insight import Evaluation, SuggestResult
 from app.services.prediction import PredictResult
@@ -13,20 +16,29 @@ from app.services.tenants import RollbackResult, TenantDescription, VersionHisto
 from app.services.tiers import EncoderDescription
 from app.web.schemas import (
     AdaptResponse,
+    ConfusedPair,
     EncoderInfo,
     EncoderList,
     EvaluateResponse,
     EvaluationReport,
     KeyCreated,
     KeyInfo,
+    LabeledText,
+    LabelMetrics,
+    LabelNeed,
     LabelScore,
     ModelSummary,
+    MultiLabelMetrics,
+    MultiLabelNeed,
     MultiLabelReport,
+    NearDuplicate,
+    OosPoint,
     PredictionOut,
     PredictResponse,
     RollbackResponse,
     SuggestionOut,
     SuggestResponse,
+    SuspectedMislabel,
     TenantInfo,
     VersionList,
 )
@@ -113,17 +125,159 @@ def key_created(key: str, record: ApiKey) -> KeyCreated:
 
 
 def evaluated(result: Evaluation) -> EvaluateResponse:
+    report = result.report
     return EvaluateResponse(
         tenant_id=result.tenant_id,
         version=result.version,
         cached=result.cached,
         report=(
-            MultiLabelReport(**result.report)
-            if result.report.get("task") == "multi_label"
-            else EvaluationReport(**result.report)
+            multilabel_body(report)
+            if isinstance(report, multilabel_report.MultiLabelReport)
+            else single_label_body(report)
         ),
         timings_ms=result.timings_ms,
     )
+
+
+def single_label_body(report: tenant_report.SingleLabelReport) -> EvaluationReport:
+    interval = report.accuracy_interval
+    return EvaluationReport(
+        method=report.method,
+        n_folds=report.n_folds,
+        n_labels=report.n_labels,
+        n_examples=report.n_examples,
+        n_evaluated=report.n_evaluated,
+        evaluable=report.evaluable,
+        accuracy=_round(report.accuracy),
+        accuracy_ci95=None if interval is None else [round(interval[0], 4), round(interval[1], 4)],
+        projected_accuracy=_round(report.projected_accuracy),
+        learning_curve=_learning_curve(report),
+        macro_f1=_round(report.macro_f1),
+        ece=_round(report.ece),
+        mean_confidence=_round(report.mean_confidence),
+        not_evaluable=report.not_evaluable,
+        per_label=[
+            LabelMetrics(
+                label=m.label,
+                examples=m.examples,
+                support=m.support,
+                status="ok" if m.evaluable else "not_evaluable",
+                precision=_round(m.precision),
+                recall=_round(m.recall),
+                f1=_round(m.f1),
+            )
+            for m in report.per_label
+        ],
+        confusion=_confusion(report.confusion),
+        confused_pairs=[
+            ConfusedPair(true=p.true, predicted=p.predicted, count=p.count, rate=round(p.rate, 4), examples=p.examples)
+            for p in report.confused_pairs
+        ],
+        labels_needing_examples=[
+            LabelNeed(
+                label=n.label,
+                examples=n.examples,
+                recall=_round(n.recall),
+                confused_with=n.confused_with,
+                reasons=n.reasons,
+            )
+            for n in report.labels_needing_examples
+        ],
+        suspected_mislabels=[
+            SuspectedMislabel(
+                text=m.text,
+                label=m.label,
+                nearest_label=m.nearest_label,
+                own_similarity=round(m.own_similarity, 4),
+                nearest_similarity=round(m.nearest_similarity, 4),
+                margin=round(m.margin, 4),
+            )
+            for m in report.suspected_mislabels
+        ],
+        near_duplicates=[
+            NearDuplicate(
+                similarity=round(d.similarity, 4),
+                a=LabeledText(text=d.a.text, label=d.a.label),
+                b=LabeledText(text=d.b.text, label=d.b.label),
+            )
+            for d in report.near_duplicates
+        ],
+        oos_tradeoff=[
+            OosPoint(
+                threshold=round(p.threshold, 4),
+                rule=p.rule,
+                in_scope_recall=round(p.in_scope_recall, 4),
+                false_rejection=round(p.false_rejection, 4),
+                accuracy=round(p.accuracy, 4),
+            )
+            for p in report.oos_tradeoff
+        ],
+    )
+
+
+def _learning_curve(report: tenant_report.SingleLabelReport) -> dict[str, list[float]] | None:
+    curve, projected = report.learning_curve, report.projected_accuracy
+    if curve is None or projected is None:
+        return None
+    return {
+        "examples_per_label": [
+            round(curve.reduced_per_label, 3),
+            round(curve.train_per_label, 3),
+            round(curve.full_per_label, 3),
+        ],
+        "accuracy": [round(curve.reduced_accuracy, 4), round(curve.accuracy, 4), round(projected, 4)],
+    }
+
+
+def _confusion(confusion: tenant_report.DenseConfusion | tenant_report.SparseConfusion) -> dict[str, Any]:
+    if isinstance(confusion, tenant_report.DenseConfusion):
+        return {"format": "dense", "labels": confusion.labels, "matrix": confusion.matrix}
+    return {
+        "format": "sparse",
+        "labels": confusion.labels,
+        "diagonal": confusion.diagonal,
+        "cells": [{"true": c.true, "predicted": c.predicted, "count": c.count} for c in confusion.cells],
+    }
+
+
+def multilabel_body(report: multilabel_report.MultiLabelReport) -> MultiLabelReport:
+    return MultiLabelReport(
+        method=report.method,
+        n_folds=report.n_folds,
+        n_labels=report.n_labels,
+        n_examples=report.n_examples,
+        n_negatives=report.n_negatives,
+        n_evaluated=report.n_evaluated,
+        evaluable=report.evaluable,
+        micro_f1=_round(report.micro_f1),
+        macro_f1=_round(report.macro_f1),
+        exact_match=_round(report.exact_match),
+        labels_per_text={
+            "true": round(report.labels_per_text.true, 3),
+            "predicted": round(report.labels_per_text.predicted, 3),
+        },
+        per_label=[
+            MultiLabelMetrics(
+                label=m.label,
+                examples=m.examples,
+                support=m.support,
+                precision=_round(m.precision),
+                recall=_round(m.recall),
+                f1=_round(m.f1),
+                threshold=round(m.threshold, 4),
+            )
+            for m in report.per_label
+        ],
+        labels_needing_examples=[
+            MultiLabelNeed(label=n.label, examples=n.examples, f1=_round(n.f1), reasons=n.reasons)
+            for n in report.labels_needing_examples
+        ],
+    )
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    """Report metrics go out with 4 decimals."""
+    return None if value is None else round(value, digits)
 
 
 def suggested(result: SuggestResult) -> SuggestResponse:

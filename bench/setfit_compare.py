@@ -2,7 +2,7 @@
 77-way K-shot task: fit time and test accuracy.
 
     .venv/bin/pip install -e '.[bench]'   # setfit: bench-only dependency (pyproject extra `bench`)
-    .venv/bin/python -m bench.setfit_compare --data ../shared/data --shots 5 --seed 0
+    .venv/bin/python -m bench.setfit_compare --shots 5 --seed 0
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from app.meta.data import load_jsonl
 from app.ml.encoder import resolve_source
 from app.services.adaptation import AdaptationService, validate_support
 from app.store import MemoryStore
+from bench.common.data import add_data_option
 from bench.common.extras import require_bench_extra
 from bench.common.results import print_table, write_json
 from bench.common.support import k_shot_examples
@@ -69,7 +70,7 @@ def setfit(examples: list[dict], test: list[tuple[str, str]], seed: int, iterati
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-setfit", action="store_true")

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from app.meta.data import load_jsonl
+from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
 from bench.common.stats import percentile
 from bench.common.support import n_way_k_shot
@@ -207,7 +208,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="concurrent client threads")
     parser.add_argument("--adapt-ratio", type=float, default=0.1, help="share of requests that are /adapt")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--out", type=Path, default=Path("bench/results/soak.json"))
     args = parser.parse_args()
     with ExitStack() as stack:

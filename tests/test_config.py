@@ -18,7 +18,3 @@ def test_oos_fallback_threshold_still_parses_numbers(monkeypatch: pytest.MonkeyP
     assert Settings(_env_file=None).oos_fallback_threshold == 0.2
     monkeypatch.delenv("FEWSHOT_OOS_FALLBACK_THRESHOLD")
     assert Settings(_env_file=None).oos_fallback_threshold == 0.35
-
-
-def test_the_superseded_heap_setting_is_gone() -> None:
-    assert "malloc_mmap_threshold_kb" not in Settings.model_fields

@@ -1,8 +1,8 @@
-"""The package import graph of `app`: no cycles, nothing imports upward, the HTTP layer on top and the
-composition root below it, and the ML core (`app/ml`, `app/meta`) stands alone.
+"""The import graph of `app`: nothing imports upward, the HTTP layer on top and the composition root below it, the
+ML core (`app/ml`, `app/meta`) stands alone, and no module reaches itself through its imports.
 
 A component is a package under `app/` (`web`, `ml`, ...) or a top-level module (`bootstrap`, `cli`). Imports are
-read with `ast`, so the check covers every module, imported at run time or not.
+read with `ast`, so the checks cover every import: at module level, inside functions and under `TYPE_CHECKING`.
 """
 
 from __future__ import annotations
@@ -14,15 +14,36 @@ from pathlib import Path
 APP = Path(__file__).resolve().parents[1] / "app"
 
 
-def _imports(path: Path) -> set[str]:
-    """The `app.*` modules `path` imports."""
+def _module_name(path: Path) -> str:
+    """`app/ml/batching.py` -> `app.ml.batching`; a package's `__init__.py` -> the package."""
+    parts = path.relative_to(APP.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(path): path for path in APP.rglob("*.py")}
+
+
+def _imported(source: str, module: str, is_package: bool = False) -> set[str]:
+    """The `app.*` modules `source` (the text of `module`) imports: `import app.x`, `from app.x import y` (`app.x`),
+    and `from app.x import y` where `y` is itself a module (`app.x.y`); relative imports resolved."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = module if is_package else module.rpartition(".")[0]
+            for _ in range(node.level - 1):
+                base = base.rpartition(".")[0]
+            parent = ".".join(filter(None, [base if node.level else "", node.module or ""]))
+            for alias in node.names:
+                submodule = f"{parent}.{alias.name}"
+                names.add(submodule if submodule in MODULES else parent)
     return {name for name in names if name.startswith("app.")}
+
+
+def _imports(path: Path) -> set[str]:
+    """The `app.*` modules the file at `path` imports."""
+    return _imported(path.read_text(encoding="utf-8"), _module_name(path), path.name == "__init__.py")
 
 
 def _package(module: str) -> str:
@@ -35,6 +56,47 @@ def package_graph() -> dict[str, set[str]]:
         source = path.relative_to(APP).parts[0].removesuffix(".py")
         graph[source] |= {_package(name) for name in _imports(path)} - {source}
     return graph
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Every `app` module -> the `app` modules it imports."""
+    return {name: _imports(path) & MODULES.keys() for name, path in MODULES.items()}
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles of `graph`: its strongly connected components of more than one node (and nodes that
+    import themselves), each sorted (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in graph.get(node, ()):
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(found)
 
 
 LAYERS: dict[str, int] = {  # a component may import only components of a lower layer
@@ -73,14 +135,45 @@ def test_only_the_composition_root_the_cli_and_the_web_factory_read_settings() -
     assert readers == {"bootstrap.py", "cli.py", "config_doc.py", "web/app.py", "web/server.py"}
 
 
-def test_no_package_imports_one_that_imports_it_back() -> None:
-    graph = package_graph()
+def test_no_module_reaches_itself_through_its_imports() -> None:
+    found = cycles(module_graph())
+    assert found == [], f"import circles: {found}"
 
-    def reaches(start: str, goal: str, seen: set[str]) -> bool:
-        return any(nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})) for nxt in graph[start])
 
-    cycles = [package for package in list(graph) if reaches(package, package, {package})]
-    assert cycles == []
+def test_the_cycle_finder_reports_circles_and_only_circles() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a", "d"}, "e": {"a"}, "f": set()}
+    assert cycles(graph) == [["a", "b", "c"], ["d"]]
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_imports_are_read_in_every_form() -> None:
+    source = """
+import app.store.base
+from app import config
+from app.ml import batching, work as current
+from app.ml.embedder import Embedder
+from app.store import TenantStore
+from . import metrics
+from .errors import error_body
+from ..ml import head
+
+
+def later() -> None:
+    from app.ml.pass_runner import PassRunner
+"""
+    assert _imported(source, "app.web.routes") == {
+        "app.store.base",
+        "app.config",
+        "app.ml.batching",
+        "app.ml.work",
+        "app.ml.embedder",
+        "app.store",
+        "app.web.metrics",
+        "app.web.errors",
+        "app.ml.head",
+        "app.ml.pass_runner",
+    }
+    assert _imported("from . import keys", "app.access", is_package=True) == {"app.access.keys"}
 
 
 def test_the_http_layer_is_on_top() -> None:

@@ -1,4 +1,5 @@
-"""The README is a front page (short, the two commands first) and no documentation link is broken."""
+"""The README is a front page (short, the two commands first), no documentation link is broken, and no document
+points at a folder outside the repository."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ _FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 _INLINE_CODE = re.compile(r"`[^`\n]*`")
 _LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 _HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*$", re.MULTILINE)
+# a path above the checkout (`../x`, as commands run from the root) or under this machine's work root
+_OUTSIDE = re.compile(r"(?<![\w./-])(?:\.\./|/work/)[^\s`'\");,]*")
 
 
 def _prose(text: str) -> str:
@@ -70,3 +73,20 @@ def test_link_checker_sees_links_and_skips_code() -> None:
     sample = "see [a](docs/a.md#x) and ![b](img.png) `[c](not-a-link.md)` [d](https://example.org)\n```\n[e](f.md)\n```"
     assert _LINK.findall(_prose(sample)) == ["docs/a.md#x", "img.png", "https://example.org"]
     assert _anchor("Tenant quality: out of scope, `calibration`") == "tenant-quality-out-of-scope-calibration"
+
+
+def _paths_outside(text: str) -> list[str]:
+    """Paths in `text`, code included, that leave the repository; links are left to the link check (a link is
+    relative to its document)."""
+    return _OUTSIDE.findall(_LINK.sub("", text))
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda path: path.relative_to(ROOT).as_posix())
+def test_documents_name_no_path_outside_the_repository(document: Path) -> None:
+    outside = _paths_outside(document.read_text(encoding="utf-8"))
+    assert not outside, f"{document.relative_to(ROOT)} names paths outside the repository: {outside}"
+
+
+def test_paths_outside_are_found_in_prose_and_code_but_not_in_links() -> None:
+    sample = "run `bench.x --data ../shared/data` or see /work/main/a; [results](../bench/r.json), data/b.jsonl, a/../b"
+    assert _paths_outside(sample) == ["../shared/data", "/work/main/a"]

@@ -40,13 +40,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from app.ml.embedder import EmbedFn
 from app.ml.threads import own_intra_op_threads
 from app.ml.work import Priority, Work, WorkCancelled, current_work
 
 if TYPE_CHECKING:
     from app.ml.pass_runner import PassRunner
 
-EmbedFn = Callable[[list[str]], torch.Tensor]
 CostFn = Callable[[str], int]
 QUIET_S = 0.001  # lingering ends once requests have arrived since the last pass and none for this long
 

@@ -15,7 +15,7 @@ import torch
 
 from app.ml.encoder import SentenceEncoder
 
-EmbedFn = Callable[[list[str]], torch.Tensor]
+EmbedFn = Callable[[list[str]], torch.Tensor]  # texts -> embeddings: one route to an encoder
 
 
 class Embedder(Protocol):

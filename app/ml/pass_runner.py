@@ -14,7 +14,7 @@ from concurrent.futures import Future
 
 import torch
 
-from app.ml.batching import EmbedFn
+from app.ml.embedder import EmbedFn
 from app.ml.threads import own_intra_op_threads
 
 

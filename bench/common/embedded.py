@@ -3,7 +3,7 @@
 `EmbeddedSet` maps every text of the chosen splits to its row, so benchmarks that refit many heads (cross-
 validation, labeling rounds, calibration) never run the encoder twice on a text.
 
-    python -m bench.common.embedded --data ../shared/data banking77 clinc150   # warm the cache
+    python -m bench.common.embedded banking77 clinc150   # warm the cache
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 
 from app.ml.embedding_cache import DiskCache
 from app.ml.encoder import SentenceEncoder
+from bench.common.data import add_data_option
 
 DEFAULT_CACHE = Path("runs/embed-cache")
 
@@ -81,7 +82,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("names", nargs="+")
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    add_data_option(parser)
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     args = parser.parse_args()
     encoder, _, _ = load_model(Settings())

@@ -25,12 +25,14 @@ from app.ml.loading import LoadedModel, load_spec, multi_label_inner_loop
 from app.ml.pass_runner import PassRunner
 from app.ml.tenant_fit import OosRule
 from app.ml.threads import DEFAULT_THREADS, one_thread_by_default
-from app.services.adaptation import AdaptationService, Limits
+from app.services.adaptation import AdaptationService
+from app.services.context import TierContext
 from app.services.insight import InsightService, ReportCache
 from app.services.model_cache import HeadCache
 from app.services.prediction import PredictionService
 from app.services.tenants import TenantService
 from app.services.tiers import EncoderDescription, Tier, Tiers
+from app.services.validation import Limits
 from app.store import RedisClient, TenantStore, build_store, connect
 
 log = logging.getLogger("fewshot")
@@ -156,10 +158,9 @@ def build_tier(
     default: bool,
     runner: PassRunner | None = None,
 ) -> tuple[Tier, MicroBatcher | None]:
-    """One encoder's embedder (its own micro-batcher; its passes on `runner` when tiers share one) and the services
-    that use it."""
+    """One encoder's embedder (its own micro-batcher; its passes on `runner` when tiers share one), the tier's
+    context built from it, and the services that share that context."""
     encoder, inner, checkpoint = model
-    limits = limits_from(settings)
     embedder: Embedder = EncoderEmbedder(encoder, settings.embed_batch_size)
     batcher = None
     if settings.batching_enabled:
@@ -175,29 +176,21 @@ def build_tier(
             cost=encoder.token_estimate,
         )
         embedder = RoutedEmbedder(batcher.embed, embedder)
-    math_threads = 1 if batcher is not None else None  # request threads only run small per-tenant math
-    adaptation = AdaptationService(
+    context = TierContext(
         embedder,
         inner,
-        store,
-        limits,
-        oos_rule=OosRule(settings.oos_quantile, settings.oos_fallback_threshold),
-        embedding_cache=EmbeddingLRU(settings.embedding_cache_size),
-        math_threads=math_threads,
-        multi_inner=_multi_label_inner(checkpoint),
+        limits_from(settings),
         encoder_name=name,
-    )
-    prediction = PredictionService(
-        embedder,
-        store,
-        cache,
-        adaptation,
-        limits,
-        math_threads=math_threads,
+        multi_inner=_multi_label_inner(checkpoint),
+        oos_rule=OosRule(settings.oos_quantile, settings.oos_fallback_threshold),
+        embeddings=EmbeddingLRU(settings.embedding_cache_size),
+        math_threads=1 if batcher is not None else None,  # request threads only run small per-tenant math
         embed_async=None if batcher is None else batcher.embed_async,
     )
+    adaptation = AdaptationService(context, store)
+    prediction = PredictionService(context, store, cache, adaptation)
     reports = ReportCache(REPORT_CACHE_TENANTS, settings.keep_versions)  # every retained version's report
-    insight = InsightService(store, adaptation, prediction, reports, settings.max_examples)
+    insight = InsightService(context, store, prediction, reports, settings.max_examples)
     description = EncoderDescription(
         name=name,
         default=default,
@@ -254,7 +247,7 @@ def build_runtime(
     fingerprints = {tier.name: tier.description.fingerprint for tier, _ in built}
     forget = [tiers.forget]  # what a DELETE clears besides the decoded head: routing, then each tier's caches
     for tier, _ in built:
-        forget += [tier.adaptation.embeddings.forget, tier.insight.reports.forget]
+        forget += [tier.adaptation.context.embeddings.forget, tier.insight.reports.forget]
     readiness = Readiness(
         encoder_fingerprint=default.description.fingerprint,
         checkpoint=default.description.checkpoint,

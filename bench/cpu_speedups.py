@@ -30,7 +30,9 @@ from app.bootstrap import limits_from, load_model
 from app.config import Settings
 from app.meta.data import load_jsonl
 from app.ml.encoder import SentenceEncoder, quantize_int8
-from app.services.adaptation import AdaptationService, validate_support
+from app.services.adaptation import AdaptationService
+from app.services.context import TierContext
+from app.services.validation import validate_support
 from app.store import MemoryStore
 from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
@@ -57,7 +59,7 @@ def throughput(encoder: SentenceEncoder, texts: list[str]) -> float:
 
 def accuracy(encoder: SentenceEncoder, inner, data: Path, seeds: int) -> float:
     settings = Settings()
-    service = AdaptationService(encoder, inner, MemoryStore(), limits_from(settings))
+    service = AdaptationService(TierContext(encoder, inner, limits_from(settings)), MemoryStore())
     train = load_jsonl(data / "banking77.jsonl", ["train"])
     test = load_jsonl(data / "banking77.jsonl", ["test"]).pairs()
     test_emb = encoder.embed([t for t, _ in test], batch_size=128)
@@ -65,7 +67,7 @@ def accuracy(encoder: SentenceEncoder, inner, data: Path, seeds: int) -> float:
     for seed in range(seeds):
         rng = random.Random(seed)
         examples = k_shot_examples(train.by_label, 5, rng)
-        head, _, _ = service.fit(validate_support(examples, None, service.limits), inner.steps)
+        head, _, _ = service.fit(validate_support(examples, None, service.context.limits), inner.steps)
         predicted = head.probabilities(test_emb).argmax(-1).tolist()
         scores.append(sum(head.labels[p] == lab for p, (_, lab) in zip(predicted, test, strict=True)) / len(test))
     return statistics.mean(scores)

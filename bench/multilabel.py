@@ -30,6 +30,7 @@ from app.meta.multilabel_data import load_multilabel, sample_k_per_label
 from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.loading import multi_label_inner_loop
 from app.services.adaptation import AdaptationService
+from app.services.context import TierContext
 from app.services.model_cache import HeadCache
 from app.services.prediction import PredictionService
 from app.store import MemoryStore
@@ -56,9 +57,8 @@ def speed(data: Path, repeats: int) -> dict[str, Any]:
         examples = _examples(data, name)
         adapt_s, cpu_s, results = [], [], []
         for _ in range(repeats + 1):  # the first run warms up
-            service = AdaptationService(
-                encoder, inner, store, limits, embedding_cache=EmbeddingLRU(0), multi_inner=multi
-            )
+            context = TierContext(encoder, inner, limits, multi_inner=multi, embeddings=EmbeddingLRU(0))
+            service = AdaptationService(context, store)
             started, cpu_started = time.perf_counter(), time.process_time()
             results.append(service.adapt(name, examples, task="multi_label"))
             adapt_s.append(time.perf_counter() - started)
@@ -74,7 +74,7 @@ def speed(data: Path, repeats: int) -> dict[str, Any]:
     examples = _examples(data, "goemotions_multilabel")
     service.adapt("multi", examples, task="multi_label")
     service.adapt("single", [{"text": e["text"], "label": e["labels"][0]} for e in examples])
-    prediction = PredictionService(encoder, store, HeadCache(16), service, limits)
+    prediction = PredictionService(context, store, HeadCache(16), service)
     queries = load_multilabel(data / "goemotions_multilabel.jsonl", ["val"]).texts[:32]
     per_text: dict[str, dict[str, float]] = {}
     for n in (1, 32):

@@ -17,6 +17,7 @@ import json
 import random
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +42,12 @@ async def measure(data: Path, requests: int, repeats: int) -> dict[str, Any]:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench") as client:
             (await client.post("/adapt", json={"tenant_id": "t0", "examples": support})).raise_for_status()
         prediction = app.state.runtime.tiers.default.prediction
-        fixed = prediction.embedder.embed(["I lost my card yesterday"])
+        fixed = prediction.context.embedder.embed(["I lost my card yesterday"])
 
         async def no_encoder(texts: list[str]) -> torch.Tensor:
             return fixed.expand(len(texts), -1)
 
-        prediction.embed_async = no_encoder
+        prediction.context = replace(prediction.context, embed_async=no_encoder)
         body = json.dumps({"tenant_id": "t0", "texts": ["I lost my card yesterday"]}).encode()
         headers = [(b"host", b"bench"), (b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
         statuses: list[int] = []

@@ -20,7 +20,9 @@ from app.bootstrap import limits_from, load_model
 from app.config import PACKAGED_ENCODER, Settings
 from app.meta.data import load_jsonl
 from app.ml.encoder import resolve_source
-from app.services.adaptation import AdaptationService, validate_support
+from app.services.adaptation import AdaptationService
+from app.services.context import TierContext
+from app.services.validation import validate_support
 from app.store import MemoryStore
 from bench.common.data import add_data_option
 from bench.common.extras import require_bench_extra
@@ -32,9 +34,9 @@ def ours(examples: list[dict], test: list[tuple[str, str]]) -> dict[str, float]:
     """The /adapt code path (AdaptationService.fit) then the served head on the test texts."""
     settings = Settings()
     encoder, inner, checkpoint = load_model(settings)
-    service = AdaptationService(encoder, inner, MemoryStore(), limits_from(settings))
-    support = validate_support(examples, None, service.limits)
-    service.fit(validate_support(examples[:10], None, service.limits), inner.steps)  # warm-up
+    service = AdaptationService(TierContext(encoder, inner, limits_from(settings)), MemoryStore())
+    support = validate_support(examples, None, service.context.limits)
+    service.fit(validate_support(examples[:10], None, service.context.limits), inner.steps)  # warm-up
     started = time.perf_counter()
     head, _, _ = service.fit(support, inner.steps)
     fit_s = time.perf_counter() - started

@@ -25,7 +25,10 @@ from app.ml.calibration import expected_calibration_error
 from app.ml.embedding_cache import embed_cached
 from app.ml.encoder import SentenceEncoder
 from app.ml.head import TenantHead
-from app.services.adaptation import AdaptationService, Limits, OosRule, SupportSet, validate_support
+from app.ml.tenant_fit import OosRule, SupportSet
+from app.services.adaptation import AdaptationService
+from app.services.context import TierContext
+from app.services.validation import Limits, validate_support
 from app.store import MemoryStore
 from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
@@ -168,7 +171,7 @@ def main() -> None:
     encoder, inner, checkpoint = load_model(settings)
     limits = limits_from(settings)
     oos_rule = OosRule(settings.oos_quantile, settings.oos_fallback_threshold)
-    service = AdaptationService(encoder, inner, MemoryStore(), limits, oos_rule=oos_rule)
+    service = AdaptationService(TierContext(encoder, inner, limits, oos_rule=oos_rule), MemoryStore())
     bench = Bench(service, encoder, inner.steps, limits, args.cache, args.seeds)
     banking = args.data / "banking77.jsonl"
     b_train, b_test = load_jsonl(banking, ["train"]), load_jsonl(banking, ["test"])

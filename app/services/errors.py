@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from app.store.base import TenantStore
+
 
 class ServiceError(Exception):
     """A request the service refuses, with the status and code the client will see."""
@@ -25,6 +27,14 @@ def unknown_tenant(tenant_id: str) -> ServiceError:
 
 def unknown_version(tenant_id: str, version: int) -> ServiceError:
     return ServiceError(404, "unknown_version", f"version {version} of {tenant_id!r} is not retained")
+
+
+def missing_version(store: TenantStore, tenant_id: str, version: int | None) -> ServiceError:
+    """The one rule for a tenant's `version` (None: its current one) that was not found: 404 `unknown_version`
+    while the tenant has a current model, else 404 `unknown_tenant`."""
+    if version is None or store.current_version(tenant_id) is None:
+        return unknown_tenant(tenant_id)
+    return unknown_version(tenant_id, version)
 
 
 def encoder_not_served(tenant_id: str, encoder: str) -> ServiceError:

@@ -2,8 +2,8 @@
 
 The report cross-validates the stored support set of a version through the `/adapt` maths
 (`app.ml.tenant_report.cross_validate` -> `tenant_fit.fit_embedded`) on the tenant's cached embeddings (the
-adaptation service's per-tenant `EmbeddingLRU`; texts it no longer holds are embedded once), or scores the
-current head on a labeled test set. Reports are kept in a bounded LRU keyed by (tenant, version, encoder): a
+tier's per-tenant `EmbeddingLRU`, shared with adaptation; texts it no longer holds are embedded once), or scores
+the current head on a labeled test set. Reports are kept in a bounded LRU keyed by (tenant, version, encoder): a
 version never changes, so a report is returned again until the tenant gets a new version.
 """
 
@@ -19,21 +19,16 @@ import torch
 from app.ml.head import MULTI_LABEL, SINGLE_LABEL, TenantHead
 from app.ml.multilabel_report import MultiLabelReport, cross_validated_report, labeled_set_report
 from app.ml.suggest import Suggestion, suggest
+from app.ml.tenant_fit import SupportSet
 from app.ml.tenant_report import SingleLabelReport, build_report, cross_validate, evaluate_head, label_counts
 from app.ml.threads import intra_op_threads
-from app.services.adaptation import (
-    AdaptationService,
-    SupportSet,
-    check_label,
-    check_text,
-    example_labels,
-    stored_support_set,
-    stored_task,
-)
-from app.services.errors import invalid, unknown_tenant, unknown_version
+from app.services.context import TierContext
+from app.services.errors import invalid, missing_version, unknown_tenant
 from app.services.prediction import PredictionService
-from app.services.records import stored_generation
+from app.services.records import stored_generation, stored_steps, stored_task
 from app.services.single_flight import SingleFlight
+from app.services.support import stored_support_set
+from app.services.validation import check_label, check_text, example_labels
 from app.store.base import JSON, TenantStore
 
 Report = SingleLabelReport | MultiLabelReport
@@ -100,18 +95,17 @@ class InsightService:
 
     def __init__(
         self,
+        context: TierContext,
         store: TenantStore,
-        adaptation: AdaptationService,
         prediction: PredictionService,
         reports: ReportCache,
         max_pool: int = 5000,
     ) -> None:
+        self.context = context
         self.store = store
-        self.adaptation = adaptation
-        self.prediction = prediction
+        self.prediction = prediction  # the heads reports and suggestions score with
         self.reports = reports
         self._flights: SingleFlight[tuple[str, int, str], tuple[Report, float]] = SingleFlight()
-        self.limits = adaptation.limits
         self.max_pool = max_pool
 
     # -- evaluation -------------------------------------------------------------------------------------------
@@ -126,7 +120,7 @@ class InsightService:
             self.reports.forget(tenant_id)
             raise unknown_tenant(tenant_id)
         pinned = current if version is None else version
-        fingerprint = self.adaptation.embedder.fingerprint
+        fingerprint = self.context.embedder.fingerprint
         if pinned == current:
             found = self.reports.get(tenant_id, pinned, fingerprint)
             if found is not None:
@@ -155,11 +149,11 @@ class InsightService:
         self, tenant_id: str, generation: str, support: SupportSet, steps: int
     ) -> tuple[Report, float]:
         texts, targets = support.fit_tensors()
-        embeddings, _ = self.adaptation.embeddings.embed(texts, self.adaptation.embedder.embed, tenant_id, generation)
+        embeddings, _ = self.context.embeddings.embed(texts, self.context.embedder.embed, tenant_id, generation)
         embedded = time.perf_counter()
         n = len(support.texts)  # descriptions are left out: they are not examples to hold out
-        with intra_op_threads(self.adaptation.math_threads):
-            inner = self.adaptation.inner_for(MULTI_LABEL).with_steps(steps)
+        with intra_op_threads(self.context.math_threads):
+            inner = self.context.inner_for(MULTI_LABEL).with_steps(steps)
             return cross_validated_report(embeddings[:n], targets[:n], support.labels, inner), embedded
 
     def _cross_validation(
@@ -168,14 +162,14 @@ class InsightService:
         embeddings, extra_embeddings, extra_targets = self._support_embeddings(tenant_id, generation, support)
         embedded = time.perf_counter()
         n = len(support.texts)
-        with intra_op_threads(self.adaptation.math_threads):
+        with intra_op_threads(self.context.math_threads):
             scored = cross_validate(
                 embeddings,
                 support.targets,
                 support.labels,
                 support.texts,
-                self.adaptation.inner.with_steps(steps),
-                self.adaptation.oos_rule,
+                self.context.inner.with_steps(steps),
+                self.context.oos_rule,
                 extra=(extra_embeddings, extra_targets),
             )
             report = build_report(
@@ -192,8 +186,9 @@ class InsightService:
     def _evaluate_on(self, tenant_id: str, version: int | None, examples: list[JSON], started: float) -> Evaluation:
         if not examples:
             raise invalid("no_examples", "examples must hold at least one labeled example")
-        if len(examples) > self.limits.max_examples:
-            raise invalid("too_many_examples", f"{len(examples)} examples; the limit is {self.limits.max_examples}")
+        limits = self.context.limits
+        if len(examples) > limits.max_examples:
+            raise invalid("too_many_examples", f"{len(examples)} examples; the limit is {limits.max_examples}")
         if version is None:
             version, head = self.prediction.head_for(tenant_id)
         else:
@@ -202,19 +197,19 @@ class InsightService:
             return self._evaluate_multilabel_on(tenant_id, version, head, examples, started)
         index = {label: i for i, label in enumerate(head.labels)}
         for i, example in enumerate(examples):
-            check_text(example["text"], self.limits, f"examples[{i}].text")
+            check_text(example["text"], limits, f"examples[{i}].text")
             example_labels(example, SINGLE_LABEL, f"examples[{i}]")
-            check_label(example["label"], self.limits, f"examples[{i}].label")
+            check_label(example["label"], limits, f"examples[{i}].label")
             if example["label"] not in index:
                 raise invalid("unknown_label", f"examples[{i}].label {example['label']!r} is not a label of the tenant")
         support, _, generation = self._stored_support(tenant_id, version)
         loaded = time.perf_counter()
         texts = [example["text"] for example in examples]
-        test_embeddings = self.adaptation.embedder.embed(texts)
+        test_embeddings = self.context.embedder.embed(texts)
         support_embeddings, _, _ = self._support_embeddings(tenant_id, generation, support)
         embedded = time.perf_counter()
         targets = [index[example["label"]] for example in examples]
-        with intra_op_threads(self.adaptation.math_threads):
+        with intra_op_threads(self.context.math_threads):
             scored = evaluate_head(head, test_embeddings, targets, texts)
             report = build_report(
                 scored,
@@ -235,17 +230,17 @@ class InsightService:
         index = {label: i for i, label in enumerate(head.labels)}
         truth = torch.zeros(len(examples), len(head.labels))
         for i, example in enumerate(examples):
-            check_text(example["text"], self.limits, f"examples[{i}].text")
+            check_text(example["text"], self.context.limits, f"examples[{i}].text")
             for label in example_labels(example, MULTI_LABEL, f"examples[{i}]"):
                 if label not in index:
                     raise invalid("unknown_label", f"examples[{i}].labels: {label!r} is not a label of the tenant")
                 truth[i, index[label]] = 1.0
         support, _, _ = self._stored_support(tenant_id, version)
         loaded = time.perf_counter()
-        test_embeddings = self.adaptation.embedder.embed([example["text"] for example in examples])
+        test_embeddings = self.context.embedder.embed([example["text"] for example in examples])
         embedded = time.perf_counter()
         _, support_targets = support.fit_tensors()
-        with intra_op_threads(self.adaptation.math_threads):
+        with intra_op_threads(self.context.math_threads):
             report = labeled_set_report(head, test_embeddings, truth, support_targets[: len(support.texts)])
         done = time.perf_counter()
         timings = _timings(started, loaded, embedded, done, "scoring")
@@ -257,15 +252,12 @@ class InsightService:
         stored = self.store.load(tenant_id, version=version)
         rows = self.store.load_support(tenant_id, version=version) if stored is not None else None
         if stored is None or rows is None:
-            if self.store.current_version(tenant_id) is None:
-                raise unknown_tenant(tenant_id)
-            raise unknown_version(tenant_id, version)
-        self.adaptation.require_own_encoder(tenant_id, stored.meta)
+            raise missing_version(self.store, tenant_id, version)
+        self.context.require_own_encoder(tenant_id, stored.meta)
         task = stored_task(stored.meta)
-        support = stored_support_set(rows, self.limits, task)
-        steps = stored.meta.get("inner_steps")
-        valid_steps = isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0
-        steps = steps if valid_steps else self.adaptation.inner_for(task).steps
+        support = stored_support_set(rows, self.context.limits, task)
+        steps = stored_steps(stored.meta)
+        steps = self.context.inner_for(task).steps if steps is None else steps
         return support, steps, stored_generation(stored.meta)
 
     def _support_embeddings(
@@ -273,7 +265,7 @@ class InsightService:
     ) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """Examples' embeddings, and the descriptions' (always trained on), from the tenant's embedding cache."""
         texts, targets = support.fit_inputs()
-        embeddings, _ = self.adaptation.embeddings.embed(texts, self.adaptation.embedder.embed, tenant_id, generation)
+        embeddings, _ = self.context.embeddings.embed(texts, self.context.embedder.embed, tenant_id, generation)
         n = len(support.texts)
         return embeddings[:n], embeddings[n:], targets[n:]
 
@@ -289,15 +281,15 @@ class InsightService:
         if k < 1:
             raise invalid("invalid_k", "k must be at least 1")
         for i, text in enumerate(texts):
-            check_text(text, self.limits, f"texts[{i}]")
+            check_text(text, self.context.limits, f"texts[{i}]")
         version, head = self.prediction.head_for(tenant_id)
         support, _, generation = self._stored_support(tenant_id, version)
         pool = list(dict.fromkeys(texts))  # a text pasted twice is one candidate
         loaded = time.perf_counter()
-        pool_embeddings = self.adaptation.embedder.embed(pool)
+        pool_embeddings = self.context.embedder.embed(pool)
         support_embeddings, _, _ = self._support_embeddings(tenant_id, generation, support)
         embedded = time.perf_counter()
-        with intra_op_threads(self.adaptation.math_threads):
+        with intra_op_threads(self.context.math_threads):
             picks = suggest(head, pool_embeddings, support_embeddings, k)
         done = time.perf_counter()
         timings = _timings(started, loaded, embedded, done, "select")

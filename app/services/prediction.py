@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from anyio import to_thread
 
-from app.ml.embedder import Embedder
 from app.ml.head import SINGLE_LABEL, TenantHead
 from app.ml.threads import intra_op_threads
-from app.services.adaptation import AdaptationService, Limits, check_text
-from app.services.errors import ServiceError, encoder_not_served, invalid, unknown_tenant, unknown_version
+from app.services.adaptation import AdaptationService
+from app.services.context import TierContext
+from app.services.errors import ServiceError, encoder_not_served, invalid, missing_version, unknown_tenant
 from app.services.model_cache import CachedHead, HeadCache
-from app.services.records import DEFAULT_ENCODER, UnusableModel, open_record
+from app.services.records import DEFAULT_ENCODER, UnusableModel, open_record, stored_steps
+from app.services.validation import check_text
 from app.store.base import StoredModel, TenantStore
 
-EmbedAsync = Callable[[Sequence[str]], Awaitable[torch.Tensor]]
 INLINE_HEAD_CELLS = 16_384  # texts x labels up to which the head maths run on the event loop (~0.3 ms at most)
 
 
@@ -48,22 +47,12 @@ class PredictionService:
     """Serves predictions; repairs stale or corrupt heads from the stored support set."""
 
     def __init__(
-        self,
-        embedder: Embedder,
-        store: TenantStore,
-        cache: HeadCache,
-        adaptation: AdaptationService,
-        limits: Limits,
-        math_threads: int | None = None,
-        embed_async: EmbedAsync | None = None,
+        self, context: TierContext, store: TenantStore, cache: HeadCache, adaptation: AdaptationService
     ) -> None:
-        self.embedder = embedder
-        self.embed_async = embed_async  # the micro-batcher's await, when there is one
-        self.math_threads = math_threads  # intra-op threads for the head (None: the thread's own)
+        self.context = context
         self.store = store
         self.cache = cache
-        self.adaptation = adaptation
-        self.limits = limits
+        self.adaptation = adaptation  # rebuilds stale or corrupt heads
 
     def head_for(self, tenant_id: str) -> tuple[int, TenantHead]:
         """The tenant's current head, from the cache when its version is still current."""
@@ -77,24 +66,23 @@ class PredictionService:
             head = self._open(tenant_id, stored)
             version = stored.version
         except UnusableModel as exc:
-            version, head = self._repair(tenant_id, stored.version, stored.meta.get("inner_steps"), exc)
-        self.cache.put(tenant_id, CachedHead(version, self.embedder.fingerprint, head))
+            version, head = self._repair(tenant_id, stored.version, stored_steps(stored.meta), exc)
+        self.cache.put(tenant_id, CachedHead(version, self.context.embedder.fingerprint, head))
         return version, head
 
     def _open(self, tenant_id: str, stored: StoredModel) -> TenantHead:
         """`open_record` with this service's encoder; another encoder's record is a 409 `encoder_not_served` (a
         ServiceError, so it is never repaired), the other problems stay `UnusableModel`."""
         try:
-            return open_record(stored, self.embedder.fingerprint, self.adaptation.encoder_name)
+            return open_record(stored, self.context.embedder.fingerprint, self.context.encoder_name)
         except UnusableModel as exc:
             if exc.reason == "not_served":
                 raise encoder_not_served(tenant_id, exc.encoder) from exc
             raise
 
     def _repair(
-        self, tenant_id: str, version: int, inner_steps: object, problem: UnusableModel
+        self, tenant_id: str, version: int, steps: int | None, problem: UnusableModel
     ) -> tuple[int, TenantHead]:
-        steps = inner_steps if isinstance(inner_steps, int) and inner_steps >= 0 else None
         for _ in range(3):  # a concurrent /adapt may win the compare-and-set; then use its version
             rebuilt = self.adaptation.rebuild(tenant_id, version, steps)
             if rebuilt is not None:
@@ -112,9 +100,7 @@ class PredictionService:
         """A retained earlier version, decoded (not cached: pinning is for audits and A/B checks)."""
         stored = self.store.load(tenant_id, version=version)
         if stored is None:
-            if self.store.current_version(tenant_id) is None:
-                raise unknown_tenant(tenant_id)
-            raise unknown_version(tenant_id, version)
+            raise missing_version(self.store, tenant_id, version)
         try:
             return self._open(tenant_id, stored)
         except UnusableModel as exc:
@@ -136,7 +122,7 @@ class PredictionService:
         version, head = self._head(tenant_id, version)
         threshold = self._threshold(head, oos_threshold, label_threshold)
         ask = _Asked(tenant_id, texts, top_k, version, head, threshold, label_threshold, started, time.perf_counter())
-        return self._answer(ask, self.embedder.embed(texts))
+        return self._answer(ask, self.context.embedder.embed(texts))
 
     async def predict_async(
         self,
@@ -157,10 +143,10 @@ class PredictionService:
         version, head = hit if hit is not None else await to_thread.run_sync(self._head, tenant_id, version)
         threshold = self._threshold(head, oos_threshold, label_threshold)
         ask = _Asked(tenant_id, texts, top_k, version, head, threshold, label_threshold, started, time.perf_counter())
-        if self.embed_async is not None:
-            embeddings = await self.embed_async(texts)
+        if self.context.embed_async is not None:
+            embeddings = await self.context.embed_async(texts)
         else:
-            embeddings = await to_thread.run_sync(self.embedder.embed, texts)
+            embeddings = await to_thread.run_sync(self.context.embedder.embed, texts)
         if len(texts) * len(head.labels) <= INLINE_HEAD_CELLS:
             return self._answer(ask, embeddings)
         return await to_thread.run_sync(self._answer, ask, embeddings)
@@ -176,19 +162,20 @@ class PredictionService:
         if version is None:
             raise unknown_tenant(tenant_id)
         cached = self.cache.get(tenant_id, version)
-        if cached is None or cached.fingerprint != self.embedder.fingerprint:
+        if cached is None or cached.fingerprint != self.context.embedder.fingerprint:
             return None
         return cached.version, cached.head
 
     def _check(self, texts: list[str], top_k: int) -> None:
         if not texts:
             raise invalid("no_texts", "texts must hold at least one text")
-        if len(texts) > self.limits.max_texts:
-            raise invalid("too_many_texts", f"{len(texts)} texts; the limit is {self.limits.max_texts}")
-        if not 1 <= top_k <= self.limits.max_top_k:
-            raise invalid("invalid_top_k", f"top_k must be between 1 and {self.limits.max_top_k}")
+        limits = self.context.limits
+        if len(texts) > limits.max_texts:
+            raise invalid("too_many_texts", f"{len(texts)} texts; the limit is {limits.max_texts}")
+        if not 1 <= top_k <= limits.max_top_k:
+            raise invalid("invalid_top_k", f"top_k must be between 1 and {limits.max_top_k}")
         for i, text in enumerate(texts):
-            check_text(text, self.limits, f"texts[{i}]")
+            check_text(text, limits, f"texts[{i}]")
 
     @staticmethod
     def _threshold(head: TenantHead, oos_threshold: float | None, label_threshold: float | None) -> float | None:
@@ -213,7 +200,7 @@ class PredictionService:
         head, threshold = ask.head, ask.threshold
         embedded = time.perf_counter()
         k = min(ask.top_k, len(head.labels))
-        with intra_op_threads(self.math_threads):
+        with intra_op_threads(self.context.math_threads):
             scores_all = head.scores(embeddings)
             similarity = head.oos_scores(embeddings).tolist()
             scores, indices = torch.topk(scores_all, k, dim=-1)
@@ -261,7 +248,7 @@ class PredictionService:
             timings,
             task=head.task,
             label_threshold=ask.label_threshold if head.multi_label else None,
-            encoder=self.adaptation.encoder_name,
+            encoder=self.context.encoder_name,
         )
 
 

@@ -1,15 +1,19 @@
-"""The JSON metadata stored beside each head, and the checks a stored model must pass before use."""
+"""The stored record: the JSON metadata written beside each head (`TenantRecord`), the one set of checks its
+fields are read back with, and the checks a stored model must pass before use (`open_record`)."""
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from app.ml.head import HeadDecodeError, TenantHead
+from app.ml.head import MULTI_LABEL, SINGLE_LABEL, HeadDecodeError, TenantHead
 from app.ml.registry import MINILM
-from app.store.base import StoredModel
+from app.ml.tenant_fit import SupportSet
+from app.store.base import JSON, StoredModel
 
 RECORD_SCHEMA = 1
 DEFAULT_ENCODER = MINILM.name  # records written before encoder tiers name none: they were adapted with MiniLM
@@ -32,7 +36,7 @@ def build_meta(
     inner_steps: int,
     encoder: str = DEFAULT_ENCODER,
 ) -> dict[str, Any]:
-    """Metadata for a freshly adapted head."""
+    """The fields every record has, for a freshly adapted head (`TenantRecord.meta` adds the rest)."""
     return {
         "schema": RECORD_SCHEMA,
         "encoder": encoder,
@@ -47,6 +51,50 @@ def build_meta(
     }
 
 
+@dataclass(frozen=True)
+class TenantRecord:
+    """The metadata stored beside a freshly fitted head: what it was adapted from, how, and by which encoder."""
+
+    head_bytes: bytes
+    support: SupportSet
+    thresholds: list[float] | None  # multi-label: each label's decision threshold, aligned with the labels
+    oos_threshold: float | None
+    fingerprint: str
+    inner_steps: int
+    generation: str
+    encoder: str = DEFAULT_ENCODER
+
+    @classmethod
+    def fitted(
+        cls,
+        head: TenantHead,
+        support: SupportSet,
+        fingerprint: str,
+        inner_steps: int,
+        generation: str,
+        encoder: str = DEFAULT_ENCODER,
+    ) -> TenantRecord:
+        thresholds = None if head.thresholds is None else head.thresholds.tolist()
+        return cls(
+            head.to_bytes(), support, thresholds, head.oos_threshold, fingerprint, inner_steps, generation, encoder
+        )
+
+    def meta(self) -> dict[str, Any]:
+        """The stored JSON object (its keys in this order: stored bytes never change for the same record)."""
+        support = self.support
+        meta = build_meta(
+            self.head_bytes, support.labels, support.counts(), self.fingerprint, self.inner_steps, self.encoder
+        )
+        meta["n_descriptions"] = len(support.descriptions)
+        meta["oos_threshold"] = self.oos_threshold
+        meta["task"] = support.task
+        meta["generation"] = self.generation
+        if support.task == MULTI_LABEL:
+            meta["n_negatives"] = support.n_negatives
+            meta["thresholds"] = [round(t, 6) for t in self.thresholds or []]
+        return meta
+
+
 def new_generation() -> str:
     """A fresh id for one life of a tenant: set when the tenant is created, kept by every later version until it
     is deleted. Support embeddings are cached per (tenant, generation), so whoever creates the same tenant id
@@ -54,16 +102,73 @@ def new_generation() -> str:
     return secrets.token_hex(8)
 
 
-def stored_generation(meta: dict[str, Any]) -> str:
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_steps(value: Any) -> bool:
+    return _is_int(value) and value >= 0
+
+
+FIELD_CHECKS: dict[str, Callable[[Any], bool]] = {  # the one check of each stored field a reader may trust
+    "labels": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
+    "counts": lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_int(n) for k, n in v.items()),
+    "n_examples": _is_int,
+    "n_descriptions": _is_int,
+    "inner_steps": lambda v: v is None or _is_steps(v),
+    "oos_threshold": lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool)),
+    "encoder_fingerprint": lambda v: v is None or isinstance(v, str),
+    "created_at": lambda v: v is None or isinstance(v, str),
+    "task": lambda v: v in (SINGLE_LABEL, MULTI_LABEL),
+    "encoder": lambda v: isinstance(v, str),
+    "n_negatives": _is_int,
+    "thresholds": lambda v: isinstance(v, dict) and all(isinstance(t, float | int) for t in v.values()),
+    "generation": lambda v: isinstance(v, str),
+}
+
+
+def checked_fields(meta: JSON, names: Iterable[str]) -> dict[str, Any]:
+    """Those of the fields `names` of a stored record that pass their check (counts and thresholds keyed by
+    label); tampered or missing ones are left out, so a reader sees its defaults."""
+    meta = {
+        **meta,
+        "counts": _by_label(meta.get("labels"), meta.get("counts")),
+        "thresholds": _by_label(meta.get("labels"), meta.get("thresholds")),
+    }
+    return {name: meta[name] for name in names if name in meta and FIELD_CHECKS[name](meta[name])}
+
+
+def _by_label(labels: Any, values: Any) -> dict[str, Any] | None:
+    """Stored counts (or thresholds) are a list aligned with `labels`; read as a dict (None when they do not line
+    up)."""
+    if isinstance(labels, list) and isinstance(values, list) and len(labels) == len(values):
+        return dict(zip(labels, values, strict=True)) if all(isinstance(x, str) for x in labels) else None
+    return None
+
+
+def _field(meta: JSON, name: str, default: Any) -> Any:
+    value = meta.get(name, default)
+    return value if FIELD_CHECKS[name](value) else default
+
+
+def stored_generation(meta: JSON) -> str:
     """The generation a record belongs to ("" for records written before generations existed)."""
-    value = meta.get("generation", "")
-    return value if isinstance(value, str) else ""
+    return _field(meta, "generation", "")
 
 
-def stored_encoder(meta: dict[str, Any]) -> str:
+def stored_encoder(meta: JSON) -> str:
     """The name of the encoder a record was adapted with."""
-    name = meta.get("encoder", DEFAULT_ENCODER)
-    return name if isinstance(name, str) else DEFAULT_ENCODER
+    return _field(meta, "encoder", DEFAULT_ENCODER)
+
+
+def stored_task(meta: JSON) -> str:
+    """The task a stored version was adapted for (records from before multi-label are single-label)."""
+    return _field(meta, "task", SINGLE_LABEL)
+
+
+def stored_steps(meta: JSON) -> int | None:
+    """The inner steps a stored version was adapted with (None when missing or not a non-negative int)."""
+    return _field(meta, "inner_steps", None)
 
 
 def open_record(stored: StoredModel, fingerprint: str, encoder: str = DEFAULT_ENCODER) -> TenantHead:

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
 
-from app.services.errors import unknown_tenant, unknown_version
+from app.services.errors import missing_version, unknown_tenant
 from app.services.model_cache import HeadCache
-from app.services.records import DEFAULT_ENCODER, UnusableModel, open_record, stored_encoder
+from app.services.records import DEFAULT_ENCODER, UnusableModel, checked_fields, open_record, stored_encoder
 from app.store.base import JSON, TenantStore
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -57,38 +52,11 @@ class RollbackResult:
     restored_from: int
 
 
-_CHECKS: dict[str, Any] = {  # metadata field: type check
-    "labels": lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-    "counts": lambda v: isinstance(v, dict) and all(isinstance(k, str) and _is_int(n) for k, n in v.items()),
-    "n_examples": _is_int,
-    "n_descriptions": _is_int,
-    "inner_steps": lambda v: v is None or _is_int(v),
-    "oos_threshold": lambda v: v is None or (isinstance(v, int | float) and not isinstance(v, bool)),
-    "encoder_fingerprint": lambda v: v is None or isinstance(v, str),
-    "created_at": lambda v: v is None or isinstance(v, str),
-    "task": lambda v: v in ("single_label", "multi_label"),
-    "encoder": lambda v: isinstance(v, str),
-    "n_negatives": _is_int,
-    "thresholds": lambda v: isinstance(v, dict) and all(isinstance(t, float | int) for t in v.values()),
-}
+_SUMMARISED = [f.name for f in fields(ModelSummary) if f.name not in ("version", "head_bytes")]
 
 
 def _summary(version: int, head_bytes: int, meta: JSON) -> ModelSummary:
-    meta = {
-        **meta,
-        "counts": _counts_by_label(meta.get("labels"), meta.get("counts")),
-        "thresholds": _counts_by_label(meta.get("labels"), meta.get("thresholds")),
-    }
-    fields = {name: meta[name] for name, valid in _CHECKS.items() if name in meta and valid(meta[name])}
-    return ModelSummary(version=version, head_bytes=head_bytes, **fields)
-
-
-def _counts_by_label(labels: Any, counts: Any) -> dict[str, int] | None:
-    """Stored counts (or thresholds) are a list aligned with `labels`; read as a dict (None when they do not line
-    up)."""
-    if isinstance(labels, list) and isinstance(counts, list) and len(labels) == len(counts):
-        return dict(zip(labels, counts, strict=True)) if all(isinstance(x, str) for x in labels) else None
-    return None
+    return ModelSummary(version=version, head_bytes=head_bytes, **checked_fields(meta, _SUMMARISED))
 
 
 class TenantService:
@@ -130,9 +98,7 @@ class TenantService:
     def rollback(self, tenant_id: str, version: int) -> RollbackResult:
         new_version = self.store.rollback(tenant_id, version)
         if new_version is None:
-            if self.store.current_version(tenant_id) is None:
-                raise unknown_tenant(tenant_id)
-            raise unknown_version(tenant_id, version)
+            raise missing_version(self.store, tenant_id, version)
         self.cache.drop(tenant_id)
         return RollbackResult(tenant_id, new_version, version)
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from anyio import to_thread
 
 from app.services.adaptation import AdaptationService
-from app.services.errors import ServiceError, encoder_not_served, invalid, unknown_tenant, unknown_version
+from app.services.errors import ServiceError, encoder_not_served, invalid, missing_version, unknown_tenant
 from app.services.insight import InsightService
 from app.services.prediction import PredictionService
 from app.services.records import stored_encoder
@@ -87,9 +87,7 @@ class Tiers:
                 return self._served(tenant_id, known[1])
         stored = self.store.load(tenant_id, version=version)
         if stored is None:
-            if version is not None and self.store.current_version(tenant_id) is not None:
-                raise unknown_version(tenant_id, version)
-            raise unknown_tenant(tenant_id)
+            raise missing_version(self.store, tenant_id, version)
         name = stored_encoder(stored.meta)
         if version is None:
             self._remember(tenant_id, stored.version, name)

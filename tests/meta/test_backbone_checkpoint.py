@@ -123,14 +123,15 @@ def test_float16_checkpoint_is_half_the_size_and_loads_into_float32(make_tiny, t
 def test_adapt_uses_a_checkpoints_norm_adapting_inner_loop(make_tiny, tmp_path) -> None:
     """A checkpoint with `lr_norm`: `/adapt`'s service code stores a head with its own last-layer norm."""
     from app.ml.head import TenantHead
-    from app.services.adaptation import AdaptationService, Limits
+    from app.services.adaptation import AdaptationService
+    from app.services.context import TierContext
     from app.store import MemoryStore
 
     encoder = make_tiny()
     inner = InnerLoopParams(5, torch.tensor(0.04), torch.tensor(0.04), torch.tensor(10.0).log(), torch.tensor(0.5))
     folder = save_checkpoint(tmp_path / "norm", encoder, inner, [], {"algorithm": "metasgd"})
     served = make_tiny()
-    service = AdaptationService(served, load_checkpoint(folder, served), MemoryStore(), Limits())
+    service = AdaptationService(TierContext(served, load_checkpoint(folder, served)), MemoryStore())
     examples = [{"text": t, "label": t.split()[0]} for t in ["card lost", "card stolen", "rate today", "rate euro"]]
     result = service.adapt("acme", examples)
     head = TenantHead.from_bytes(service.store.load("acme").head)

@@ -177,7 +177,9 @@ def test_request_threads_run_per_tenant_math_on_one_thread_only_when_a_batcher_e
     try:
         expected = 1 if batching else None  # unbatched, request threads run the encoder too
         assert (
-            runtime.tiers.default.adaptation.math_threads == runtime.tiers.default.prediction.math_threads == expected
+            runtime.tiers.default.adaptation.context.math_threads
+            == runtime.tiers.default.prediction.context.math_threads
+            == expected
         )
         result = runtime.tiers.default.adaptation.adapt(
             "t", [{"text": t, "label": str(i % 2)} for i, t in enumerate(TEXTS)]

@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from app.ml.encoder import SentenceEncoder
-from app.services.adaptation import AdaptationService, validate_support
+from app.services.adaptation import AdaptationService
+from app.services.validation import validate_support
 from app.web.app import create_app
 from tests.reliability.conftest import serve_in_thread, small_settings
 from tests.web.conftest import CARDS, FX, REFUND
@@ -130,7 +131,7 @@ def _refit(
     probes = encoder.embed(PROBES)
     expected = {}
     for version in versions:
-        support = validate_support(support_for(acknowledged[version]), None, service.limits)
+        support = validate_support(support_for(acknowledged[version]), None, service.context.limits)
         head = service.fit(support, STEPS)[0]
         with torch.no_grad():
             expected[version] = (head.labels, head.probabilities(probes).tolist())

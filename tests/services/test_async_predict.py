@@ -5,6 +5,7 @@ thread), option errors before any encoder work, and the worker-thread path for a
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 from anyio import to_thread
@@ -13,10 +14,12 @@ from app.ml.batching import MicroBatcher
 from app.ml.embedder import EncoderEmbedder, RoutedEmbedder
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
-from app.services.adaptation import AdaptationService, Limits
+from app.services.adaptation import AdaptationService
+from app.services.context import TierContext
 from app.services.errors import ServiceError
 from app.services.model_cache import HeadCache
 from app.services.prediction import PredictionService
+from app.services.validation import Limits
 from app.store import MemoryStore, TenantStore
 from tests.services.test_validation import SUPPORT
 
@@ -25,11 +28,12 @@ QUERIES = ["where is my new card", "I want my money back", "my card was declined
 
 def _services(encoder: SentenceEncoder, store: TenantStore, batcher: MicroBatcher) -> PredictionService:
     direct = EncoderEmbedder(encoder)
-    limits = Limits(max_examples=20)
-    adaptation = AdaptationService(direct, InnerLoopParams.constant(5, 0.05, 10.0), store, limits)
+    context = TierContext(direct, InnerLoopParams.constant(5, 0.05, 10.0), Limits(max_examples=20))
+    adaptation = AdaptationService(context, store)
     adaptation.adapt("acme", SUPPORT)
-    routed = RoutedEmbedder(batcher.embed, direct)
-    return PredictionService(routed, store, HeadCache(8), adaptation, limits, embed_async=batcher.embed_async)
+    routed = RoutedEmbedder(batcher.embed, direct)  # predictions go through the batcher, adaptation does not
+    batched = replace(context, embedder=routed, embed_async=batcher.embed_async)
+    return PredictionService(batched, store, HeadCache(8), adaptation)
 
 
 def _labels(result) -> list[tuple[str | None, list[tuple[str, float]]]]:

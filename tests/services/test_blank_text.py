@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.services import adaptation
-from app.services.adaptation import Limits, check_text, is_blank, is_invisible
+from app.services import validation
 from app.services.errors import ServiceError
+from app.services.validation import Limits, check_text, is_blank, is_invisible
 
 
 def test_is_blank_equals_the_definition_on_every_code_point() -> None:
@@ -48,7 +48,7 @@ def test_the_blank_check_looks_up_no_character_in_the_unicode_database(monkeypat
         lookups.append(char)
         return unicodedata.category(char)
 
-    monkeypatch.setattr(adaptation, "unicodedata", SimpleNamespace(category=category))
+    monkeypatch.setattr(validation, "unicodedata", SimpleNamespace(category=category))
     for i in range(256):  # a full /predict request of zero-width text
         with pytest.raises(ServiceError) as refused:
             check_text("\u200b" * 2000, Limits(), f"texts[{i}]")

@@ -34,8 +34,8 @@ def runtime(tiny_encoder: SentenceEncoder) -> Iterator[Runtime]:
 def _computed(tier: Tier, tenant_id: str, generation: str) -> int:
     """How many of TEXTS `tier`'s embedding cache has to compute for `tenant_id` in `generation` (0: it holds them
     all)."""
-    cache = tier.adaptation.embeddings
-    return cache.embed(TEXTS, tier.adaptation.embedder.embed, tenant_id, generation)[1]
+    context = tier.adaptation.context
+    return context.embeddings.embed(TEXTS, context.embedder.embed, tenant_id, generation)[1]
 
 
 def _generation(runtime: Runtime, tenant_id: str) -> str:
@@ -80,17 +80,13 @@ def test_a_replica_that_missed_the_delete_shares_nothing_with_the_next_holder_of
     the first. Its cached embeddings belong to the deleted life, so the new holder's texts are all embedded."""
     from app.ml.embedder import EncoderEmbedder
     from app.ml.embedding_cache import EmbeddingLRU
-    from app.services.adaptation import AdaptationService, Limits
+    from app.services.adaptation import AdaptationService
+    from app.services.context import TierContext
     from app.store import MemoryStore
 
     store = MemoryStore()
-    replica = AdaptationService(
-        EncoderEmbedder(tiny_encoder),
-        InnerLoopParams.constant(2, 0.04, 10.0),
-        store,
-        Limits(),
-        embedding_cache=EmbeddingLRU(1000),
-    )
+    inner = InnerLoopParams.constant(2, 0.04, 10.0)
+    replica = AdaptationService(TierContext(EncoderEmbedder(tiny_encoder), inner, embeddings=EmbeddingLRU(1000)), store)
     assert replica.adapt("t", SUPPORT).n_embedded == len(TEXTS)
     assert replica.adapt("t", SUPPORT).n_embedded == 0  # the same life: its cache serves a replace
     store.delete("t")  # through another replica: this one's caches are not told

@@ -10,11 +10,13 @@ from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
 from app.ml.work import Priority, Work, WorkCancelled, working_for
-from app.services.adaptation import AdaptationService, Limits
+from app.services.adaptation import AdaptationService
+from app.services.context import TierContext
 from app.services.errors import ServiceError
 from app.services.insight import InsightService, ReportCache
 from app.services.model_cache import HeadCache
 from app.services.prediction import PredictionService
+from app.services.validation import Limits
 from app.store import MemoryStore
 from tests.services.test_validation import SUPPORT
 
@@ -22,13 +24,12 @@ from tests.services.test_validation import SUPPORT
 @pytest.fixture
 def services(tiny_encoder: SentenceEncoder) -> tuple[AdaptationService, InsightService, MemoryStore]:
     store = MemoryStore()
-    embedder = EncoderEmbedder(tiny_encoder)
+    inner = InnerLoopParams.constant(5, 0.05, 10.0)
     limits = Limits(max_examples=20)
-    adaptation = AdaptationService(
-        embedder, InnerLoopParams.constant(5, 0.05, 10.0), store, limits, embedding_cache=EmbeddingLRU(1000)
-    )
-    prediction = PredictionService(embedder, store, HeadCache(8), adaptation, limits)
-    return adaptation, InsightService(store, adaptation, prediction, ReportCache(2), max_pool=10), store
+    context = TierContext(EncoderEmbedder(tiny_encoder), inner, limits, embeddings=EmbeddingLRU(1000))
+    adaptation = AdaptationService(context, store)
+    prediction = PredictionService(context, store, HeadCache(8), adaptation)
+    return adaptation, InsightService(context, store, prediction, ReportCache(2), max_pool=10), store
 
 
 def test_a_report_is_cached_per_version_until_the_tenant_changes(services) -> None:
@@ -117,4 +118,4 @@ def test_a_report_whose_client_left_stops_at_its_next_fit(services, monkeypatch)
     with working_for(work), pytest.raises(WorkCancelled):
         insight.evaluate("acme")
     assert len(fits) == 1
-    assert not insight.reports.get("acme", 1, adaptation.embedder.fingerprint)  # nothing half-done was cached
+    assert not insight.reports.get("acme", 1, adaptation.context.embedder.fingerprint)  # nothing half-done was cached

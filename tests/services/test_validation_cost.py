@@ -8,9 +8,11 @@ import pytest
 from app.ml.embedder import EncoderEmbedder
 from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
-from app.services import adaptation
-from app.services.adaptation import AdaptationService, Limits, validate_support
+from app.services import validation
+from app.services.adaptation import AdaptationService
+from app.services.context import TierContext
 from app.services.errors import ServiceError
+from app.services.validation import Limits, validate_support
 from app.store import MemoryStore
 from tests.services.test_validation import SUPPORT
 
@@ -32,13 +34,13 @@ class CountingLabel(str):
 def label_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Where `check_label` was called, in order."""
     where: list[str] = []
-    check = adaptation.check_label
+    check = validation.check_label
 
     def counted(label: str, limits: Limits, at: str) -> None:
         where.append(at)
         check(label, limits, at)
 
-    monkeypatch.setattr(adaptation, "check_label", counted)
+    monkeypatch.setattr(validation, "check_label", counted)
     return where
 
 
@@ -70,9 +72,8 @@ def test_an_example_with_too_many_labels_is_refused_at_the_first_label_past_the_
 
 
 def test_too_many_labels_to_remove_are_refused_before_the_store_is_read(tiny_encoder: SentenceEncoder) -> None:
-    service = AdaptationService(
-        EncoderEmbedder(tiny_encoder), InnerLoopParams.constant(2, 0.04, 10.0), MemoryStore(), LIMITS
-    )
+    context = TierContext(EncoderEmbedder(tiny_encoder), InnerLoopParams.constant(2, 0.04, 10.0), LIMITS)
+    service = AdaptationService(context, MemoryStore())
     remove = [f"intent {i}" for i in range(MANY)]
     code = _refused(lambda: service.adapt("acme", SUPPORT, mode="append", remove_labels=remove))
     assert code == "too_many_labels"

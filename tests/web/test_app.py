@@ -21,9 +21,9 @@ def test_one_lifespan_wires_the_services_together_and_configures_logging_once(ti
         prediction, adaptation = runtime.tiers.default.prediction, runtime.tiers.default.adaptation
         assert prediction.adaptation is adaptation  # stale heads are rebuilt by the runtime's own adaptation
         assert prediction.store is adaptation.store is runtime.store
-        assert prediction.embedder is adaptation.embedder  # both embed through the micro-batcher
+        assert prediction.context.embedder is adaptation.context.embedder  # both embed through the micro-batcher
         assert runtime.batcher is not None and runtime.batcher.on_batch is metrics.observe_encoder_pass
-        assert prediction.embed_async == runtime.batcher.embed_async
+        assert prediction.context.embed_async == runtime.batcher.embed_async
         ours = [h for h in logging.getLogger().handlers if getattr(h, "_fewshot_handler", False)]
         assert len(ours) == 1
         assert client.get("/readyz").json() == {

@@ -53,8 +53,8 @@ def test_a_registered_tier_is_served_adapted_and_predicted_with(served: TestClie
     assert listed[TIER]["dim"] == tiny_spec.dim and not listed[TIER]["default"] and listed[TIER]["checkpoint"] is None
 
     tier = served.app.state.runtime.tiers.named(TIER)
-    assert tier.adaptation.inner.steps == tiny_spec.inner.steps  # the spec's inner loop (no checkpoint)
-    assert float(tier.adaptation.inner.log_scale.exp()) == pytest.approx(tiny_spec.inner.logit_scale)
+    assert tier.adaptation.context.inner.steps == tiny_spec.inner.steps  # the spec's inner loop (no checkpoint)
+    assert float(tier.adaptation.context.inner.log_scale.exp()) == pytest.approx(tiny_spec.inner.logit_scale)
 
     adapted = served.post("/adapt", json={"tenant_id": "e5", "encoder": TIER, "examples": SUPPORT})
     assert adapted.status_code == 200, adapted.text

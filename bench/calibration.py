@@ -6,7 +6,7 @@
    and the `TemperatureRule` (log factor ~ 1 + log K + log N + label separation) minimising their mean query NLL.
 2. measure: ECE (15 bins, predictions of all seeds pooled) and accuracy for 2-way 2-shot, 5-way 5-shot, 20-way
    5-shot, 77-way 1/5/10-shot on BANKING77 (train -> test) and CLINC150 label subsets (train -> test), with the
-   scores served before (`IDENTITY`) and with the served rule (`FITTED`) or the rule just fitted.
+   uncalibrated scores (`IDENTITY`) and with the served rule (`FITTED`) or the rule just fitted.
 
     .venv/bin/python -m bench.calibration          # embeddings cached in runs/embed-cache
 """

@@ -2,8 +2,8 @@
 
 The encoder passes run on the micro-batcher's thread with its own OpenMP team. Each mode runs in a fresh process:
 - `kept`: the main thread loads the encoder with torch's default thread count (its OpenMP team keeps a worker),
-  as the server did before;
-- `single`: the main thread is set to one thread before loading (the server now).
+  as a server without `one_thread_by_default` would;
+- `single`: the main thread is set to one thread before loading (what the server does).
 Then a second thread, with torch's default thread count, embeds 1 and 8 BANKING77 texts per pass: median ms per
 pass, and the voluntary context switches per pass on that thread (libgomp sleeping at barriers shows up there).
 

@@ -1,4 +1,4 @@
-"""SetFit multi-label anchor for issue 16: SetFit (same MiniLM base, library defaults, one-vs-rest head) on
+"""SetFit as the multi-label reference: SetFit (same MiniLM base, library defaults, one-vs-rest head) on
 K-per-label support sets of MixSNIPS and multi-label GoEmotions; fit time, micro-F1, macro-F1, exact match.
 
 The protocol is app/meta/multilabel_data.py's: `sample_k_per_label` on the train split, the test split as

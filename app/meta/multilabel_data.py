@@ -1,7 +1,7 @@
 """Multi-label sets, their K-per-label support sampler and their metrics.
 
 Files hold one `{"text", "labels": [...], "split"}` object per line (`labels` may be empty: no label
-applies). The protocol of the multi-label issue: K examples per label sampled from the train split
+applies). The multi-label protocol: K examples per label sampled from the train split
 (a text sampled for one label keeps all its labels, so a label may end up with more than K), the
 test split as queries, several seeds. Pure Python + torch: the SetFit anchor imports it too.
 """

@@ -56,7 +56,7 @@ def label_separation(prototypes: torch.Tensor) -> float:
 
 
 IDENTITY = TemperatureRule()
-"""Scores exactly as the inner loop's scale gives them (what was served before the rule)."""
+"""Scores exactly as the inner loop's scale gives them (no calibration)."""
 
 FITTED = TemperatureRule(
     intercept=-0.47052985429763794,

@@ -1,7 +1,7 @@
 """Route dependencies: each service (and the caller) on its own, from the runtime built in the lifespan.
 
-All `async`: each only reads an attribute, and FastAPI runs a plain `def` dependency in a worker thread (a
-thread-pool hop per request that bought nothing: ~130 us of a one-text /predict)."""
+All `async`: each only reads an attribute, and FastAPI runs a plain `def` dependency in a worker thread, a
+thread-pool hop per request for nothing."""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
 Each concern keeps its own module (`context`, `body_limit`, `access`); running them here instead of as three
 nested middlewares keeps two coroutine frames and two pairs of receive/send wrappers off every request (each
-await in a request resumes through every frame of the chain). Order and guarantees are those of the three
-layers it replaced: the context is opened first and closed last, an oversized body is refused before the gate
-reads it, and the gate answers refused requests itself.
+await in a request resumes through every frame of the chain). Order and guarantees: the context is opened first
+and closed last, an oversized body is refused before the gate reads it, and the gate answers refused requests
+itself.
 """
 
 from __future__ import annotations

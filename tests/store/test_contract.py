@@ -298,7 +298,7 @@ def test_redis_stores_each_version_once_with_compressed_support(any_redis_store:
 
 
 def test_redis_refuses_a_support_value_that_is_not_zlibd(any_redis_store: RedisStore, redis_prefix: str) -> None:
-    """Support sets were always stored zlib'd (the service was never released with plain JSON ones)."""
+    """Support sets are stored zlib'd; a plain JSON support value is refused (no release ever wrote one)."""
     import json
 
     any_redis_store.save("t1", b"x", META, SUPPORT)

@@ -1,5 +1,5 @@
-"""Issue 13, the HTTP layer's part: what a hostile or careless caller can do to types, metrics, logs, public
-answers, tenant ids, disconnects and HTTP edges. Each test failed on the code before the fix."""
+"""The HTTP layer against a hostile or careless caller: strict types, metric label values, log lines, public
+answers, tenant ids, disconnects and HTTP edges."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def error_code(response: Any) -> str:
     return response.json()["error"]["code"]
 
 
-# --- finding 4: strict types ------------------------------------------------------------------------------------
+# --- Strict types -----------------------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("admin", ["yes", 1, "true", 1.0])
@@ -56,7 +56,7 @@ def test_json_numbers_keep_their_natural_types(client: TestClient) -> None:
     assert client.post("/tenants/t/rollback", json={"version": "1"}).status_code == 422
 
 
-# --- finding 5: metric label values from a closed set ----------------------------------------------------------
+# --- Metric label values from a closed set ---------------------------------------------------------------------
 
 
 def _series(*names: str) -> int:
@@ -76,7 +76,7 @@ def test_odd_methods_and_paths_add_no_metric_series(client: TestClient) -> None:
     assert 'method="other",route="/healthz"' in text and "M0001X" not in text
 
 
-# --- finding 6: log forgery -------------------------------------------------------------------------------------
+# --- Log forgery ------------------------------------------------------------------------------------------------
 
 FORGED = "2026-11-29 16:00:00,000 INFO fewshot.access_log [forged] GET /admin 200"
 
@@ -95,7 +95,7 @@ def test_a_path_cannot_forge_a_log_line(make_client: Callable[..., TestClient], 
         assert "/x\\n2026-11-29 16:00:00,000 INFO" in line and "\\r\\x1b\\u2028" in line
 
 
-# --- finding 7: no paths or addresses in public answers --------------------------------------------------------
+# --- No paths or addresses in public answers -------------------------------------------------------------------
 
 
 def test_readyz_names_the_checkpoint_without_its_path(settings: Settings, real_model: Any, redis_store: Any) -> None:
@@ -117,7 +117,7 @@ def test_readyz_during_an_outage_shows_no_address(real_model: Any) -> None:
     assert str(port) in logs.getvalue()  # the details go to the log
 
 
-# --- finding 8 (first half): tenant ids start with a letter or digit -------------------------------------------
+# --- Tenant ids start with a letter or digit -------------------------------------------------------------------
 
 ODD_IDS = [".", "..", "-x", "_x", ".hidden"]
 
@@ -145,7 +145,7 @@ def test_odd_tenant_ids_are_refused_in_key_scopes(make_client: Callable[..., Tes
         assert response.status_code == 422 and error_code(response) == "invalid_tenant_id", response.text
 
 
-# --- finding 9: a client that disconnects mid-body is not a server error ---------------------------------------
+# --- A client that disconnects mid-body is not a server error --------------------------------------------------
 
 
 def _requests_total(status: str) -> float:
@@ -198,7 +198,7 @@ def test_a_disconnect_mid_body_is_a_499_not_a_500(make_client: Callable[..., Tes
     assert "POST /predict 499" in text and "Traceback" not in text and "unhandled error" not in text
 
 
-# --- finding 10: HTTP edges -------------------------------------------------------------------------------------
+# --- HTTP edges -------------------------------------------------------------------------------------------------
 
 
 def _raw_request(base: str, request: bytes) -> tuple[int, dict[str, Any] | None]:

@@ -1,5 +1,5 @@
-"""The OpenAPI schema: the same paths and operations as before the HTTP layer moved (snapshot from main), the
-bearer scheme always declared, and every non-public operation's access, limit and store errors documented."""
+"""The OpenAPI schema: the paths and operations of the recorded snapshot, the bearer scheme always declared, and
+every non-public operation's access, limit and store errors documented."""
 
 from __future__ import annotations
 

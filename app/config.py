@@ -15,18 +15,80 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from app.ml import registry
 from app.ml.packaged import PACKAGED_ENCODER, PACKAGED_ENCODER_SHA256
-from app.ml.registry import DEFAULT_ENCODER, MINILM, MPNET, SHIPPED_CHECKPOINT_DIR, EncoderSpec, InnerDefaults
+from app.ml.policy import Limits, OosRule
+from app.ml.registry import (
+    DEFAULT_ENCODER,
+    DEFAULT_MODELS_DIR,
+    MINILM,
+    MPNET,
+    SHIPPED_CHECKPOINT_DIR,
+    EncoderSpec,
+    InnerDefaults,
+)
 
 __all__ = [
-    "DEFAULT_CHECKPOINT",
     "DEPRECATED_ALIASES",
+    "GROUPS",
     "PACKAGED_ENCODER",
     "PACKAGED_ENCODER_SHA256",
     "Settings",
     "TierOverride",
 ]
 
-DEFAULT_CHECKPOINT = SHIPPED_CHECKPOINT_DIR
+_LIMITS, _OOS = Limits(), OosRule()  # the defaults of those groups, written once in app/ml/policy.py
+
+GROUPS: dict[str, tuple[str, ...]] = {
+    "Encoders": (
+        "encoders",
+        "tiers",
+        "models_dir",
+        "device",
+        "max_tokens",
+        "embed_batch_size",
+        "quantize_int8",
+        "encoder_precision",
+        "compile_encoder",
+        "trace_encoder",
+        "onednn_cache_capacity",
+        "torch_threads",
+    ),
+    "Batching": (
+        "batching_enabled",
+        "batch_max_texts",
+        "batch_max_wait_ms",
+        "batch_linger_ms",
+        "batch_max_tokens",
+        "batch_chunk_tokens",
+    ),
+    "Inner loop": ("inner_steps", "inner_lr", "logit_scale"),
+    "Out-of-scope": ("oos_quantile", "oos_fallback_threshold"),
+    "Caches": ("embedding_cache_size", "model_cache_size", "model_cache_mb"),
+    "Store": (
+        "store",
+        "redis_url",
+        "redis_prefix",
+        "redis_timeout_s",
+        "redis_wait_replicas",
+        "redis_wait_timeout_ms",
+        "tenant_ttl_s",
+        "keep_versions",
+    ),
+    "Request limits": ("max_examples", "max_labels", "max_texts", "max_text_chars", "max_label_chars", "max_top_k"),
+    "Admission": ("heavy_slots", "heavy_per_tenant", "heavy_queue_per_tenant", "max_body_bytes"),
+    "Access": ("auth_enabled", "admin_key", "admin_key_sha256", "rate_limit_requests", "rate_limit_window_s"),
+    "Logging and metrics": ("log_format", "log_level", "log_payloads", "metrics_enabled"),
+    "Server": (
+        "host",
+        "port",
+        "request_timeout_s",
+        "timeout_keep_alive_s",
+        "http_parser",
+        "limit_concurrency",
+        "malloc_trim_interval_s",
+    ),
+}
+"""The settings by group, in declaration order (each group one `# ---` section of `Settings`); the generated
+docs/configuration.md has a table per group."""
 
 DEPRECATED_ALIASES: dict[str, tuple[str, str]] = {
     "encoder_source": (MINILM.name, "source"),
@@ -73,11 +135,13 @@ class _DeprecatedEnv(PydanticBaseSettingsSource):
 
 
 class Settings(BaseSettings):
-    """Every knob of the service. Env var = `FEWSHOT_` + upper-cased field name (nested: `__`)."""
+    """Every knob of the service, declared in the groups of `GROUPS` (one `# ---` section each). Env var =
+    `FEWSHOT_` + upper-cased field name (nested: `__`). Where a lower layer takes a group as one typed object, the
+    defaults come from that object's dataclass and one method builds it (`limits()`, `oos_rule()`)."""
 
     model_config = SettingsConfigDict(env_prefix="FEWSHOT_", env_file=".env", extra="ignore", env_nested_delimiter="__")
 
-    # --- encoder -------------------------------------------------------------------------------
+    # --- encoders ------------------------------------------------------------------------------
     encoders: str = Field(
         DEFAULT_ENCODER,
         description="Encoder tiers this process serves (names from `app/ml/registry.py`: "
@@ -92,27 +156,56 @@ class Settings(BaseSettings):
         "E.g. `FEWSHOT_TIERS__MPNET__CHECKPOINT=/models/mpnet-protomaml`.",
     )
     models_dir: str = Field(
-        "~/.cache/fewshot/models",
+        str(DEFAULT_MODELS_DIR),
         description="Where encoders shipped in parts (`package:all-mpnet-base-v2`, the `mpnet` extra) are "
         "assembled once and verified.",
     )
     device: str = Field("auto", description="`auto` (cuda when available, else cpu), `cpu` or `cuda[:n]`.")
     max_tokens: int = Field(128, ge=8, le=512, description="Texts are truncated to this many tokens.")
     embed_batch_size: int = Field(64, ge=1, le=1024, description="Texts per encoder forward pass.")
+    quantize_int8: bool = Field(
+        False, description="Int8 dynamic quantization of the encoder's linear layers (CPU); changes the fingerprint."
+    )
+    encoder_precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Serving precision of the encoder: `auto` = bfloat16 on CPUs with native bf16 math "
+        "(AVX512-BF16/AMX), else float32. Throughput and accuracy of each: `bench/cpu_speedups.py`.",
+    )
+    compile_encoder: bool = Field(
+        False,
+        description="torch.compile(dynamic=True) the encoder at startup (slower start; `bench/cpu_speedups.py` "
+        "measures the gain).",
+    )
+    trace_encoder: bool = Field(
+        True,
+        description="Embed through a TorchScript trace of the encoder, checked against the eager encoder at "
+        "startup (same embeddings, same fingerprint; `bench/cpu_speedups.py` measures the gain). Ignored with "
+        "`quantize_int8` or `compile_encoder`.",
+    )
+    onednn_cache_capacity: int = Field(
+        16,
+        ge=0,
+        description="oneDNN primitive cache entries (bounds RSS under varied batch shapes); 0 keeps oneDNN's default.",
+    )
+    torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
+
+    # --- batching (app/ml/batching.py) ---------------------------------------------------------
     batching_enabled: bool = Field(True, description="Merge concurrent embed calls of all tenants into shared passes.")
     batch_max_texts: int = Field(128, ge=1, le=4096, description="Most texts in one merged encoder pass.")
     batch_max_wait_ms: float = Field(
         0.0,
         ge=0,
         le=1000,
-        description="How long a pass waits for more requests; 0 = none (arrivals during a pass share the next).",
+        description="How long every pass waits for more requests after the first arrives, under load or not (a "
+        "lone request too); 0 = none (arrivals during a pass share the next). Under load a pass waits the longer "
+        "of this and `batch_linger_ms`.",
     )
     batch_linger_ms: float = Field(
         12.0,
         ge=0,
         le=1000,
-        description="Under load (the last merged pass served several requests), how long at most a pass waits for "
-        "more requests: it starts as soon as the requests arriving since the last pass pause for 1 ms (or "
+        description="Under load only (the last merged pass served several requests), how long at most a pass waits "
+        "for more requests: it starts as soon as the requests arriving since the last pass pause for 1 ms (or "
         "`batch_max_texts` wait). Bigger passes, more texts/s; only steady arrivals wait this long. A lone request "
         "never waits; 0 = off.",
     )
@@ -131,29 +224,6 @@ class Settings(BaseSettings):
         "turn: one bulk chunk (/adapt, /evaluate, /suggest) per pass while any waits, then /predict chunks, then "
         "more bulk, each round-robin over tenants (docs/fair_sharing.md).",
     )
-    quantize_int8: bool = Field(
-        False, description="Int8 dynamic quantization of the encoder's linear layers (CPU); changes the fingerprint."
-    )
-    encoder_precision: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto",
-        description="Serving precision of the encoder: `auto` = bfloat16 on CPUs with native bf16 math "
-        "(AVX512-BF16/AMX; measured 3.0x the float32 throughput, same BANKING77 accuracy), else float32.",
-    )
-    compile_encoder: bool = Field(
-        False, description="torch.compile(dynamic=True) the encoder at startup (measured faster on CPU; slower start)."
-    )
-    trace_encoder: bool = Field(
-        True,
-        description="Embed through a TorchScript trace of the encoder (checked against the eager encoder at "
-        "startup: same embeddings, same fingerprint; measured +21 % texts/s, one text 6.0 -> 3.5 ms). Ignored with "
-        "`quantize_int8` or `compile_encoder`.",
-    )
-    onednn_cache_capacity: int = Field(
-        16,
-        ge=0,
-        description="oneDNN primitive cache entries (bounds RSS under varied batch shapes); 0 keeps oneDNN's default.",
-    )
-    torch_threads: int = Field(0, ge=0, description="torch intra-op threads; 0 keeps torch's default.")
 
     # --- inner loop (defaults; a checkpoint's meta-learned values take precedence) -------------
     # each tier's own were chosen on BANKING77's train split by bench/tune_inner_loop.py (bench/results/)
@@ -174,16 +244,26 @@ class Settings(BaseSettings):
         None, gt=0, description="The default tier's inverse temperature when no checkpoint sets one; unset: its own."
     )
 
-    # --- tenant models ---------------------------------------------------------------------------
+    # --- out-of-scope: `oos_rule()` -> OosRule -------------------------------------------------
     oos_quantile: float = Field(
-        0.05, ge=0, le=0.5, description="Out-of-scope threshold = this quantile of leave-one-out support similarities."
+        _OOS.quantile,
+        ge=0,
+        le=0.5,
+        description="Out-of-scope threshold = this quantile of leave-one-out support similarities.",
     )
     oos_fallback_threshold: float | None = Field(
-        0.35, ge=-1, le=1, description="Threshold for tenants with no label holding 2 examples; empty = no OOS."
+        _OOS.fallback,
+        ge=-1,
+        le=1,
+        description="Threshold for tenants with no label holding 2 examples; empty = no OOS.",
     )
+
+    # --- caches (per process) ------------------------------------------------------------------
     embedding_cache_size: int = Field(
         20000, ge=0, description="Support-text embeddings kept per process for re-adaptation (LRU)."
     )
+    model_cache_size: int = Field(1024, ge=0, description="Decoded tenant heads kept per process (LRU).")
+    model_cache_mb: float = Field(256.0, gt=0, description="Most memory (MiB) the decoded-head LRU may hold.")
 
     # --- store ---------------------------------------------------------------------------------
     store: Literal["memory", "redis"] = Field("memory", description="Where tenant models live.")
@@ -205,16 +285,16 @@ class Settings(BaseSettings):
     )
     tenant_ttl_s: int | None = Field(None, ge=1, description="Expire tenants this long after their last adapt.")
     keep_versions: int = Field(5, ge=1, le=100, description="Versions of each tenant's model kept for rollback.")
-    model_cache_size: int = Field(1024, ge=0, description="Decoded tenant heads kept per process (LRU).")
-    model_cache_mb: float = Field(256.0, gt=0, description="Most memory (MiB) the decoded-head LRU may hold.")
 
-    # --- request limits ------------------------------------------------------------------------
-    max_examples: int = Field(5000, ge=2, description="Most examples in one /adapt request.")
-    max_labels: int = Field(500, ge=2, description="Most distinct labels per tenant.")
-    max_texts: int = Field(256, ge=1, description="Most texts in one /predict request.")
-    max_text_chars: int = Field(2000, ge=1, description="Longest text accepted, in characters.")
-    max_label_chars: int = Field(100, ge=1, description="Longest label accepted, in characters.")
-    max_top_k: int = Field(20, ge=1, description="Largest top_k accepted by /predict.")
+    # --- request limits: `limits()` -> Limits --------------------------------------------------
+    max_examples: int = Field(_LIMITS.max_examples, ge=2, description="Most examples in one /adapt request.")
+    max_labels: int = Field(_LIMITS.max_labels, ge=2, description="Most distinct labels per tenant.")
+    max_texts: int = Field(_LIMITS.max_texts, ge=1, description="Most texts in one /predict request.")
+    max_text_chars: int = Field(_LIMITS.max_text_chars, ge=1, description="Longest text accepted, in characters.")
+    max_label_chars: int = Field(_LIMITS.max_label_chars, ge=1, description="Longest label accepted, in characters.")
+    max_top_k: int = Field(_LIMITS.max_top_k, ge=1, description="Largest top_k accepted by /predict.")
+
+    # --- admission (app/web) -------------------------------------------------------------------
     heavy_slots: int = Field(
         4,
         ge=1,
@@ -234,12 +314,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, description="Largest request body, counted on the streamed bytes (413 above)."
     )
-    rate_limit_requests: int = Field(
-        0, ge=0, description="Requests per API key (client address when auth is off) per window; 0 disables."
-    )
-    rate_limit_window_s: int = Field(60, ge=1, description="Length of the fixed rate-limit window, in seconds.")
 
-    # --- access and observability (app/access, app/ops) ----------------------------------------
+    # --- access (app/access) -------------------------------------------------------------------
     auth_enabled: bool = Field(
         False, description="Require `Authorization: Bearer <key>` on every non-public route (on in docker compose)."
     )
@@ -249,14 +325,20 @@ class Settings(BaseSettings):
     admin_key_sha256: str | None = Field(
         None, description="sha256 (hex) of the bootstrap admin API key; preferred over `admin_key`."
     )
+    rate_limit_requests: int = Field(
+        0, ge=0, description="Requests per API key (client address when auth is off) per window; 0 disables."
+    )
+    rate_limit_window_s: int = Field(60, ge=1, description="Length of the fixed rate-limit window, in seconds.")
+
+    # --- logging and metrics (app/web) ---------------------------------------------------------
     log_format: Literal["text", "json"] = Field("text", description="`json`: one JSON object per log line.")
+    log_level: str = Field("info", description="Log level.")
     log_payloads: bool = Field(False, description="Also log request bodies (texts and labels); off by default.")
     metrics_enabled: bool = Field(True, description="Serve Prometheus metrics at `/metrics`.")
 
-    # --- server --------------------------------------------------------------------------------
+    # --- server (`fewshot serve`: app/cli.py, app/web/server.py) -------------------------------
     host: str = Field("127.0.0.1", description="Bind address of `fewshot serve`.")
     port: int = Field(8000, ge=1, le=65535, description="Port of `fewshot serve`.")
-    log_level: str = Field("info", description="Log level.")
     request_timeout_s: float = Field(
         30.0, gt=0, description="A client must send a whole request (headers and body) within this many seconds."
     )
@@ -271,6 +353,14 @@ class Settings(BaseSettings):
     malloc_trim_interval_s: float = Field(
         1.0, ge=0, description="`fewshot serve`: return free glibc heap pages to the OS this often; 0 = never."
     )
+
+    def limits(self) -> Limits:
+        """The request-limits group as the services take it."""
+        return Limits(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Limits)})
+
+    def oos_rule(self) -> OosRule:
+        """The out-of-scope group as tenant fitting takes it."""
+        return OosRule(quantile=self.oos_quantile, fallback=self.oos_fallback_threshold)
 
     @field_validator("oos_fallback_threshold", mode="before")
     @classmethod
@@ -363,7 +453,7 @@ def _checkpoint(value: str) -> Path | None:
     if value.strip().lower() in {"", "none"}:
         return None
     path = Path(value)
-    return None if path == DEFAULT_CHECKPOINT and not path.exists() else path
+    return None if path == SHIPPED_CHECKPOINT_DIR and not path.exists() else path
 
 
 def _expected_sha256(source: str, value: str) -> str | None:

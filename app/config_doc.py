@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic.fields import FieldInfo
 
-from app.config import DEPRECATED_ALIASES, Settings
+from app.config import DEPRECATED_ALIASES, GROUPS, Settings
 from app.ml import registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,19 +41,26 @@ def _choices(field: FieldInfo) -> str:
 
 
 def render() -> str:
-    """The markdown table, one row per setting, in declaration order."""
+    """The markdown tables: one per settings group (`GROUPS`), a row per setting in declaration order; then the
+    deprecated aliases and the registered tiers."""
     prefix = Settings.model_config.get("env_prefix", "")
-    rows = ["| env var | default | meaning |", "|---|---|---|"]
-    for name, field in Settings.model_fields.items():
-        meaning = (field.description or "").replace("|", "\\|") + _choices(field)
-        default = _default(field).replace("|", "\\|")
-        rows.append(f"| `{prefix}{name.upper()}` | {default} | {meaning} |")
+    header = ["| env var | default | meaning |", "|---|---|---|"]
+    lines: list[str] = []
+    for title, names in GROUPS.items():
+        lines += [f"### {title}", "", *header]
+        for name in names:
+            field = Settings.model_fields[name]
+            meaning = (field.description or "").replace("|", "\\|") + _choices(field)
+            default = _default(field).replace("|", "\\|")
+            lines.append(f"| `{prefix}{name.upper()}` | {default} | {meaning} |")
+        lines.append("")
+    lines += ["### Deprecated", "", *header]
     for alias, (tier, key) in DEPRECATED_ALIASES.items():
         generic = f"`{prefix}TIERS__{tier.upper()}__{key.upper()}`"
-        rows.append(
+        lines.append(
             f"| `{prefix}{alias.upper()}` | *(deprecated)* | Same as {generic}, which wins when both are set. |"
         )
-    return "\n".join([*rows, "", *_tier_table()])
+    return "\n".join([*lines, "", "### Encoder tiers", "", *_tier_table()])
 
 
 def _tier_table() -> list[str]:

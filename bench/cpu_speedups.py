@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from app.bootstrap import limits_from, load_model
+from app.bootstrap import load_model
 from app.config import Settings
 from app.meta.data import load_jsonl
 from app.ml.encoder import SentenceEncoder, quantize_int8
@@ -59,7 +59,7 @@ def throughput(encoder: SentenceEncoder, texts: list[str]) -> float:
 
 def accuracy(encoder: SentenceEncoder, inner, data: Path, seeds: int) -> float:
     settings = Settings()
-    service = AdaptationService(TierContext(encoder, inner, limits_from(settings)), MemoryStore())
+    service = AdaptationService(TierContext(encoder, inner, settings.limits()), MemoryStore())
     train = load_jsonl(data / "banking77.jsonl", ["train"])
     test = load_jsonl(data / "banking77.jsonl", ["test"]).pairs()
     test_emb = encoder.embed([t for t, _ in test], batch_size=128)

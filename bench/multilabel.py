@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from app.bootstrap import limits_from, load_model
+from app.bootstrap import load_model
 from app.config import Settings
 from app.meta.multilabel_data import load_multilabel, sample_k_per_label
 from app.ml.embedding_cache import EmbeddingLRU
@@ -51,7 +51,7 @@ def speed(data: Path, repeats: int) -> dict[str, Any]:
     encoder, inner, checkpoint = load_model(settings)
     multi = multi_label_inner_loop(None if checkpoint is None else Path(checkpoint))
     store = MemoryStore()
-    limits = limits_from(settings)
+    limits = settings.limits()
     adapt: dict[str, Any] = {}
     for name in ("goemotions_multilabel", "mixsnips"):
         examples = _examples(data, name)

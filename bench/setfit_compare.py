@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from app.bootstrap import limits_from, load_model
+from app.bootstrap import load_model
 from app.config import PACKAGED_ENCODER, Settings
 from app.meta.data import load_jsonl
 from app.ml.encoder import resolve_source
@@ -34,7 +34,7 @@ def ours(examples: list[dict], test: list[tuple[str, str]]) -> dict[str, float]:
     """The /adapt code path (AdaptationService.fit) then the served head on the test texts."""
     settings = Settings()
     encoder, inner, checkpoint = load_model(settings)
-    service = AdaptationService(TierContext(encoder, inner, limits_from(settings)), MemoryStore())
+    service = AdaptationService(TierContext(encoder, inner, settings.limits()), MemoryStore())
     support = validate_support(examples, None, service.context.limits)
     service.fit(validate_support(examples[:10], None, service.context.limits), inner.steps)  # warm-up
     started = time.perf_counter()

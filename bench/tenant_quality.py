@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from app.bootstrap import limits_from, load_model
+from app.bootstrap import load_model
 from app.config import Settings
 from app.meta.data import LabeledSet, load_jsonl
 from app.meta.evaluate import summarise
@@ -169,7 +169,7 @@ def main() -> None:
     torch.manual_seed(0)
     settings = Settings()
     encoder, inner, checkpoint = load_model(settings)
-    limits = limits_from(settings)
+    limits = settings.limits()
     oos_rule = OosRule(settings.oos_quantile, settings.oos_fallback_threshold)
     service = AdaptationService(TierContext(encoder, inner, limits, oos_rule=oos_rule), MemoryStore())
     bench = Bench(service, encoder, inner.steps, limits, args.cache, args.seeds)

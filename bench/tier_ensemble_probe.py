@@ -20,10 +20,10 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from app.config import DEFAULT_CHECKPOINT
 from app.meta.data import load_jsonl
 from app.meta.evaluate import _load, precomputed_embedder
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits
+from app.ml.registry import SHIPPED_CHECKPOINT_DIR
 from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
 
@@ -62,7 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     train = load_jsonl(args.data / "banking77.jsonl", ["train"]).by_label
     texts = [text for label in sorted(train) for text in train[label]]
-    minilm, minilm_inner = _load(str(DEFAULT_CHECKPOINT))
+    minilm, minilm_inner = _load(str(SHIPPED_CHECKPOINT_DIR))
     mpnet, mpnet_inner = _load(None, "mpnet")
     small = precomputed_embedder(minilm, [texts], args.cache)
     large = precomputed_embedder(mpnet, [texts], args.cache)

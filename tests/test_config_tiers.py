@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.config import DEFAULT_CHECKPOINT, DEPRECATED_ALIASES, Settings
-from app.ml.registry import DEFAULT_ENCODER, MINILM, MPNET
+from app.config import DEPRECATED_ALIASES, Settings
+from app.ml.registry import DEFAULT_ENCODER, MINILM, MPNET, SHIPPED_CHECKPOINT_DIR
 
 ALIAS_VALUES = {"source": "/some/encoder", "sha256": "cd" * 32, "checkpoint": "/some/checkpoint"}
 RESOLVED = {"source": "/some/encoder", "sha256": "cd" * 32, "checkpoint": Path("/some/checkpoint")}
@@ -30,7 +30,7 @@ def test_defaults_are_the_specs(monkeypatch: pytest.MonkeyPatch) -> None:
         MPNET.inner,
     )
     assert (minilm.source, minilm.sha256, minilm.inner) == (MINILM.source, MINILM.sha256, MINILM.inner)
-    assert minilm.checkpoint == (DEFAULT_CHECKPOINT if DEFAULT_CHECKPOINT.exists() else None)
+    assert minilm.checkpoint == (SHIPPED_CHECKPOINT_DIR if SHIPPED_CHECKPOINT_DIR.exists() else None)
 
 
 @pytest.mark.parametrize("alias", list(DEPRECATED_ALIASES))

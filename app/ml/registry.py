@@ -26,12 +26,13 @@ from app.ml.packaged import (
     MPNET_LOGIT_SCALE,
     PACKAGED_ENCODER,
     PACKAGED_ENCODER_SHA256,
+    SHIPPED_CHECKPOINT,
 )
 
 PACKAGE_PREFIX = "package:"
 MEAN_L2 = "mean+l2"  # mean over non-padding tokens, then L2 normalisation (the only pooling served)
-DEFAULT_MODELS_DIR = Path.home() / ".cache" / "fewshot" / "models"
-SHIPPED_CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / "models" / "minilm-protomaml"
+DEFAULT_MODELS_DIR = Path("~/.cache/fewshot/models")  # where parts are assembled (`FEWSHOT_MODELS_DIR`'s default)
+SHIPPED_CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / SHIPPED_CHECKPOINT  # the minilm tier's checkpoint
 
 
 @dataclass(frozen=True)
@@ -151,5 +152,5 @@ def package_folder(source: str, models_dir: Path | None = None) -> Path:
     """The local folder of a packaged source (`package:<name>`), through the spec that ships it."""
     for candidate in _specs.values():
         if candidate.source == source and candidate.locate is not None:
-            return candidate.locate(models_dir or DEFAULT_MODELS_DIR)
+            return candidate.locate((models_dir or DEFAULT_MODELS_DIR).expanduser())
     raise ValueError(f"unknown packaged encoder {source.removeprefix(PACKAGE_PREFIX)!r}")

@@ -21,17 +21,10 @@ from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.head import MULTI_LABEL, SINGLE_LABEL, TenantHead
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits
 from app.ml.ood import normalized_prototypes, oos_threshold
+from app.ml.policy import OosRule
 from app.ml.threads import intra_op_threads
 from app.ml.thresholds import ThresholdRule, fit_thresholds, out_of_fold_scores
 from app.ml.work import stop_if_cancelled
-
-
-@dataclass(frozen=True)
-class OosRule:
-    """How a tenant's out-of-scope threshold is set from its support set."""
-
-    quantile: float = 0.05
-    fallback: float | None = 0.35
 
 
 @dataclass

@@ -8,27 +8,14 @@ import re
 import sys
 import unicodedata
 from collections.abc import Sized
-from dataclasses import dataclass
 from functools import cache
 from itertools import compress
 
 from app.ml.head import MULTI_LABEL, SINGLE_LABEL
+from app.ml.policy import Limits
 from app.ml.tenant_fit import SupportSet
 from app.services.errors import ServiceError, invalid
 from app.store.base import JSON
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Request limits (from settings)."""
-
-    max_examples: int = 5000
-    max_labels: int = 500
-    max_texts: int = 256
-    max_text_chars: int = 2000
-    max_label_chars: int = 100
-    max_top_k: int = 20
-
 
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zs", "Zl", "Zp"})
 _INVISIBLE_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")  # fillers and blanks drawn as nothing

@@ -1,4 +1,7 @@
-"""The composition root: the only reader of `Settings`; builds the encoder, store, access guard and services.
+"""The composition root: builds the encoder, store, access guard and services from `Settings`. It is the only
+library module below the web layer that reads them; besides it only `cli.py` (process tuning, host and port),
+`web/app.py` (logging, admission, body cap, metrics) and `web/server.py` (uvicorn options) do, and `config_doc.py`
+renders them.
 
 One Redis client per process (`app.store.connect`: a single server or a Redis Cluster) serves the tenant store,
 the API keys and the rate limiter alike, with one retry policy and one translation of Redis errors
@@ -11,8 +14,6 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from app.access.guard import AccessGuard, build_guard
 from app.access.keys import digest
 from app.config import Settings
@@ -23,8 +24,7 @@ from app.ml.encoder import SentenceEncoder
 from app.ml.learner import InnerLoopParams
 from app.ml.loading import LoadedModel, load_spec, multi_label_inner_loop
 from app.ml.pass_runner import PassRunner
-from app.ml.tenant_fit import OosRule
-from app.ml.threads import DEFAULT_THREADS, one_thread_by_default
+from app.ml.threads import ThreadPolicy
 from app.services.adaptation import AdaptationService
 from app.services.context import TierContext
 from app.services.insight import InsightService, ReportCache
@@ -32,26 +32,11 @@ from app.services.model_cache import HeadCache
 from app.services.prediction import PredictionService
 from app.services.tenants import TenantService
 from app.services.tiers import EncoderDescription, Tier, Tiers
-from app.services.validation import Limits
 from app.store import RedisClient, TenantStore, build_store, connect
 
 log = logging.getLogger("fewshot")
 
 REPORT_CACHE_TENANTS = 256  # tenants whose evaluation reports are kept (a few versions each)
-
-Model = tuple[SentenceEncoder, InnerLoopParams, str | None]
-"""(encoder, inner-loop parameters, checkpoint folder or None): what `load_model` returns."""
-
-
-def limits_from(settings: Settings) -> Limits:
-    return Limits(
-        max_examples=settings.max_examples,
-        max_labels=settings.max_labels,
-        max_texts=settings.max_texts,
-        max_text_chars=settings.max_text_chars,
-        max_label_chars=settings.max_label_chars,
-        max_top_k=settings.max_top_k,
-    )
 
 
 def load_model(settings: Settings) -> LoadedModel:
@@ -144,14 +129,14 @@ def _precision(encoder: SentenceEncoder) -> str:
     return str(next(encoder.transformer.parameters()).dtype).removeprefix("torch.")
 
 
-def encoder_threads(settings: Settings) -> int:
-    """Intra-op threads of an encoder pass: `torch_threads`, else torch's default (every core)."""
-    return settings.torch_threads or DEFAULT_THREADS
+def thread_policy(settings: Settings) -> ThreadPolicy:
+    """The process's intra-op thread policy (`app.ml.threads`)."""
+    return ThreadPolicy.of(settings.torch_threads, settings.batching_enabled)
 
 
 def build_tier(
     name: str,
-    model: Model,
+    model: LoadedModel,
     settings: Settings,
     store: TenantStore,
     cache: HeadCache,
@@ -161,6 +146,7 @@ def build_tier(
     """One encoder's embedder (its own micro-batcher; its passes on `runner` when tiers share one), the tier's
     context built from it, and the services that share that context."""
     encoder, inner, checkpoint = model
+    policy = thread_policy(settings)
     embedder: Embedder = EncoderEmbedder(encoder, settings.embed_batch_size)
     batcher = None
     if settings.batching_enabled:
@@ -169,7 +155,7 @@ def build_tier(
             max_batch_texts=settings.batch_max_texts,
             max_wait_ms=settings.batch_max_wait_ms,
             linger_ms=settings.batch_linger_ms,
-            threads=None if runner is not None else encoder_threads(settings),  # every core (or `torch_threads`)
+            threads=None if runner is not None else policy.encoder,  # every core (or `torch_threads`)
             runner=runner,
             max_tokens=settings.batch_max_tokens,
             chunk_tokens=settings.batch_chunk_tokens,
@@ -179,12 +165,12 @@ def build_tier(
     context = TierContext(
         embedder,
         inner,
-        limits_from(settings),
+        settings.limits(),
         encoder_name=name,
         multi_inner=_multi_label_inner(checkpoint),
-        oos_rule=OosRule(settings.oos_quantile, settings.oos_fallback_threshold),
+        oos_rule=settings.oos_rule(),
         embeddings=EmbeddingLRU(settings.embedding_cache_size),
-        math_threads=1 if batcher is not None else None,  # request threads only run small per-tenant math
+        math_threads=policy.math,  # beside a batcher, request threads only run small per-tenant math
         embed_async=None if batcher is None else batcher.embed_async,
     )
     adaptation = AdaptationService(context, store)
@@ -211,15 +197,13 @@ def build_tier(
 
 
 def build_runtime(
-    settings: Settings, model: Model | None = None, tier_models: dict[str, Model] | None = None
+    settings: Settings, model: LoadedModel | None = None, tier_models: dict[str, LoadedModel] | None = None
 ) -> Runtime:
     """Everything a server process needs. `model` (the default tier's) and `tier_models` (by tier name) let
     tests share loaded encoders; the other served tiers are loaded from the settings."""
     names = settings.encoder_names()
-    if settings.batching_enabled:
-        one_thread_by_default()  # loading creates no OpenMP workers: the batchers' teams are the only ones
-    else:
-        torch.set_num_threads(encoder_threads(settings))  # request threads run the encoder themselves
+    policy = thread_policy(settings)
+    policy.before_loading()
     given = dict(tier_models or {})
     if model is not None:
         given.setdefault(names[0], model)
@@ -238,10 +222,9 @@ def build_runtime(
     )
     cache = HeadCache(settings.model_cache_size, max_bytes=int(settings.model_cache_mb * 2**20))
     shared = len(names) > 1 and settings.batching_enabled  # one OpenMP team for every tier's passes
-    runner = PassRunner(encoder_threads(settings)) if shared else None
+    runner = PassRunner(policy.encoder) if shared else None
     built = [build_tier(name, models[name], settings, store, cache, i == 0, runner) for i, name in enumerate(names)]
-    if settings.batching_enabled:
-        one_thread_by_default()  # after each batcher sized its own team: the event loop and new threads get one
+    policy.after_encoders()  # each batcher (or the runner) has sized its own team
     tiers = Tiers([tier for tier, _ in built], store)
     default = tiers.default
     fingerprints = {tier.name: tier.description.fingerprint for tier, _ in built}

@@ -22,7 +22,7 @@ from app.bootstrap import load_model
 from app.config import Settings
 from app.ml.batching import MicroBatcher
 from app.ml.encoder import SentenceEncoder
-from app.ml.threads import DEFAULT_THREADS, one_thread_by_default, own_intra_op_threads
+from app.ml.threads import ThreadPolicy, one_thread_by_default, own_intra_op_threads
 from app.ml.work import Priority, Work, working_for
 from bench.common.results import print_table, write_json
 
@@ -63,7 +63,7 @@ def bulk_with_probe(encoder: SentenceEncoder, settings: Settings, chunked: bool,
         lambda texts: encoder.embed(texts, batch_size=settings.embed_batch_size),
         max_batch_texts=settings.batch_max_texts if chunked else 1 << 20,
         linger_ms=settings.batch_linger_ms,
-        threads=settings.torch_threads or DEFAULT_THREADS,
+        threads=ThreadPolicy.of(settings.torch_threads, batching=True).encoder,
         max_tokens=settings.batch_max_tokens if chunked else None,
         chunk_tokens=settings.batch_chunk_tokens if chunked else None,
         cost=encoder.token_estimate,
@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings(_env_file=None)
     one_thread_by_default()  # as a serving process: only the encoder's thread has a team
     encoder, _, _ = load_model(settings)
-    own_intra_op_threads(settings.torch_threads or DEFAULT_THREADS)
+    own_intra_op_threads(ThreadPolicy.of(settings.torch_threads, batching=True).encoder)
     sizes = pass_sizes(encoder, args.sizes)
     bulk = [bulk_with_probe(encoder, settings, chunked, probe) for probe in (False, True) for chunked in (False, True)]
     write_json(args.out, {"pass_sizes": sizes, "bulk": bulk})

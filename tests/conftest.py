@@ -11,13 +11,11 @@ import pytest
 from app.bootstrap import load_model
 from app.config import Settings
 from app.ml.encoder import SentenceEncoder
-from app.ml.learner import InnerLoopParams
+from app.ml.loading import LoadedModel
 from app.store import RedisStore
 from harness.redis_cluster import LocalCluster, local_cluster
 from tests.redis_server import delete_prefix, test_redis_url, whole_suite_on_cluster
 from tests.tiny_encoder import build_tiny_encoder, packaged_tokenizer
-
-ModelBundle = tuple[SentenceEncoder, InnerLoopParams, str | None]
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +55,7 @@ def base_settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def real_model(base_settings: Settings) -> ModelBundle:
+def real_model(base_settings: Settings) -> LoadedModel:
     """The real all-MiniLM-L6-v2, loaded once for the whole session (base weights, no checkpoint)."""
     return load_model(base_settings)
 

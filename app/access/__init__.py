@@ -1,1 +1,1 @@
-"""API keys, tenant scopes and per-key rate limits, as plain Python (the HTTP side is `app.web.access`)."""
+"""API keys, tenant scopes and per-key rate limits, as plain Python (the HTTP side is `app.web.gate`)."""

@@ -37,7 +37,8 @@ from app.ml.packaged import SHIPPED_CHECKPOINT
 from app.ml.registry import DEFAULT_ENCODER, spec
 from app.ml.tenant_fit import OosRule, SupportSet, fit_tenant
 
-Model = tuple[SentenceEncoder, InnerLoopParams]
+EncoderWithInner = tuple[SentenceEncoder, InnerLoopParams]
+"""An encoder and the inner loop a method scores it with (no checkpoint folder: that is `LoadedModel`)."""
 Scorer = Callable[[Episode], float]
 
 
@@ -58,8 +59,8 @@ class EvalConfig:
     cache_dir: Path | None = Path("runs/embed-cache")
     logreg_c: float = 10.0
     logreg_iters: int = 100
-    base_model: Model | None = None  # injected by tests; default: the service's base encoder
-    shipped_model: Model | None = None  # injected by tests; default: load_model(checkpoint)
+    base_model: EncoderWithInner | None = None  # injected by tests; default: the service's base encoder
+    shipped_model: EncoderWithInner | None = None  # injected by tests; default: load_model(checkpoint)
     plot: bool = True
     encoder: str = DEFAULT_ENCODER  # the tier (app/ml/registry.py) whose frozen base is evaluated
 
@@ -233,7 +234,7 @@ def plot(results: dict[str, dict[str, dict[str, float]]], cfg: EvalConfig, path:
 
 
 # --- driver ---------------------------------------------------------------------------------------
-def _load(checkpoint: str | None, encoder: str = DEFAULT_ENCODER) -> Model:
+def _load(checkpoint: str | None, encoder: str = DEFAULT_ENCODER) -> EncoderWithInner:
     """The tier's registered base encoder (+ `checkpoint`), in float32 everywhere: results do not depend on the CPU
     (bf16 serving is measured by bench/cpu_speedups.py). Without a checkpoint: the tier's default inner loop."""
     folder = None if checkpoint is None or checkpoint.strip().lower() in {"", "none"} else Path(checkpoint)
@@ -279,7 +280,7 @@ def _describe(inner: InnerLoopParams) -> str:
     return f"{inner.steps} steps, lr {float(inner.lr_weight):g}, scale {float(inner.scale):g}"
 
 
-def base_methods(base: Model, base_embedder: Embedder, cfg: EvalConfig) -> tuple[dict[str, Scorer], str]:
+def base_methods(base: EncoderWithInner, base_embedder: Embedder, cfg: EvalConfig) -> tuple[dict[str, Scorer], str]:
     """The frozen base encoder's methods, and the name of the one the paired differences refer to."""
     reference = f"frozen base + /adapt inner loop ({_describe(base[1])})"
     methods = {
@@ -290,7 +291,9 @@ def base_methods(base: Model, base_embedder: Embedder, cfg: EvalConfig) -> tuple
     return methods, reference
 
 
-def run_methods(base: Model, base_embedder: Embedder, texts: list[list[str]], cfg: EvalConfig) -> dict[str, Scorer]:
+def run_methods(
+    base: EncoderWithInner, base_embedder: Embedder, texts: list[list[str]], cfg: EvalConfig
+) -> dict[str, Scorer]:
     """Every `--run` folder through its own algorithm (on its trained encoder when it changed one)."""
     methods: dict[str, Scorer] = {}
     for folder in cfg.runs:

@@ -1,16 +1,21 @@
-"""Intra-op thread counts per calling thread.
+"""The process's intra-op thread policy, in one place: one OpenMP team, the encoder's.
 
 torch's CPU ops run on an OpenMP team owned by the calling thread, sized by `torch.set_num_threads`,
 which acts on the calling thread (and on threads that first touch torch afterwards). A server with a
 micro-batcher gives the encoder thread all cores and runs per-request math (inner loop, head) on one
 thread each: small ops gain nothing from a team, and dozens of request threads each waking a team
 oversubscribe a small machine and slow the shared encoder pass down.
+
+Three roles, one helper each: the process (`ThreadPolicy.before_loading`, `ThreadPolicy.after_encoders`), a
+long-lived encoder thread (`own_intra_op_threads(policy.encoder)`) and request math (`intra_op_threads(policy.math)`,
+which services reach through `TierContext.math()`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 
@@ -51,3 +56,35 @@ def one_thread_by_default() -> None:
     calls `torch.set_num_threads`: besides this thread's count, that sets the count new threads start with.
     """
     torch.set_num_threads(1)
+
+
+@dataclass(frozen=True)
+class ThreadPolicy:
+    """How many intra-op threads each role gets: encoder passes all of `encoder`; with `batching` the passes run on
+    dedicated threads (batchers or a pass runner) and every other thread, request math included, on one."""
+
+    encoder: int  # intra-op threads of an encoder pass
+    batching: bool  # encoder passes run on their own threads, not on request threads
+
+    @classmethod
+    def of(cls, torch_threads: int, batching: bool) -> ThreadPolicy:
+        """`torch_threads` for the encoder passes (0: torch's default, every core)."""
+        return cls(torch_threads or DEFAULT_THREADS, batching)
+
+    @property
+    def math(self) -> int | None:
+        """Intra-op threads of per-request math: one beside a batcher, else the request thread's own (it encodes)."""
+        return 1 if self.batching else None
+
+    def before_loading(self) -> None:
+        """At process start, before loading encoders: with batching, no OpenMP workers outside the encoder threads;
+        without, request threads run the encoder themselves, on `encoder` threads."""
+        if self.batching:
+            one_thread_by_default()
+        else:
+            torch.set_num_threads(self.encoder)
+
+    def after_encoders(self) -> None:
+        """Once each encoder thread has sized its own team: the calling thread and every new one get one."""
+        if self.batching:
+            one_thread_by_default()

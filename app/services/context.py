@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import torch
@@ -12,6 +13,7 @@ from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.head import MULTI_LABEL
 from app.ml.learner import InnerLoopParams
 from app.ml.tenant_fit import OosRule
+from app.ml.threads import intra_op_threads
 from app.services.errors import encoder_not_served
 from app.services.records import DEFAULT_ENCODER, stored_encoder
 from app.services.validation import Limits
@@ -39,6 +41,10 @@ class TierContext:
         if task == MULTI_LABEL and self.multi_inner is not None:
             return self.multi_inner
         return self.inner
+
+    def math(self) -> AbstractContextManager[None]:
+        """Run the block's per-tenant math on `math_threads` intra-op threads (`app.ml.threads`)."""
+        return intra_op_threads(self.math_threads)
 
     def require_own_encoder(self, tenant_id: str, meta: JSON) -> None:
         """409 `encoder_not_served` unless the record `meta` describes was adapted with this tier's encoder."""

@@ -21,7 +21,6 @@ from app.ml.multilabel_report import MultiLabelReport, cross_validated_report, l
 from app.ml.suggest import Suggestion, suggest
 from app.ml.tenant_fit import SupportSet
 from app.ml.tenant_report import SingleLabelReport, build_report, cross_validate, evaluate_head, label_counts
-from app.ml.threads import intra_op_threads
 from app.services.context import TierContext
 from app.services.errors import invalid, missing_version, unknown_tenant
 from app.services.prediction import PredictionService
@@ -152,7 +151,7 @@ class InsightService:
         embeddings, _ = self.context.embeddings.embed(texts, self.context.embedder.embed, tenant_id, generation)
         embedded = time.perf_counter()
         n = len(support.texts)  # descriptions are left out: they are not examples to hold out
-        with intra_op_threads(self.context.math_threads):
+        with self.context.math():
             inner = self.context.inner_for(MULTI_LABEL).with_steps(steps)
             return cross_validated_report(embeddings[:n], targets[:n], support.labels, inner), embedded
 
@@ -162,7 +161,7 @@ class InsightService:
         embeddings, extra_embeddings, extra_targets = self._support_embeddings(tenant_id, generation, support)
         embedded = time.perf_counter()
         n = len(support.texts)
-        with intra_op_threads(self.context.math_threads):
+        with self.context.math():
             scored = cross_validate(
                 embeddings,
                 support.targets,
@@ -209,7 +208,7 @@ class InsightService:
         support_embeddings, _, _ = self._support_embeddings(tenant_id, generation, support)
         embedded = time.perf_counter()
         targets = [index[example["label"]] for example in examples]
-        with intra_op_threads(self.context.math_threads):
+        with self.context.math():
             scored = evaluate_head(head, test_embeddings, targets, texts)
             report = build_report(
                 scored,
@@ -240,7 +239,7 @@ class InsightService:
         test_embeddings = self.context.embedder.embed([example["text"] for example in examples])
         embedded = time.perf_counter()
         _, support_targets = support.fit_tensors()
-        with intra_op_threads(self.context.math_threads):
+        with self.context.math():
             report = labeled_set_report(head, test_embeddings, truth, support_targets[: len(support.texts)])
         done = time.perf_counter()
         timings = _timings(started, loaded, embedded, done, "scoring")
@@ -289,7 +288,7 @@ class InsightService:
         pool_embeddings = self.context.embedder.embed(pool)
         support_embeddings, _, _ = self._support_embeddings(tenant_id, generation, support)
         embedded = time.perf_counter()
-        with intra_op_threads(self.context.math_threads):
+        with self.context.math():
             picks = suggest(head, pool_embeddings, support_embeddings, k)
         done = time.perf_counter()
         timings = _timings(started, loaded, embedded, done, "select")

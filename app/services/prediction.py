@@ -9,7 +9,6 @@ import torch
 from anyio import to_thread
 
 from app.ml.head import SINGLE_LABEL, TenantHead
-from app.ml.threads import intra_op_threads
 from app.services.adaptation import AdaptationService
 from app.services.context import TierContext
 from app.services.errors import ServiceError, encoder_not_served, invalid, missing_version, unknown_tenant
@@ -200,7 +199,7 @@ class PredictionService:
         head, threshold = ask.head, ask.threshold
         embedded = time.perf_counter()
         k = min(ask.top_k, len(head.labels))
-        with intra_op_threads(self.context.math_threads):
+        with self.context.math():
             scores_all = head.scores(embeddings)
             similarity = head.oos_scores(embeddings).tolist()
             scores, indices = torch.topk(scores_all, k, dim=-1)

@@ -10,8 +10,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.access.guard import AccessGuard
-from app.bootstrap import Model, Runtime, build_runtime
+from app.bootstrap import Runtime, build_runtime
 from app.config import Settings
+from app.ml.loading import LoadedModel
 from app.web import metrics
 from app.web.admin import router as admin_router
 from app.web.console import install_console
@@ -41,7 +42,9 @@ OPEN_WARNING = (
 )
 
 
-def create_app(settings: Settings, model: Model | None = None, tier_models: dict[str, Model] | None = None) -> FastAPI:
+def create_app(
+    settings: Settings, model: LoadedModel | None = None, tier_models: dict[str, LoadedModel] | None = None
+) -> FastAPI:
     """Build the app. `model` (encoder, inner params, checkpoint: the default tier's) and `tier_models` (by tier
     name) let tests reuse loaded encoders."""
 

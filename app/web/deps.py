@@ -54,7 +54,7 @@ async def get_principal(request: Request) -> Principal:
 
 
 Tenants = Annotated[TenantService, Depends(get_tenants)]
-Encoders = Annotated[Tiers, Depends(get_tiers)]
+ServedTiers = Annotated[Tiers, Depends(get_tiers)]
 Store = Annotated[TenantStore, Depends(get_store)]
 ReadinessInfo = Annotated[Readiness, Depends(get_readiness)]
 Guard = Annotated[AccessGuard, Depends(get_guard)]

@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 
-from app.web.access import is_public
+from app.web.gate import is_public
 from app.web.page_headers import AssetFiles, secured
 
 ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"

@@ -15,9 +15,9 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.access.guard import AccessGuard
-from app.web.access import AccessGate
 from app.web.body_limit import BodyLimit, BodyTooLarge
 from app.web.context import RequestContexts
+from app.web.gate import AccessGate
 
 
 class EdgeMiddleware:

@@ -13,7 +13,7 @@ from app.services.adaptation import AdaptResult
 from app.services.insight import Evaluation, SuggestResult
 from app.store.base import StoreUnavailable
 from app.web import metrics, replies
-from app.web.deps import Caller, Encoders, Heavy, ReadinessInfo, Store, Tenants
+from app.web.deps import Caller, Heavy, ReadinessInfo, ServedTiers, Store, Tenants
 from app.web.errors import error_response
 from app.web.json_route import JsonBodyRoute
 from app.web.schemas import (
@@ -45,7 +45,7 @@ MAX_LISTED = 10_000
 
 
 @router.post("/adapt", response_model=AdaptResponse, responses=ERROR_RESPONSES, tags=["tenants"])
-async def adapt(body: AdaptRequest, encoders: Encoders, heavy: Heavy, request: Request) -> AdaptResponse:
+async def adapt(body: AdaptRequest, encoders: ServedTiers, heavy: Heavy, request: Request) -> AdaptResponse:
     """Adapt a tenant's classifier from its labeled examples; replaces the previous version."""
 
     def run() -> AdaptResult:
@@ -67,7 +67,7 @@ async def adapt(body: AdaptRequest, encoders: Encoders, heavy: Heavy, request: R
 
 
 @router.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES, tags=["tenants"])
-async def predict(body: PredictRequest, encoders: Encoders) -> PredictResponse:
+async def predict(body: PredictRequest, encoders: ServedTiers) -> PredictResponse:
     """Classify texts with the tenant's current model."""
     with working_for(Work(body.tenant_id, Priority.INTERACTIVE)):
         tier = await encoders.of_tenant_async(body.tenant_id, body.version)
@@ -115,7 +115,7 @@ def rollback(tenant_id: TenantPath, body: RollbackRequest, tenants: Tenants) -> 
     "/tenants/{tenant_id}/evaluate", response_model=EvaluateResponse, responses=ERROR_RESPONSES, tags=["insight"]
 )
 async def evaluate(
-    tenant_id: TenantPath, encoders: Encoders, heavy: Heavy, request: Request, body: EvaluateRequest | None = None
+    tenant_id: TenantPath, encoders: ServedTiers, heavy: Heavy, request: Request, body: EvaluateRequest | None = None
 ) -> EvaluateResponse:
     """How good the tenant's classifier is and what to fix: cross-validation of its support set through the
     /adapt path (or, with `examples`, the current model on a labeled test set); cached per version."""
@@ -133,7 +133,7 @@ async def evaluate(
     "/tenants/{tenant_id}/suggest", response_model=SuggestResponse, responses=ERROR_RESPONSES, tags=["insight"]
 )
 async def suggest(
-    tenant_id: TenantPath, body: SuggestRequest, encoders: Encoders, heavy: Heavy, request: Request
+    tenant_id: TenantPath, body: SuggestRequest, encoders: ServedTiers, heavy: Heavy, request: Request
 ) -> SuggestResponse:
     """Which of these unlabeled texts to label next (uncertain and diverse), each with the predicted label to
     confirm or correct; send the labeled ones back with POST /adapt `mode: append`."""
@@ -152,7 +152,7 @@ def delete_tenant(tenant_id: TenantPath, tenants: Tenants) -> Response:
 
 
 @router.get("/encoders", response_model=EncoderList, responses=ERROR_RESPONSES, tags=["tenants"])
-def list_encoders(encoders: Encoders) -> EncoderList:
+def list_encoders(encoders: ServedTiers) -> EncoderList:
     """The encoders this server serves (the first is the default for new tenants); `/adapt` picks one with
     `encoder`, and a tenant keeps it until a `replace` names another."""
     return replies.encoder_list(encoders.describe())

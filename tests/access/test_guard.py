@@ -17,7 +17,7 @@ ACCESS_DIR = Path(__file__).resolve().parents[2] / "app" / "access"
 
 
 def test_access_imports_no_web_framework() -> None:
-    """`app.access` is handed a Redis client; the HTTP side lives in `app.web.access`."""
+    """`app.access` is handed a Redis client; the HTTP side lives in `app.web.gate`."""
     for path in ACCESS_DIR.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import | ast.ImportFrom):

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.store import RedisStore
-from app.web.access import route_path
+from app.web.gate import route_path
 from harness.ports import free_port
 from tests.web.conftest import ADMIN, ADMIN_KEY, SUPPORT, bearer
 

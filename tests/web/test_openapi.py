@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from app.web.access import is_public
 from app.web.app import create_app
+from app.web.gate import is_public
 
 SNAPSHOT = Path(__file__).with_name("openapi_operations.json")
 

@@ -17,7 +17,7 @@ from app.services.errors import ServiceError, invalid
 from app.services.records import DEFAULT_ENCODER, TenantRecord, new_generation, stored_generation, stored_task
 from app.services.support import merge_support, stored_support_set, support_rows
 from app.services.validation import check_label_counts, validate_support, visible_character
-from app.store.base import JSON, NO_MODEL, TenantStore
+from app.store.base import JSON, NO_MODEL, StoredModel, TenantStore
 
 Mode = Literal["replace", "append"]
 APPEND_RETRIES = 5
@@ -97,9 +97,7 @@ class AdaptationService:
             task = task or SINGLE_LABEL
             steps = self.context.inner_for(task).steps if inner_steps is None else inner_steps
             support = validate_support(examples, labels, self.context.limits, descriptions, task)
-            current_model = self.store.load(tenant_id)
-            generation = stored_generation(current_model.meta) if current_model is not None else ""
-            generation = generation or new_generation()
+            generation = _generation_of(self.store.load(tenant_id))
             head, timings, n_embedded = self.fit(support, steps, tenant_id, generation)
             version = self._save(tenant_id, head, support, steps, generation, expected_version=None)
         else:
@@ -120,8 +118,7 @@ class AdaptationService:
                 merged, merged_descriptions = merge_support(stored or [], examples, descriptions, remove_labels or [])
                 support = validate_support(merged, labels, self.context.limits, merged_descriptions, tenant_task)
                 steps = self.context.inner_for(tenant_task).steps if inner_steps is None else inner_steps
-                generation = stored_generation(current_model.meta) if current_model is not None else ""
-                generation = generation or new_generation()
+                generation = _generation_of(current_model)
                 head, timings, n_embedded = self.fit(support, steps, tenant_id, generation)
                 expected = NO_MODEL if current is None else current  # creating is a compare-and-set too
                 version = self._save(tenant_id, head, support, steps, generation, expected_version=expected)
@@ -177,6 +174,12 @@ class AdaptationService:
             head, support, context.embedder.fingerprint, steps, generation, context.encoder_name
         )
         return self.store.save(tenant_id, record.head_bytes, record.meta(), support_rows(support), expected_version)
+
+
+def _generation_of(current: StoredModel | None) -> str:
+    """The generation a new version continues: the current record's, or a fresh one when the tenant is created
+    (or its record predates generations)."""
+    return (stored_generation(current.meta) if current is not None else "") or new_generation()
 
 
 def _threshold_map(head: TenantHead) -> dict[str, float] | None:

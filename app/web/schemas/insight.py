@@ -232,7 +232,10 @@ class EvaluateResponse(BaseModel):
     )
     tenant_id: str
     version: int = Field(description="The version the report describes.")
-    cached: bool = Field(description="True when the report was computed earlier for this version.")
+    cached: bool = Field(
+        description="True when this request did not compute the report: an earlier request for this version did, "
+        "or an identical concurrent one whose computation it shared."
+    )
     report: Annotated[EvaluationReport | MultiLabelReport, Field(discriminator="task")] = Field(
         description="`task: single_label` or `multi_label` (micro/macro-F1, exact match, per-label thresholds)."
     )

@@ -7,8 +7,9 @@ the outer loop back-propagates through its SGD steps (via `higher`) into the emb
 inner-loop tensors (learning rates, temperature). Matching and Relation Networks are metric
 baselines from the literature that have no head to hand to the service. The meta-network writes a
 head from the support set (a generator of head rows), optionally followed by inner-loop steps.
-`supcon` trains the encoder with a supervised contrastive loss on each episode's texts and serves through
-the unchanged Proto-MAML inner loop.
+`supcon` trains the encoder with a supervised contrastive loss on each episode's texts (CPFT), optionally plus
+an InfoNCE loss that aligns each text with its label's name (PIE), and serves through the unchanged Proto-MAML
+inner loop.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class MetaAlgorithm(nn.Module):
 
     name = "base"
     exports_head = False  # True when /adapt can serve it (inner loop params in a checkpoint)
+    uses_names = False  # True when `loss` wants the embeddings of the episode's label names
 
     def __init__(self, scale: float = 10.0, learn_scale: bool = True) -> None:
         super().__init__()
@@ -44,9 +46,15 @@ class MetaAlgorithm(nn.Module):
         raise NotImplementedError
 
     def loss(
-        self, support: torch.Tensor, targets: torch.Tensor, query: torch.Tensor, query_targets: torch.Tensor, n_way: int
+        self,
+        support: torch.Tensor,
+        targets: torch.Tensor,
+        query: torch.Tensor,
+        query_targets: torch.Tensor,
+        n_way: int,
+        names: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Query cross-entropy and query accuracy (detached)."""
+        """Query cross-entropy and query accuracy (detached); `names` (label-name embeddings) is not used here."""
         logits = self.logits(support, targets, query, n_way)
         loss = F.cross_entropy(logits, query_targets)
         accuracy = (logits.argmax(dim=-1) == query_targets).float().mean().detach()
@@ -123,29 +131,47 @@ class HeadAdaptation(MetaAlgorithm):
 
 
 class SupervisedContrastive(HeadAdaptation):
-    """Supervised contrastive training of the encoder (Khosla et al. 2020), served by the Proto-MAML inner loop.
+    """Supervised contrastive training of the encoder (Khosla et al. 2020; CPFT, Zhang et al. 2021), optionally
+    aligned with the label names (PIE, Sung et al. 2023), served by the Proto-MAML inner loop.
 
     For the episode's unit embeddings z (support and queries together) with labels y, temperature τ:
-        L = mean over anchors i with positives of  -1/|P(i)| Σ_{p∈P(i)} log( exp(z_i·z_p/τ) / Σ_{a≠i} exp(z_i·z_a/τ) ),
+        L_sc = mean over anchors i with positives of -1/|P(i)| Σ_{p∈P(i)} log(exp(z_i·z_p/τ) / Σ_{a≠i} exp(z_i·z_a/τ)),
     P(i) = {p ≠ i : y_p = y_i}. Texts of one label are pulled together and every other label's pushed away,
-    with no inner loop in the training step. The inner loop (steps, learning rates, temperature) is not trained:
-    validation and `/adapt` run it with its start values.
+    with no inner loop in the training step. With `names_weight` w > 0 and the unit embeddings n_c of the
+    episode's label names (`card_arrival` -> "card arrival"), the loss adds w times
+        L_names = mean over texts i of  -log( exp(z_i·n_{y_i}/τ) / Σ_c exp(z_i·n_c/τ) ),
+    an InfoNCE loss of each text against its own label's name, the episode's other names being the negatives.
+    The inner loop (steps, learning rates, temperature) is not trained: validation and `/adapt` run it with its
+    start values.
     """
 
-    def __init__(self, steps: int, lr: float, scale: float, dim: int, temperature: float = 0.1) -> None:
+    def __init__(
+        self, steps: int, lr: float, scale: float, dim: int, temperature: float = 0.1, names_weight: float = 0.0
+    ) -> None:
         super().__init__("supcon", steps, lr, scale, dim=dim, learn_lr=False, learn_scale=False)
         self.temperature = temperature
+        self.names_weight = names_weight
+        self.uses_names = names_weight > 0
 
     def loss(
-        self, support: torch.Tensor, targets: torch.Tensor, query: torch.Tensor, query_targets: torch.Tensor, n_way: int
+        self,
+        support: torch.Tensor,
+        targets: torch.Tensor,
+        query: torch.Tensor,
+        query_targets: torch.Tensor,
+        n_way: int,
+        names: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The contrastive loss over support and queries, and the queries' nearest-prototype accuracy (detached)."""
+        """L_sc (+ w L_names when `names` `[n_way, dim]` is given) over support and queries, and the queries'
+        nearest-prototype accuracy (detached)."""
         with torch.no_grad():
             nearest = (query @ class_prototypes(support.detach(), targets, n_way).T).argmax(dim=-1)
             accuracy = (nearest == query_targets).float().mean()
-        return supervised_contrastive_loss(
-            torch.cat([support, query]), torch.cat([targets, query_targets]), self.temperature
-        ), accuracy
+        texts, labels = torch.cat([support, query]), torch.cat([targets, query_targets])
+        loss = supervised_contrastive_loss(texts, labels, self.temperature)
+        if self.uses_names and names is not None:
+            loss = loss + self.names_weight * label_name_loss(texts, labels, names, self.temperature)
+        return loss, accuracy
 
 
 def supervised_contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -157,8 +183,18 @@ def supervised_contrastive_loss(embeddings: torch.Tensor, labels: torch.Tensor, 
     positives = (labels.unsqueeze(0) == labels.unsqueeze(1)) & ~self_mask
     counts = positives.sum(dim=1)
     has = counts > 0
+    if not has.any():  # no two texts share a label: nothing to pull together
+        return embeddings.sum() * 0.0
     per_anchor = -(log_prob.masked_fill(~positives, 0.0).sum(dim=1)[has] / counts[has])
     return per_anchor.mean()
+
+
+def label_name_loss(
+    embeddings: torch.Tensor, labels: torch.Tensor, names: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """`SupervisedContrastive`'s L_names: unit-norm text `embeddings` `[n, dim]` with `labels` `[n]` in
+    0..n_way-1 against the unit-norm label-name embeddings `names` `[n_way, dim]`."""
+    return F.cross_entropy(embeddings @ names.T / temperature, labels)
 
 
 class MatchingNet(MetaAlgorithm):
@@ -244,7 +280,8 @@ ALGORITHMS = (
 
 
 def build_algorithm(name: str, dim: int, options: dict[str, Any] | None = None) -> MetaAlgorithm:
-    """Factory; `options` may set steps, lr, scale (hidden for relationnet and metanet; inner_steps for metanet)."""
+    """Factory; `options` may set steps, lr, scale (hidden for relationnet and metanet; inner_steps for metanet;
+    temperature and names_weight for supcon)."""
     opts = dict(options or {})
     steps = int(opts.pop("steps", 10))
     lr = float(opts.pop("lr", 1.0))
@@ -262,7 +299,8 @@ def build_algorithm(name: str, dim: int, options: dict[str, Any] | None = None) 
     if name == "metasgd":
         return HeadAdaptation("metasgd", steps, lr, scale, per_dim_lr=True, dim=dim, **opts)
     if name == "supcon":
-        return SupervisedContrastive(steps, lr, scale, dim, float(opts.pop("temperature", 0.1)))
+        temperature = float(opts.pop("temperature", 0.1))
+        return SupervisedContrastive(steps, lr, scale, dim, temperature, float(opts.pop("names_weight", 0.0)))
     if name == "matchingnet":
         return MatchingNet(scale)
     if name == "relationnet":

@@ -22,6 +22,7 @@ class SourceConfig:
     splits: list[str] = field(default_factory=lambda: ["train"])
     exclude_labels: list[str] = field(default_factory=list)
     cap_per_class: int = 40
+    label_names: str = ""  # JSON file {label: name as words} for labels whose names do not split into words
 
 
 @dataclass

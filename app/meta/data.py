@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +64,7 @@ class Episode:
     query_texts: list[str]
     query_targets: list[int]
     source: str = ""
+    names: list[str] | None = None  # each label's name as words, in `labels` order (None: not readable)
 
     @property
     def n_way(self) -> int:
@@ -180,6 +182,7 @@ class SourceSpec:
     weight: float = 1.0
     way_range: tuple[int, int] = (5, 20)
     similar: dict[str, list[str]] | None = None
+    names: dict[str, str] | None = None  # label -> its name as words (`label_names`); absent: not readable
 
 
 @dataclass
@@ -197,8 +200,12 @@ class EpisodeMixture:
         k_shot = rng.randint(*self.k_shot_range)
         if spec.similar is not None and rng.random() < self.hard_fraction:
             n_way = rng.randint(*spec.way_range)
-            return sample_hard_episode(spec.data, n_way, k_shot, self.n_query, rng, spec.similar)
-        return sample_variable_way(spec.data, spec.way_range, k_shot, self.n_query, rng)
+            episode = sample_hard_episode(spec.data, n_way, k_shot, self.n_query, rng, spec.similar)
+        else:
+            episode = sample_variable_way(spec.data, spec.way_range, k_shot, self.n_query, rng)
+        if spec.names is not None and all(label in spec.names for label in episode.labels):
+            episode.names = [spec.names[label] for label in episode.labels]
+        return episode
 
 
 def cap_per_class(data: LabeledSet, cap: int, seed: int) -> LabeledSet:
@@ -208,3 +215,23 @@ def cap_per_class(data: LabeledSet, cap: int, seed: int) -> LabeledSet:
         label: (rng.sample(texts, cap) if len(texts) > cap else list(texts)) for label, texts in data.by_label.items()
     }
     return LabeledSet(data.name, capped)
+
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_SEPARATORS = re.compile(r"[_\-/:.\s]+")
+
+
+def readable_name(label: str) -> str | None:
+    """A label's name as lower-case words (`card_arrival` -> "card arrival", `BookHouse` -> "book house"), or None
+    when it does not read as words: a digit in it (`huffpost_3`, `INT_0042`) or no letters at all."""
+    words = [w.lower() for part in _SEPARATORS.split(label) for w in _CAMEL.split(part) if w]
+    if not words or any(ch.isdigit() for ch in label):
+        return None
+    return " ".join(words)
+
+
+def label_names(labels: Iterable[str], overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """label -> words for every label that reads as words; `overrides` (label -> words) take precedence."""
+    given = overrides or {}
+    names = {label: given.get(label) or readable_name(label) for label in labels}
+    return {label: name for label, name in names.items() if name}

@@ -30,6 +30,7 @@ from app.meta.data import (
     LabeledSet,
     SourceSpec,
     cap_per_class,
+    label_names,
     load_jsonl,
     sample_episode,
     split_classes,
@@ -78,6 +79,7 @@ class TrainingData:
 
     def texts(self) -> list[str]:
         texts = [text for spec in self.mixture.sources for text in _all_texts(spec.data)]
+        texts += [name for spec in self.mixture.sources for name in (spec.names or {}).values()]
         for episode in self.heldout + self.banking77_train:
             texts += episode.support_texts + episode.query_texts
         return list(dict.fromkeys(texts))
@@ -97,7 +99,10 @@ def build_training_data(cfg: MetaTrainConfig) -> TrainingData:
     for source in cfg.sources:
         data = load_jsonl(root / f"{source.name}.jsonl", source.splits, source.exclude_labels)
         train, held = split_classes(data, cfg.heldout_fraction, cfg.seed)
-        specs.append(SourceSpec(cap_per_class(train, source.cap_per_class, cfg.seed), source.weight, source.way))
+        overrides = json.loads(Path(source.label_names).read_text()) if source.label_names else None
+        names = label_names(train.labels, overrides)
+        capped = cap_per_class(train, source.cap_per_class, cfg.seed)
+        specs.append(SourceSpec(capped, source.weight, source.way, names=names))
         held = cap_per_class(held, need, cfg.seed).restrict([c for c in held.labels if len(held.by_label[c]) >= need])
         if len(held.labels) >= 2:
             heldout += [sample_episode(held, len(held.labels), cfg.val_shots, cfg.val_queries, rng) for _ in range(2)]
@@ -278,19 +283,26 @@ class OuterLoop:
         self.named.update({f"algo.{k}": v for k, v in algorithm.state_dict().items()})
 
     def step(self, episode: Episode) -> tuple[float, float]:
-        """Loss on the episode's queries (+ the anchor term), gradients averaged over ranks, one update."""
+        """Loss on the episode's queries (+ the anchor term), gradients averaged over ranks, one update.
+
+        An algorithm that `uses_names` gets the label names' embeddings too (same forward pass, same encoder),
+        when the episode's labels read as words."""
         n_support = len(episode.support_texts)
-        embeddings = self.backbone(episode.support_texts + episode.query_texts)
+        texts = episode.support_texts + episode.query_texts
+        names = episode.names if self.algorithm.uses_names and episode.names else []
+        embeddings = self.backbone(texts + names)
         device = embeddings.device
         loss, accuracy = self.algorithm.loss(
             embeddings[:n_support],
             torch.tensor(episode.support_targets, device=device),
-            embeddings[n_support:],
+            embeddings[n_support : len(texts)],
             torch.tensor(episode.query_targets, device=device),
             episode.n_way,
+            names=embeddings[len(texts) :] if names else None,
         )
+        embeddings = embeddings[: len(texts)]
         if self.anchor is not None:
-            drift = self.anchor.drift(episode.support_texts + episode.query_texts, embeddings)
+            drift = self.anchor.drift(texts, embeddings)
             loss = loss + self.cfg.anchor_weight * drift
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

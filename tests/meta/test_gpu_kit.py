@@ -131,3 +131,12 @@ def test_staged_weights_round_trip_within_int8_and_float16_error() -> None:
     assert ((unpacked[INT8_MATRIX].float() - tensors[INT8_MATRIX]).abs() <= row_max / 127).all()
     other = "encoder.layer.0.output.dense.weight"
     torch.testing.assert_close(unpacked[other].float(), tensors[other], atol=2e-3, rtol=1e-3)
+
+
+def test_stage_data_keeps_only_the_named_sources_and_banking77_train(tmp_path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("banking77", "clinc150", "huffpost"):
+        (data / f"{name}.jsonl").write_text(json.dumps({"text": "t", "label": "a", "split": "train"}) + "\n")
+    stage_data(data, tmp_path / "out", ["clinc150"])
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["banking77.jsonl.xz", "clinc150.jsonl.xz"]

@@ -12,9 +12,9 @@ def tiny_meta_config(tmp_path: Path, data_file: Path, **extra: Any) -> MetaTrain
     """A few 2-3-way episodes from `data_file`; run state under `tmp_path/run`, export to `tmp_path/model`."""
     extra.setdefault("algorithm", "protomaml")
     extra.setdefault("outer_lr", 1e-3)
+    extra.setdefault("algorithm_options", {"steps": 2, "lr": 0.5, "scale": 5.0})
     return MetaTrainConfig(
         name="tiny",
-        algorithm_options={"steps": 2, "lr": 0.5, "scale": 5.0},
         train_layers=1,
         data_dir=str(data_file.parent),
         sources=[{"name": data_file.stem, "way": (2, 3), "splits": ["train", "test"], "cap_per_class": 12}],

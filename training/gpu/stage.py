@@ -6,11 +6,11 @@
   checkpoint. `--unpack SRC DST` there writes a loadable float16 folder (`load_encoder` trains in
   float32). The sha256 pin does not hold for this copy, so runs there use `encoder_source` = DST;
   `training/gpu/import_run.py` re-attaches the result to the pinned base.
-- `data/*.jsonl.xz`: the meta-training sources, and BANKING77's *train* split only (model selection);
-  its test split never leaves this machine.
+- `data/*.jsonl.xz`: the meta-training sources (all of `--data`, or only `--sources`), and BANKING77's *train*
+  split only (model selection); its test split never leaves this machine.
 - `whl/`: pure-Python wheels missing there (`higher`).
 
-    python -m training.gpu.stage [--data ../shared/data]            # here
+    python -m training.gpu.stage [--data ../shared/data] [--sources clinc150 ...]   # here
     python3 -m training.gpu.stage --unpack .devcarry/encoder DST   # on the GPU machine (training/gpu/run.sh)
 """
 
@@ -75,9 +75,13 @@ def unpack_encoder(staged: Path, out: Path) -> None:
     save_file(weights, str(out / "model.safetensors"), metadata={"format": "pt"})
 
 
-def stage_data(data_dir: Path, out: Path) -> None:
+def stage_data(data_dir: Path, out: Path, sources: list[str] | None = None) -> None:
+    """Every JSONL set of `data_dir` (or only `sources`, BANKING77's train split always) as `<name>.jsonl.xz`."""
     out.mkdir(parents=True, exist_ok=True)
+    keep = None if not sources else {*sources, "banking77"}
     for path in sorted(data_dir.glob("*.jsonl")):
+        if keep is not None and path.stem not in keep:
+            continue
         lines = path.read_text().split("\n")
         lines = [line for line in lines if line.strip()]
         if path.stem == "banking77":
@@ -93,13 +97,16 @@ def stage_wheels(out: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", default="../shared/data")
+    parser.add_argument("--sources", nargs="*", help="stage only these sets (file stems; default: every set)")
     parser.add_argument("--unpack", nargs=2, metavar=("STAGED", "DST"), help="rebuild a loadable encoder folder")
     args = parser.parse_args()
     if args.unpack:
         unpack_encoder(Path(args.unpack[0]), Path(args.unpack[1]))
         return 0
     stage_encoder(CARRY / "encoder")
-    stage_data(Path(args.data), CARRY / "data")
+    if (CARRY / "data").exists():
+        shutil.rmtree(CARRY / "data")  # no set left over from an earlier staging
+    stage_data(Path(args.data), CARRY / "data", args.sources)
     stage_wheels(CARRY / "whl")
     size = sum(p.stat().st_size for p in CARRY.rglob("*") if p.is_file())
     print(f"staged {CARRY}/: {size / 2**20:.1f} MiB")

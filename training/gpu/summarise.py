@@ -1,6 +1,6 @@
 """Table of GPU meta-training runs from one or more `results.tar.xz` (training/gpu/pack.py).
 
-For each run: outer steps, the BANKING77 *train*-split selection accuracy at step 0 (the base
+For each run: its objective, outer steps, the BANKING77 *train*-split selection accuracy at step 0 (the base
 encoder), its best and its last value, and held-out-class accuracy of the training sources.
 
     python -m training.gpu.summarise RESULTS.tar.xz ... --out bench/results/gpu_meta_train.json
@@ -13,6 +13,12 @@ import json
 import tarfile
 from pathlib import Path
 from typing import Any
+
+
+def objective(config: dict[str, Any]) -> str:
+    """The algorithm, with the label-name term's weight when it has one (`supcon + names 1`)."""
+    weight = float(config.get("algorithm_options", {}).get("names_weight", 0.0))
+    return f"{config['algorithm']} + names {weight:g}" if weight else config["algorithm"]
 
 
 def runs_in(results: Path) -> list[dict[str, Any]]:
@@ -29,6 +35,7 @@ def runs_in(results: Path) -> list[dict[str, Any]]:
             rows.append(
                 {
                     "name": summary["name"],
+                    "objective": objective(config),
                     "train_layers": config["train_layers"],
                     "outer_lr": config["outer_lr"],
                     "anchor_weight": config.get("anchor_weight", 0.0),
@@ -49,14 +56,15 @@ def runs_in(results: Path) -> list[dict[str, Any]]:
 
 def markdown(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| run | trained | outer lr | anchor | sources | steps | BANKING77 train: step 0 → best (step) → last "
-        "| held-out: step 0 → best |",
-        "|---|---|---:|---:|---|---:|---|---|",
+        "| run | objective | trained | outer lr | anchor | sources | steps "
+        "| BANKING77 train: step 0 → best (step) → last | held-out: step 0 → best |",
+        "|---|---|---|---:|---:|---|---:|---|---|",
     ]
     for r in rows:
         sources = "CLINC150" if r["sources"] == ["clinc150"] else f"{len(r['sources'])} sources"
         lines.append(
-            f"| {r['name']} | {r['train_layers']} | {r['outer_lr']:g} | {r['anchor_weight']:g} | {sources} | "
+            f"| {r['name']} | {r.get('objective', 'protomaml')} | {r['train_layers']} | {r['outer_lr']:g} | "
+            f"{r['anchor_weight']:g} | {sources} | "
             f"{r['steps']} | "
             f"{100 * r['banking77_train_step0']:.1f} → {100 * r['banking77_train_best']:.1f} ({r['best_step']}) → "
             f"{100 * r['banking77_train_last']:.1f} | {100 * r['heldout_step0']:.1f} → {100 * r['heldout_best']:.1f} |"

@@ -5,7 +5,10 @@ for one label keeps all its labels), the test split as queries, seeds 0..S-1; mi
 
 Meta-training learns the one-vs-rest inner loop's `log_scale`, `lr_weight` and `lr_bias` (three scalars) by
 back-propagating a query loss through `adapt_head(..., differentiable=True)` on episodes drawn from a
-multi-label train split, with the checkpoint's encoder frozen (embeddings precomputed). It keeps the learned
+multi-label train split, with the checkpoint's encoder frozen (embeddings precomputed). The query loss is the
+served rule's: each episode's decision (thresholds, top-label rule) is fitted on its support exactly as `/adapt`
+fits it (`thresholds.fit_decision`, held fixed), and the loss is 1 - the soft micro-F1 of that decision relaxed
+(`multilabel_decision.soft_decision`). It keeps the learned
 values only when they beat the starting ones on the validation split through the `/adapt` path.
 Imports only the ML core.
 """
@@ -28,10 +31,12 @@ from app.meta.multilabel_data import MultiLabelRows, load_multilabel, multi_hot,
 from app.ml.checkpoint import save_multilabel_inner
 from app.ml.embedder import Embedder
 from app.ml.encoder import SentenceEncoder
-from app.ml.learner import InnerLoopParams, adapt_head, head_logits, support_loss
+from app.ml.learner import InnerLoopParams, adapt_head, head_logits
 from app.ml.loading import load_model, multi_label_inner_loop
+from app.ml.multilabel_decision import soft_decision, soft_f1_loss
 from app.ml.packaged import SHIPPED_CHECKPOINT
-from app.ml.tenant_fit import SupportSet, fit_tenant
+from app.ml.tenant_fit import SupportSet, fit_tenant, fold_scores
+from app.ml.thresholds import Decision, ThresholdRule, fit_decision, out_of_fold_scores
 
 Predictor = Callable[[MultiLabelRows, list[str]], torch.Tensor]  # (support, labels) -> 0/1 predictions on the queries
 
@@ -45,13 +50,12 @@ def support_set(rows: MultiLabelRows, labels: list[str]) -> SupportSet:
 
 
 def adapt_path_predictor(embedder: Embedder, inner: InnerLoopParams, queries: list[str]) -> Predictor:
-    """`fit_tenant` (what `/adapt` runs) then the served decision: score >= the label's threshold."""
+    """`fit_tenant` (what `/adapt` runs) then the served decision (`TenantHead.applying`)."""
     query_embeddings = embedder.embed(queries)
 
     def predict(rows: MultiLabelRows, labels: list[str]) -> torch.Tensor:
         head = fit_tenant(support_set(rows, labels), embedder, inner).head
-        assert head.thresholds is not None
-        return (head.scores(query_embeddings) >= head.thresholds).float()
+        return head.applying(head.scores(query_embeddings)).float()
 
     return predict
 
@@ -257,8 +261,9 @@ def meta_train_multilabel(cfg: MultiLabelMetaConfig, encoder: SentenceEncoder | 
     for step in range(cfg.outer_steps):
         support, query = _episode(train, labels, rng.choice(cfg.shots), cfg.n_query, rng)
         params = InnerLoopParams(start.steps, learned.lr_weight.exp(), learned.lr_bias.exp(), learned.log_scale)
+        decision = episode_decision(x[support], y[support], params)
         head = adapt_head(x[support], y[support], len(labels), params, differentiable=True)
-        loss = support_loss(head_logits(x[query], head, params.scale), y[query])
+        loss = served_rule_loss(head_logits(x[query], head, params.scale), y[query], decision)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -284,6 +289,20 @@ def meta_train_multilabel(cfg: MultiLabelMetaConfig, encoder: SentenceEncoder | 
     if cfg.write:
         save_multilabel_inner(folder, winner, {"trained_on": f"{cfg.source} train (first {cfg.pool} rows)", **summary})
     return summary | {"history": cfg.history}
+
+
+def episode_decision(x: torch.Tensor, y: torch.Tensor, params: InnerLoopParams) -> Decision:
+    """The decision `/adapt` would serve for this support set (`fit_multilabel`'s), without gradients."""
+    fixed = InnerLoopParams(params.steps, params.lr_weight.detach(), params.lr_bias.detach(), params.log_scale.detach())
+    rule = ThresholdRule()
+    x = x.detach()
+    held = out_of_fold_scores(y, rule.folds, lambda ids: fold_scores(x, y, ids, fixed))
+    return fit_decision(held.scores, y, held.valid, rule)
+
+
+def served_rule_loss(logits: torch.Tensor, targets: torch.Tensor, decision: Decision) -> torch.Tensor:
+    """1 - soft micro-F1 of the served decision rule (relaxed) on query logits `[n, c]`."""
+    return soft_f1_loss(soft_decision(logits, decision.thresholds, decision.min_labels), targets)
 
 
 def _scalars(params: InnerLoopParams) -> dict[str, float]:

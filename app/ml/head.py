@@ -15,6 +15,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from app.ml.learner import HeadTensors, normed_features
+from app.ml.multilabel_decision import applies
 
 HEAD_SCHEMA = "2"  # int8 rows + per-row scales (the only schema the service ever released)
 FLOAT16_MAX = 65504.0
@@ -94,6 +95,7 @@ class TenantHead:
     norm_gain: torch.Tensor | None = None  # [dim] adapted last-layer norm (float16 values), if the inner loop adapts it
     norm_shift: torch.Tensor | None = None  # [dim]
     thresholds: torch.Tensor | None = None  # [n_labels] multi-label only: a label applies when its score >= this
+    min_labels: int = 0  # multi-label only: 1 = each text's top-scoring label applies as well
 
     @classmethod
     def from_tensors(
@@ -104,6 +106,7 @@ class TenantHead:
         prototypes: torch.Tensor,
         oos_threshold: float | None,
         thresholds: torch.Tensor | None = None,
+        min_labels: int = 0,
     ) -> TenantHead:
         return cls(
             labels=list(labels),
@@ -115,6 +118,7 @@ class TenantHead:
             norm_gain=_float16_values(head.norm_gain),
             norm_shift=_float16_values(head.norm_shift),
             thresholds=None if thresholds is None else thresholds.detach().float().cpu().contiguous(),
+            min_labels=min_labels,
         )
 
     @property
@@ -138,6 +142,14 @@ class TenantHead:
         """`[n, n_labels]`: softmax over labels (single-label) or one sigmoid per label (multi-label)."""
         logits = self.logits(embeddings)
         return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+
+    def applying(self, scores: torch.Tensor, override: float | None = None) -> torch.Tensor:
+        """Multi-label: bool `[n, n_labels]`, the labels that apply given `scores`; `override` replaces every
+        threshold and the top-label rule (the plain threshold decision)."""
+        assert self.thresholds is not None
+        if override is not None:
+            return scores >= override
+        return applies(scores, self.thresholds, self.min_labels)
 
     def probabilities(self, embeddings: torch.Tensor) -> torch.Tensor:
         """Softmax over labels, `[n, n_labels]`."""
@@ -167,6 +179,8 @@ class TenantHead:
         if self.thresholds is not None:  # single-label heads keep the bytes they always had
             metadata["task"] = MULTI_LABEL
             tensors["thresholds"] = self.thresholds
+            if self.min_labels:  # heads without the top-label rule keep the bytes they always had
+                metadata["min_labels"] = str(self.min_labels)
         return st_save(tensors, metadata=metadata)
 
     @classmethod
@@ -195,6 +209,7 @@ class TenantHead:
                 norm_gain=_optional_float(tensors.get("norm_gain")),
                 norm_shift=_optional_float(tensors.get("norm_shift")),
                 thresholds=_optional_float(tensors.get("thresholds")),
+                min_labels=int(metadata.get("min_labels", "0")),
             )
         except HeadDecodeError:
             raise
@@ -215,6 +230,8 @@ class TenantHead:
             raise HeadDecodeError("head tensors and labels disagree in shape")
         if head.thresholds is not None and not bool(((head.thresholds >= 0) & (head.thresholds <= 1)).all()):
             raise HeadDecodeError("head thresholds are not probabilities")
+        if head.min_labels not in (0, 1) or (head.min_labels and head.thresholds is None):
+            raise HeadDecodeError("head min_labels must be 0 or 1, and only on a multi-label head")
         return head
 
 

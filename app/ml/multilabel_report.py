@@ -3,9 +3,9 @@ a labeled test set. Micro/macro-F1, exact match, labels per text and per-label p
 threshold; the labels that need examples.
 
 Cross-validation: every fold's head in one inner loop (`tenant_fit.fold_scores`), as `/adapt` does; the
-thresholds that decide a fold's examples are fitted on the other folds' out-of-fold scores only, so no example
-chooses the threshold that judges it. The result is a `MultiLabelReport` at full precision; rounding and field
-names are the HTTP layer's. Pure PyTorch.
+decision that judges a fold's examples (thresholds and top-label rule, `thresholds.fit_decision`) is fitted on
+the other folds' out-of-fold scores only, so no example chooses the rule that judges it. The result is a
+`MultiLabelReport` at full precision; rounding and field names are the HTTP layer's. Pure PyTorch.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import torch
 
 from app.ml.head import TenantHead
 from app.ml.learner import InnerLoopParams
+from app.ml.multilabel_decision import applies
 from app.ml.tenant_fit import fold_scores
-from app.ml.thresholds import ThresholdRule, fit_thresholds, out_of_fold_scores
+from app.ml.thresholds import ThresholdRule, fit_decision, out_of_fold_scores
 
 LOW_F1 = 0.5
 FEW_EXAMPLES = 3
@@ -89,9 +90,9 @@ def cross_validated_report(
     predicted = torch.zeros_like(targets, dtype=torch.bool)
     for fold in range(n_folds):
         inside, outside = held.ids == fold, held.ids != fold
-        thresholds = fit_thresholds(held.scores[outside], targets[outside], held.valid[outside], rule)
-        predicted[inside] = held.scores[inside] >= thresholds
-    served = fit_thresholds(held.scores, targets, held.valid, rule)
+        decision = fit_decision(held.scores[outside], targets[outside], held.valid[outside], rule)
+        predicted[inside] = applies(held.scores[inside], decision.thresholds, decision.min_labels)
+    served = fit_decision(held.scores, targets, held.valid, rule).thresholds
     return _report("cross_validation", n_folds, predicted, targets, labels, targets, served, evaluable=n_folds >= 2)
 
 
@@ -100,7 +101,7 @@ def labeled_set_report(
 ) -> MultiLabelReport:
     """The head's decisions on a labeled test set (`truth` multi-hot `[m, c]`); `support`: the support's multi-hot."""
     assert head.thresholds is not None
-    predicted = head.scores(embeddings) >= head.thresholds
+    predicted = head.applying(head.scores(embeddings))
     return _report("test_set", 0, predicted, truth, head.labels, support, head.thresholds, evaluable=len(truth) > 0)
 
 

@@ -9,6 +9,9 @@
    mean of the tied thresholds); a pooled threshold maximises micro-F1 over every label's scores.
 4. Few examples: t = (k * t_label + m * t_pooled) / (k + m), with k the label's scored positives and m
    `prior_strength`; a label with fewer than `min_positives` scored positives takes t_pooled.
+5. The decision (`fit_decision`): when every support example carries a label, the rule "each text's top label
+   applies too" (`min_labels = 1`, `app.ml.multilabel_decision`) is fitted as well, its thresholds chosen with
+   the top labels already counted, and kept when its out-of-fold micro-F1 is at least the plain rule's.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+
+from app.ml.multilabel_decision import applies, top_label_mask
 
 
 @dataclass(frozen=True)
@@ -75,9 +80,15 @@ def out_of_fold_scores(targets: torch.Tensor, folds: int, score: FoldScorer) -> 
     return OutOfFold(scores, valid, ids)
 
 
-def _best_threshold(scores: torch.Tensor, truth: torch.Tensor, grid: torch.Tensor) -> float:
-    """Grid threshold with the highest F1 (mean of the tied ones) for flat `scores` and 0/1 `truth`."""
-    predicted = scores.unsqueeze(0) >= grid.unsqueeze(1)  # [g, m]
+class Decision(NamedTuple):
+    thresholds: torch.Tensor  # [c] a label applies when its score reaches this
+    min_labels: int  # 1: each text's top label applies as well; 0: none need apply
+
+
+def _best_threshold(scores: torch.Tensor, truth: torch.Tensor, grid: torch.Tensor, forced: torch.Tensor) -> float:
+    """Grid threshold with the highest F1 (mean of the tied ones) for flat `scores` and 0/1 `truth`, the entries
+    in bool `forced` predicted whatever the threshold."""
+    predicted = (scores.unsqueeze(0) >= grid.unsqueeze(1)) | forced.unsqueeze(0)  # [g, m]
     positive = truth.bool().unsqueeze(0)
     tp = (predicted & positive).sum(dim=1).float()
     wrong = (predicted ^ positive).sum(dim=1).float()  # false positives + false negatives
@@ -87,20 +98,45 @@ def _best_threshold(scores: torch.Tensor, truth: torch.Tensor, grid: torch.Tenso
 
 
 def fit_thresholds(
-    scores: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, rule: ThresholdRule
+    scores: torch.Tensor,
+    targets: torch.Tensor,
+    valid: torch.Tensor,
+    rule: ThresholdRule,
+    forced: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-label thresholds `[c]` from out-of-fold `scores`, multi-hot `targets` and the `valid` mask."""
+    """Per-label thresholds `[c]` from out-of-fold `scores`, multi-hot `targets` and the `valid` mask; entries in
+    bool `forced` `[n, c]` (the top labels under `min_labels = 1`) count as predicted whatever the threshold."""
     c = targets.shape[1]
     grid = torch.arange(rule.grid_step, 1.0, rule.grid_step)
     if not bool(valid.any()):
         return torch.full((c,), rule.default)
-    pooled = _best_threshold(scores[valid], targets[valid], grid)
+    forced = torch.zeros_like(valid) if forced is None else forced
+    pooled = _best_threshold(scores[valid], targets[valid], grid, forced[valid])
     thresholds = torch.full((c,), pooled)
     for label in range(c):
         mask = valid[:, label]
         k = int(targets[mask, label].sum())
         if k < rule.min_positives:
             continue
-        own = _best_threshold(scores[mask, label], targets[mask, label], grid)
+        own = _best_threshold(scores[mask, label], targets[mask, label], grid, forced[mask, label])
         thresholds[label] = (k * own + rule.prior_strength * pooled) / (k + rule.prior_strength)
     return thresholds
+
+
+def micro_f1(predicted: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor) -> float:
+    """Micro-F1 of bool `predicted` against multi-hot `targets` over the `valid` entries."""
+    predicted, truth = predicted & valid, targets.bool() & valid
+    tp = float((predicted & truth).sum())
+    wrong = float((predicted ^ truth).sum())
+    return 2 * tp / max(2 * tp + wrong, 1.0)
+
+
+def fit_decision(scores: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor, rule: ThresholdRule) -> Decision:
+    """The served decision from out-of-fold `scores` (see the module's step 5)."""
+    plain = Decision(fit_thresholds(scores, targets, valid, rule), 0)
+    if targets.shape[1] < 2 or not bool(valid.any()) or not bool((targets.sum(dim=1) > 0).all()):
+        return plain
+    forced = top_label_mask(scores)
+    top = Decision(fit_thresholds(scores, targets, valid, rule, forced), 1)
+    f1 = {d.min_labels: micro_f1(applies(scores, d.thresholds, d.min_labels), targets, valid) for d in (plain, top)}
+    return top if f1[1] >= f1[0] else plain

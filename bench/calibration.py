@@ -8,6 +8,9 @@
    5-shot, 77-way 1/5/10-shot on BANKING77 (train -> test) and CLINC150 label subsets (train -> test), with the
    uncalibrated scores (`IDENTITY`) and with the served rule (`FITTED`) or the rule just fitted.
 
+3. `--measure-only`: step 2 with the served rule alone, on `--measure-sets` (name:support split:query split) and
+   `--regimes` (e.g. 77x1,150x1): where the rule misses, and on which kind of intents.
+
     .venv/bin/python -m bench.calibration          # embeddings cached in runs/embed-cache
 """
 
@@ -149,10 +152,16 @@ def fit_rule(tenants: list[Tenant], steps: int = 300) -> TemperatureRule:
 
 
 def measure(
-    name: str, train: EmbeddedSet, test: EmbeddedSet, inner: InnerLoopParams, rules: dict, seeds: int
+    name: str,
+    train: EmbeddedSet,
+    test: EmbeddedSet,
+    inner: InnerLoopParams,
+    rules: dict,
+    seeds: int,
+    regimes: list[tuple[int, int]] = MEASURE_REGIMES,
 ) -> list[dict]:
     out = []
-    for n_way, shots in MEASURE_REGIMES:
+    for n_way, shots in regimes:
         pooled: dict[str, list] = {rule: [] for rule in rules}
         accuracy, targets_all = [], []
         for seed in range(seeds):
@@ -182,6 +191,11 @@ def main() -> None:
     parser.add_argument("--fit-seeds", type=int, default=5)
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("bench/results/calibration.json"))
+    parser.add_argument("--regimes", default="", help="N-way x K-shot to measure, e.g. 77x1,150x1 (default: all)")
+    parser.add_argument(
+        "--measure-only", action="store_true", help="no rule fitting: the served rule on --measure-sets"
+    )
+    parser.add_argument("--measure-sets", default="clinc150:train:val,clinc150:train:test", help="name:support:query")
     args = parser.parse_args()
     torch.manual_seed(0)
     encoder, inner, checkpoint = load_model(Settings())
@@ -191,12 +205,28 @@ def main() -> None:
     for part in (c_train, c_test):
         part.by_label.pop("oos", None)
     b_train, b_test = (embedded_set(encoder, banking, [s], args.cache) for s in ("train", "test"))
-    fitted, fit_rows = fit_tenants(encoder, args.data, args.cache, inner, args.fit_seeds)
-    rule = fit_rule(fitted)
-    print(f"fitted on {', '.join(FIT_SETS)} ({len(fitted)} tenants): {rule}", flush=True)
-    rules = {"before": IDENTITY, "served": FITTED, "fitted_now": rule}
-    rows = measure("BANKING77", b_train, b_test, inner, rules, args.seeds)
-    rows += measure("CLINC150", c_train, c_test, inner, rules, args.seeds)
+    regimes = [tuple(int(v) for v in r.split("x")) for r in args.regimes.split(",")] if args.regimes else None
+    if args.measure_only:  # the served rule as it is, on chosen sets and regimes (e.g. --regimes 77x1,150x1)
+        rule, fit_rows = FITTED, []
+        rules = {"before": IDENTITY, "served": FITTED}
+        rows = []
+        for spec in args.measure_sets.split(","):
+            name, support_split, query_split = spec.split(":")
+            support, held = (
+                embedded_set(encoder, args.data / f"{name}.jsonl", [split], args.cache)
+                for split in (support_split, query_split)
+            )
+            for part in (support, held):
+                part.by_label.pop("oos", None)
+            title = f"{name} ({support_split} -> {query_split})"
+            rows += measure(title, support, held, inner, rules, args.seeds, regimes or MEASURE_REGIMES)
+    else:
+        fitted, fit_rows = fit_tenants(encoder, args.data, args.cache, inner, args.fit_seeds)
+        rule = fit_rule(fitted)
+        print(f"fitted on {', '.join(FIT_SETS)} ({len(fitted)} tenants): {rule}", flush=True)
+        rules = {"before": IDENTITY, "served": FITTED, "fitted_now": rule}
+        rows = measure("BANKING77", b_train, b_test, inner, rules, args.seeds, regimes or MEASURE_REGIMES)
+        rows += measure("CLINC150", c_train, c_test, inner, rules, args.seeds, regimes or MEASURE_REGIMES)
     header = ["data", "regime", "accuracy", "ECE before", "ECE served rule", "confidence before", "confidence served"]
     table = markdown_table(
         header,

@@ -7,12 +7,16 @@
 3. suggestions vs random: BANKING77 from 2 examples per label, 3 rounds of 77 texts chosen by `suggest` from the
    train split's remaining texts or at random (same pool), 5 seeds; test accuracy after each round (PNG curve).
 
+4. dev (`--parts dev`, never a test split): the truth protocol with the support from `train` and the truth on the
+   rest of `train` (CLINC150: on `val`), the protocol the cross-validated interval was chosen on.
+
     .venv/bin/python -m bench.tenant_report
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import random
 import statistics
@@ -26,7 +30,8 @@ from app.config import Settings
 from app.ml.learner import InnerLoopParams
 from app.ml.suggest import suggest
 from app.ml.tenant_fit import OosRule, fit_embedded
-from app.ml.tenant_report import SingleLabelReport, build_report, cross_validate, label_counts
+from app.ml.tenant_report import SingleLabelReport, build_report, cross_validate, label_counts, stratified_folds
+from app.ml.tenant_report_types import Scored
 from bench.common.data import add_data_option
 from bench.common.embedded import DEFAULT_CACHE, EmbeddedSet, embedded_set
 from bench.common.results import markdown_table, write_json
@@ -43,24 +48,47 @@ def support_of(train: EmbeddedSet, labels: list[str], shots: int, rng: random.Ra
 
 def test_accuracy(train: EmbeddedSet, test: EmbeddedSet, texts, targets, labels, inner) -> float:
     head = fit_embedded(train.embed(texts), torch.tensor(targets), labels, inner, OosRule())
-    pairs = [(t, y) for y, label in enumerate(labels) for t in test.by_label[label]]
+    taken = set(texts)
+    pairs = [(t, y) for y, label in enumerate(labels) for t in test.by_label[label] if t not in taken]
     x = test.embed([t for t, _ in pairs])
     return (head.probabilities(x).argmax(-1) == torch.tensor([y for _, y in pairs])).float().mean().item()
 
 
 def report_for(train: EmbeddedSet, texts: list[str], targets: list[int], labels: list[str], inner) -> SingleLabelReport:
+    return report_and_scored(train, texts, targets, labels, inner)[0]
+
+
+def report_and_scored(train: EmbeddedSet, texts, targets, labels, inner) -> tuple[SingleLabelReport, Scored]:
     x = train.embed(texts)
     scored = cross_validate(x, targets, labels, texts, inner, OosRule())
-    return build_report(scored, labels, label_counts(targets, len(labels)), x, targets, texts, "cross_validation")
+    report = build_report(scored, labels, label_counts(targets, len(labels)), x, targets, texts, "cross_validation")
+    return report, scored
 
 
-def truth(name: str, train: EmbeddedSet, test: EmbeddedSet, shots: int, inner, seeds: int) -> dict:
+def raw_rows(scored: Scored, targets: list[int], n_labels: int) -> dict:
+    """Per held-out row: label, right or not, fold (for studying the interval offline)."""
+    folds, _, k = stratified_folds(targets, n_labels)
+    fold_of_row = [f for f in range(k) for f_i in folds if f_i == f]
+    curve = scored.curve
+    return {
+        "targets": scored.targets.tolist(),
+        "correct": (scored.probabilities.argmax(-1) == scored.targets).int().tolist(),
+        "folds": fold_of_row,
+        "curve": None if curve is None else dataclasses.asdict(curve),
+    }
+
+
+def truth(
+    name: str, train: EmbeddedSet, test: EmbeddedSet, shots: int, inner, seeds: int, raw: list | None = None
+) -> dict:
+    """The report on `shots` examples per label from `train` vs the adapted model's accuracy on `test` (less the
+    support texts, when `test` is the same split)."""
     rows = []
     for seed in range(seeds):
         rng = random.Random(seed)
         labels = train.labels
         texts, targets = support_of(train, labels, shots, rng)
-        estimate = report_for(train, texts, targets, labels, inner)
+        estimate, scored = report_and_scored(train, texts, targets, labels, inner)
         actual = test_accuracy(train, test, texts, targets, labels, inner)
         assert estimate.accuracy_interval is not None  # every label has examples to hold out
         low, high = estimate.accuracy_interval
@@ -75,6 +103,8 @@ def truth(name: str, train: EmbeddedSet, test: EmbeddedSet, shots: int, inner, s
                 "cv_ece": estimate.ece,
             }
         )
+        if raw is not None:
+            raw.append({"data": name, "seed": seed, "truth": actual, **raw_rows(scored, targets, len(labels))})
         print(name, rows[-1], flush=True)
     gaps = [abs(r["cv_accuracy"] - r["test_accuracy"]) for r in rows]
     projected_gaps = [abs(r["projected_accuracy"] - r["test_accuracy"]) for r in rows]
@@ -88,6 +118,7 @@ def truth(name: str, train: EmbeddedSet, test: EmbeddedSet, shots: int, inner, s
         "mean_cv_accuracy": statistics.mean(r["cv_accuracy"] for r in rows),
         "mean_projected_accuracy": statistics.mean(r["projected_accuracy"] for r in rows),
         "mean_test_accuracy": statistics.mean(r["test_accuracy"] for r in rows),
+        "mean_ci_width_points": 100 * statistics.mean(r["ci95"][1] - r["ci95"][0] for r in rows),
         "inside_ci": sum(r["inside_ci"] for r in rows),
         "seeds": rows,
     }
@@ -185,24 +216,40 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--round-seeds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("bench/results/tenant_report.json"))
-    parser.add_argument("--parts", default="truth,speed,rounds")
+    parser.add_argument("--parts", default="truth,speed,rounds", help="also: dev (the interval's choice, no test)")
+    parser.add_argument("--shots", type=int, default=5)
+    parser.add_argument("--dev-sets", default="banking77,clinc150", help="data files for `dev` (train -> rest or val)")
+    parser.add_argument("--raw", type=Path, help="write each seed's held-out rows here (JSON)")
     args = parser.parse_args()
     torch.manual_seed(0)
     encoder, inner, checkpoint = load_model(Settings())
     inner: InnerLoopParams
-    banking, clinc = args.data / "banking77.jsonl", args.data / "clinc150.jsonl"
-    b_train, b_test = (embedded_set(encoder, banking, [s], args.cache) for s in ("train", "test"))
-    c_train, c_test = (embedded_set(encoder, clinc, [s], args.cache) for s in ("train", "test"))
-    for part in (c_train, c_test):
-        part.by_label.pop("oos", None)
+
+    def split(name: str, splits: list[str]) -> EmbeddedSet:
+        part = embedded_set(encoder, args.data / f"{name}.jsonl", splits, args.cache)
+        part.by_label.pop("oos", None)  # CLINC150's out-of-scope queries are no intent
+        return part
+
     parts = args.parts.split(",")
     result: dict = {"checkpoint": checkpoint, "encoder_fingerprint": encoder.fingerprint, "cpu_threads": 2}
     tables = []
+    raw: list | None = [] if args.raw else None
+    if "dev" in parts:  # choosing the interval: never a test split
+        result["truth"] = []
+        for name in args.dev_sets.split(","):
+            pool = split(name, ["train"])
+            held = split(name, ["val"]) if name == "clinc150" else pool  # else: the rest of train
+            pool.by_label = {y: t for y, t in pool.by_label.items() if len(t) >= 2 * args.shots}
+            title = f"{name} train ({'val' if held is not pool else 'rest of train'})"
+            result["truth"].append(truth(title, pool, held, args.shots, inner, args.seeds, raw))
     if "truth" in parts:
+        b_train, b_test = split("banking77", ["train"]), split("banking77", ["test"])
+        c_train, c_test = split("clinc150", ["train"]), split("clinc150", ["test"])
         result["truth"] = [
-            truth("BANKING77", b_train, b_test, 5, inner, args.seeds),
-            truth("CLINC150", c_train, c_test, 5, inner, args.seeds),
+            truth("BANKING77", b_train, b_test, args.shots, inner, args.seeds, raw),
+            truth("CLINC150", c_train, c_test, args.shots, inner, args.seeds, raw),
         ]
+    if "truth" in result:
         tables.append(
             markdown_table(
                 [
@@ -215,6 +262,7 @@ def main() -> None:
                     "mean signed gap",
                     "gap of the projection",
                     "test inside CI",
+                    "mean CI width",
                 ],
                 [
                     (
@@ -227,12 +275,14 @@ def main() -> None:
                         f"{r['mean_signed_gap_points']:+.2f}",
                         f"{r['mean_abs_gap_points_of_projection']:.2f}",
                         f"{r['inside_ci']}/{len(r['seeds'])}",
+                        f"{r['mean_ci_width_points']:.1f}",
                     )
                     for r in result["truth"]
                 ],
             )
         )
     if "speed" in parts:
+        c_train = split("clinc150", ["train"])
         result["speed"] = speed(c_train, inner, 2) + speed(c_train, inner, 1)
         tables.append(
             markdown_table(
@@ -252,6 +302,7 @@ def main() -> None:
         )
     if "rounds" in parts:
         torch.set_num_threads(2)
+        b_train, b_test = split("banking77", ["train"]), split("banking77", ["test"])
         rounds = labeling_rounds(b_train, b_test, inner, args.round_seeds, 3, 77)
         result["rounds"] = rounds
         plot(rounds, args.out.with_suffix(".png"))
@@ -268,6 +319,8 @@ def main() -> None:
     result["tables"] = tables
     print("\n\n".join(tables))
     write_json(args.out, result)
+    if args.raw:
+        write_json(args.raw, {"shots": args.shots, "seeds": raw})
 
 
 if __name__ == "__main__":

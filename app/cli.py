@@ -1,4 +1,5 @@
-"""`fewshot` command line: serve, report (a tenant's evaluation) and, with the meta package, meta-train / evaluate."""
+"""`fewshot` command line: serve, report (a tenant's evaluation), classify (a file; the client package's code)
+and, with the meta package, meta-train / evaluate."""
 
 from __future__ import annotations
 
@@ -41,6 +42,15 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _classify(args: argparse.Namespace) -> int:
+    try:
+        from fewshot_client.cli import run_classify
+    except ImportError:
+        print("fewshot classify: needs the client package: pip install -e clients/python", file=sys.stderr)
+        return 1
+    return run_classify(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fewshot", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--version", type=int, default=None, help="a retained earlier version (default: current)")
     report.add_argument("--json", action="store_true", help="print the reply as JSON instead of tables")
     report.set_defaults(handler=_report)
+    classify = commands.add_parser("classify", help="classify a CSV/JSONL file through /predict (resumable)")
+    classify.set_defaults(handler=_classify)
+    try:
+        from fewshot_client.cli import add_classify_arguments
+    except ImportError:  # the client package (clients/python) is not installed: _classify says so
+        classify.add_argument("args", nargs=argparse.REMAINDER)
+    else:
+        add_classify_arguments(classify)
     from app.meta.cli import register_meta_commands
 
     register_meta_commands(commands)

@@ -230,7 +230,11 @@ def build_runtime(
     fingerprints = {tier.name: tier.description.fingerprint for tier, _ in built}
     forget = [tiers.forget]  # what a DELETE clears besides the decoded head: routing, then each tier's caches
     for tier, _ in built:
-        forget += [tier.adaptation.context.embeddings.forget, tier.insight.reports.forget]
+        forget += [
+            tier.adaptation.context.embeddings.forget,
+            tier.insight.reports.forget,
+            tier.prediction.evidence.forget,
+        ]
     readiness = Readiness(
         encoder_fingerprint=default.description.fingerprint,
         checkpoint=default.description.checkpoint,

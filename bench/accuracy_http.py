@@ -1,7 +1,12 @@
-"""BANKING77 through the real service: /adapt with K shots per label from the train split,
-/predict on the whole test split. Reports accuracy per seed.
+"""An intent set through the real service: /adapt with K shots per label from the train split, /predict (out-of-scope
+off) on the whole test split. Reports accuracy per seed, and whether the label names were used.
 
-    .venv/bin/python -m bench.accuracy_http --shots 5 --seeds 0 1 2
+    .venv/bin/python -m bench.accuracy_http --shots 5 --seeds 0 1 2 --label-names auto
+    .venv/bin/python -m bench.accuracy_http --shots 5 --seeds 0 1 2 --label-names auto --code-labels
+    .venv/bin/python -m bench.accuracy_http --dataset clinc150 --shots 5 --seeds 0 1 2
+
+`--code-labels` renames every label to a code (`INT_0000`, ... in sorted order): a tenant whose label names carry no
+words, on which names must cost nothing.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import random
 import statistics
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -21,29 +27,51 @@ from bench.common.support import k_shot_examples
 from harness.server_proc import redis_and_server
 
 
-def run(url: str, data: Path, shots: int, seed: int) -> float:
-    train = load_jsonl(data / "banking77.jsonl", splits=["train"]).by_label
-    test = load_jsonl(data / "banking77.jsonl", splits=["test"]).pairs()
-    rng = random.Random(seed)
-    examples = k_shot_examples(train, shots, rng)
+def coded(labels: list[str]) -> dict[str, str]:
+    """Each label's code (`INT_0000`, ...), in sorted order."""
+    return {label: f"INT_{i:04d}" for i, label in enumerate(sorted(labels))}
+
+
+def run(
+    url: str, data: Path, dataset: str, shots: int, seed: int, label_names: str | None, code_labels: bool
+) -> tuple[float, dict[str, Any]]:
+    """Accuracy on the test split, and the /adapt reply's `label_names`."""
+    path = data / f"{dataset}.jsonl"
+    train = load_jsonl(path, splits=["train"]).by_label
+    test = load_jsonl(path, splits=["test"]).pairs()
+    if code_labels:
+        codes = coded(list(train))
+        train = {codes[label]: texts for label, texts in train.items()}
+        test = [(text, codes[label]) for text, label in test]
+    examples = k_shot_examples(train, shots, random.Random(seed))
+    tenant = f"{dataset}-{seed}"
+    body: dict[str, Any] = {"tenant_id": tenant, "examples": examples}
+    if label_names is not None:
+        body["label_names"] = label_names
     correct = 0
-    with httpx.Client(base_url=url, timeout=300) as http:
-        http.post("/adapt", json={"tenant_id": f"banking77-{seed}", "examples": examples}).raise_for_status()
+    with httpx.Client(base_url=url, timeout=600) as http:
+        adapted = http.post("/adapt", json=body)
+        adapted.raise_for_status()
         for start in range(0, len(test), 128):
             batch = test[start : start + 128]
-            response = http.post("/predict", json={"tenant_id": f"banking77-{seed}", "texts": [t for t, _ in batch]})
+            texts = [t for t, _ in batch]
+            response = http.post("/predict", json={"tenant_id": tenant, "texts": texts, "oos_threshold": -1})
             response.raise_for_status()
             predicted = [p["label"] for p in response.json()["predictions"]]
             correct += sum(p == label for p, (_, label) in zip(predicted, batch, strict=True))
-    return correct / len(test)
+    reply = adapted.json()
+    return correct / len(test), {"label_names": reply.get("label_names"), "timings_ms": reply.get("timings_ms")}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="a running server; omitted: spawn redis-server + `fewshot serve`")
     add_data_option(parser)
+    parser.add_argument("--dataset", default="banking77", help="a JSONL file of --data with train and test splits")
     parser.add_argument("--shots", type=int, default=5)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--label-names", choices=["auto", "on", "off"], default=None, help="default: the server's")
+    parser.add_argument("--code-labels", action="store_true", help="rename labels to INT_0000, ... (no words)")
     parser.add_argument("--checkpoint", default=None, help="FEWSHOT_CHECKPOINT for a spawned server")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for a spawned server (repeatable)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/accuracy_http.json"))
@@ -57,11 +85,28 @@ def main() -> None:
             _, url = stack.enter_context(redis_and_server(extra_env=env))
         with httpx.Client(base_url=url) as http:
             ready = http.get("/readyz").json()
-        scores = {seed: run(url, args.data, args.shots, seed) for seed in args.seeds}
+        results = {
+            seed: run(url, args.data, args.dataset, args.shots, seed, args.label_names, args.code_labels)
+            for seed in args.seeds
+        }
+    scores = {seed: accuracy for seed, (accuracy, _) in results.items()}
     mean = statistics.mean(scores.values())
     rows = [(seed, f"{100 * accuracy:.2f} %") for seed, accuracy in scores.items()]
-    print_table(["seed", f"77-way {args.shots}-shot accuracy"], [*rows, ("mean", f"{100 * mean:.2f} %")])
-    write_json(args.out, {"shots": args.shots, "server": ready, "accuracy_by_seed": scores, "mean": mean})
+    print_table(["seed", f"{args.dataset} {args.shots}-shot accuracy"], [*rows, ("mean", f"{100 * mean:.2f} %")])
+    write_json(
+        args.out,
+        {
+            "dataset": args.dataset,
+            "shots": args.shots,
+            "label_names": args.label_names,
+            "code_labels": args.code_labels,
+            "out_of_scope": "off",
+            "server": ready,
+            "accuracy_by_seed": scores,
+            "mean": mean,
+            "adapt_by_seed": {seed: adapt for seed, (_, adapt) in results.items()},
+        },
+    )
 
 
 if __name__ == "__main__":

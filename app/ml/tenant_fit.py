@@ -23,7 +23,7 @@ from app.ml.learner import InnerLoopParams, adapt_head, head_logits
 from app.ml.ood import normalized_prototypes, oos_threshold
 from app.ml.policy import OosRule
 from app.ml.threads import intra_op_threads
-from app.ml.thresholds import ThresholdRule, fit_thresholds, out_of_fold_scores
+from app.ml.thresholds import ThresholdRule, fit_decision, out_of_fold_scores
 from app.ml.work import stop_if_cancelled
 
 
@@ -159,10 +159,12 @@ def fit_multilabel(
     rule = rule or ThresholdRule()
     n_labels = len(labels)
     held_out = out_of_fold_scores(targets, rule.folds, lambda ids: fold_scores(embeddings, targets, ids, inner))
-    thresholds = fit_thresholds(held_out.scores, targets, held_out.valid, rule)
+    decision = fit_decision(held_out.scores, targets, held_out.valid, rule)
     tensors = adapt_head(embeddings, targets, n_labels, inner, differentiable=False)
     prototypes = normalized_prototypes(embeddings, targets, n_labels)  # of the texts each label applies to
-    return TenantHead.from_tensors(labels, tensors, float(inner.scale), prototypes, None, thresholds)
+    return TenantHead.from_tensors(
+        labels, tensors, float(inner.scale), prototypes, None, decision.thresholds, decision.min_labels
+    )
 
 
 def fold_scores(

@@ -3,23 +3,25 @@
 `cross_validate` refits the head (`tenant_fit.fit_embedded`: inner loop, served temperature, OOS rule) on k
 stratified folds of the support set's cached embeddings; `evaluate_head` scores a fitted head on a labeled test
 set. Both yield `Scored` predictions that `build_report` turns into a `SingleLabelReport`: the accuracy of those
-predictions with its Wilson interval (cross-validation: also, apart, its projection to the full support set, never
-above that interval), macro-F1, per-label precision / recall / F1, the confusion matrix, the most confused pairs,
-the labels most in need of examples, suspected mislabels, near-duplicates under different labels, the out-of-scope
-trade-off and ECE. Values keep full precision; rounding and field names are the HTTP layer's.
+predictions with a 95 % interval of the served model's accuracy (`accuracy_interval`; cross-validation: centred
+on the projection to the full support set, also reported apart), macro-F1, per-label precision / recall / F1,
+the confusion matrix, the most confused pairs, the labels most in need of examples, suspected mislabels,
+near-duplicates under different labels, the out-of-scope trade-off and ECE. Values keep full precision; rounding
+and field names are the HTTP layer's.
 The report's dataclasses live in `tenant_report_types`. Pure PyTorch: no service imports.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter, defaultdict
+from dataclasses import replace
 from typing import Literal
 
 import torch
 from torch.nn import functional as F
 
+from app.ml.accuracy_interval import cross_validated_interval, projection, wilson_interval
 from app.ml.calibration import FITTED, TemperatureRule, expected_calibration_error
 from app.ml.head import TenantHead
 from app.ml.learner import InnerLoopParams
@@ -50,17 +52,6 @@ LISTED = 20  # entries of each ranked list
 EXAMPLE_TEXTS = 3
 LOW_RECALL = 0.8
 FEW_EXAMPLES = 5
-
-
-def wilson_interval(successes: int, trials: int, z: float = 1.959964) -> tuple[float, float]:
-    """95 % Wilson score interval of a proportion (0..1, always holding the proportion); (0, 1) without trials."""
-    if trials == 0:
-        return 0.0, 1.0
-    p = successes / trials
-    denominator = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # p itself despite rounding
 
 
 def stratified_folds(targets: list[int], n_labels: int, seed: int = 0) -> tuple[list[int], list[int], int]:
@@ -149,12 +140,14 @@ def cross_validate(
     if reduced_correct:
         weight = sum(n for _, _, n in sizes)
         counts = Counter(targets)
+        full_correct = probability_rows.argmax(-1) == target_tensor[rows]
         curve = LearningCurve(
             full_per_label=sum(counts[y] for y in evaluable) / len(evaluable),
             train_per_label=sum(t * n for t, _, n in sizes) / weight,
             reduced_per_label=sum(r * n for _, r, n in sizes) / weight,
-            accuracy=float((probability_rows.argmax(-1) == target_tensor[rows]).float().mean()),
+            accuracy=float(full_correct.float().mean()),
             reduced_accuracy=float(torch.cat(reduced_correct).float().mean()),
+            discordant=float((full_correct != torch.cat(reduced_correct)).float().mean()),
         )
     return Scored(
         texts=[texts[i] for i in rows.tolist()],
@@ -322,8 +315,8 @@ def build_report(
     correct = int((predicted == scored.targets).sum()) if n else 0
     not_evaluable = set(scored.not_evaluable)
     precision, recall, f1, support = _per_label(predicted, scored.targets, n_labels)
-    interval = wilson_interval(correct, n)
-    projected = min(scored.curve.projected(), interval[1]) if scored.curve is not None and n else None
+    interval = accuracy_interval(scored, predicted, n_labels, method)
+    projected = projection(scored.curve, correct, n) if scored.curve is not None and n else None
     per_label = [
         LabelMetrics(label, counts[y], support[y], False, None, None, None)
         if y in not_evaluable or support[y] == 0
@@ -355,6 +348,17 @@ def build_report(
         near_duplicates=near_duplicates(support_embeddings, support_targets, labels, support_texts),
         oos_tradeoff=oos_tradeoff(scored),
     )
+
+
+def accuracy_interval(scored: Scored, predicted: torch.Tensor, n_labels: int, method: Method) -> tuple[float, float]:
+    """95 % interval of the served model's accuracy: Wilson on a test set (one fixed classifier, independent
+    rows); from cross-validation, `accuracy_interval.cross_validated_interval` (labels as clusters, the projection
+    and its uncertainty)."""
+    right = scored.targets[predicted == scored.targets]
+    if method == "test_set":
+        return wilson_interval(right.numel(), scored.targets.numel())
+    correct = torch.bincount(right, minlength=n_labels).tolist()
+    return cross_validated_interval(correct, torch.bincount(scored.targets, minlength=n_labels).tolist(), scored.curve)
 
 
 def _confusion_of(confusion: torch.Tensor, labels: list[str]) -> DenseConfusion | SparseConfusion:
@@ -418,6 +422,12 @@ def _needing_examples(per_label: list[LabelMetrics], pairs: list[ConfusedPair]) 
         ranked.append((need, LabelNeed(entry.label, entry.examples, entry.recall, partner.get(entry.label), reasons)))
     ranked.sort(key=lambda item: -round(item[0], 6))  # float32 noise never reorders equal needs
     return [need for _, need in ranked[:LISTED]]
+
+
+def with_corrections(report: SingleLabelReport, corrections: dict[str, int]) -> SingleLabelReport:
+    """`report` with each label's count of examples that came from corrections."""
+    per_label = [replace(entry, corrections=corrections.get(entry.label, 0)) for entry in report.per_label]
+    return replace(report, per_label=per_label)
 
 
 def label_counts(targets: list[int], n_labels: int) -> list[int]:

@@ -40,6 +40,7 @@ class LearningCurve:
     reduced_per_label: float
     accuracy: float
     reduced_accuracy: float
+    discordant: float = 0.0  # share of held-out rows that exactly one of the two fits gets right
 
     def projected(self) -> float:
         """Accuracy at `full_per_label`, extrapolated along log(examples per label); never below the CV value."""
@@ -61,6 +62,7 @@ class LabelMetrics:
     precision: float | None
     recall: float | None
     f1: float | None
+    corrections: int = 0  # of its examples, how many came from corrections (/feedback)
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ class SingleLabelReport:
     n_examples: int  # in the support set
     n_evaluated: int  # predictions scored
     accuracy: float | None
-    accuracy_interval: tuple[float, float] | None  # 95 % Wilson interval
+    accuracy_interval: tuple[float, float] | None  # 95 % interval of the served model's accuracy
     projected_accuracy: float | None  # cross-validation only
     learning_curve: LearningCurve | None  # cross-validation only; its projection is `projected_accuracy`
     macro_f1: float | None

@@ -7,20 +7,34 @@ empty: a negative example). Its task is set by a `replace` and kept by `append`;
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+import torch
+
 from app.ml.head import SINGLE_LABEL, TenantHead
+from app.ml.label_names import LABEL_NAME_MODES, LabelNamesMode, NamesChoice, apply_label_names, names_as_decided
 from app.ml.tenant_fit import SupportSet, fit_tenant
+from app.ml.threads import intra_op_threads
 from app.services.context import TierContext
 from app.services.errors import ServiceError, invalid
-from app.services.records import DEFAULT_ENCODER, TenantRecord, new_generation, stored_generation, stored_task
+from app.services.records import (
+    DEFAULT_ENCODER,
+    TenantRecord,
+    new_generation,
+    stored_generation,
+    stored_task,
+    with_sources,
+)
 from app.services.support import merge_support, stored_support_set, support_rows
 from app.services.validation import check_label_counts, validate_support, visible_character
 from app.store.base import JSON, NO_MODEL, StoredModel, TenantStore
 
 Mode = Literal["replace", "append"]
 APPEND_RETRIES = 5
+ENCODER_CHOICE = "encoder_choice"  # the record's field: why `encoder: "auto"` chose its tier (tier_choice.py)
+LABEL_NAMES = "label_names"  # the record's field: {"mode": "auto" | "on" | "off", "used": bool}
 
 
 @dataclass
@@ -39,6 +53,8 @@ class AdaptResult:
     n_negatives: int = 0  # multi-label examples to which no label applies
     thresholds: dict[str, float] | None = None  # multi-label: each label's decision threshold
     encoder: str = DEFAULT_ENCODER  # the encoder tier the head was adapted with
+    label_names: NamesChoice | None = None  # whether the label names joined the support set, and why
+    encoder_choice: JSON | None = None  # why `encoder: "auto"` chose the tier (None: named or default)
 
 
 class AdaptationService:
@@ -81,13 +97,25 @@ class AdaptationService:
         remove_labels: list[str] | None = None,
         label_descriptions: dict[str, str] | None = None,
         task: str | None = None,
+        revise: Callable[[list[JSON]], list[JSON]] | None = None,
+        expected_version: int | None = None,
+        label_names: LabelNamesMode | None = None,
+        encoder_choice: JSON | None = None,
+        generation: str | None = None,
     ) -> AdaptResult:
         """Validate, fit and store a new version; nothing is written when validation fails.
 
         `replace` makes the request's examples the whole support set (task: `task`, default single-label);
         `append` adds them (and new labels) to the stored one and drops `remove_labels`, with compare-and-set
         against concurrent writers; it keeps the tenant's task (an explicit other `task` is a 409
-        `task_mismatch`: changing a task is a replace).
+        `task_mismatch`: changing a task is a replace). An append may `revise` the stored rows before the merge
+        (corrections drop the examples they relabel) and name the `expected_version` it appends to (another one
+        is a 409 `concurrent_update`); examples carrying `source: feedback` are stored with it.
+        `label_names` ("auto" | "on" | "off"; None: "auto" for `replace`, the tenant's own for `append`): whether a
+        label without a description gets its name as one (`app.ml.label_names`); the record keeps the mode.
+        `encoder_choice` (a `replace` or a new tenant adapted with `encoder: "auto"`): why this tier was chosen,
+        kept by the record and by every later append; `generation` is the one a new tenant gets (the chooser's
+        embeddings are cached under it). A `replace` naming `expected_version` is a compare-and-set too.
         """
         started = time.perf_counter()
         descriptions = label_descriptions or {}
@@ -97,14 +125,27 @@ class AdaptationService:
             task = task or SINGLE_LABEL
             steps = self.context.inner_for(task).steps if inner_steps is None else inner_steps
             support = validate_support(examples, labels, self.context.limits, descriptions, task)
-            generation = _generation_of(self.store.load(tenant_id))
-            head, timings, n_embedded = self.fit(support, steps, tenant_id, generation)
-            version = self._save(tenant_id, head, support, steps, generation, expected_version=None)
+            current_model = self.store.load(tenant_id)
+            _check_expected(tenant_id, current_model, expected_version)
+            generation = _generation_of(current_model, generation)
+            fitted, choice, names_ms, n_named = self._with_names(support, label_names or "auto", tenant_id, generation)
+            head, timings, n_embedded = self.fit(fitted, steps, tenant_id, generation)
+            n_embedded += n_named
+            timings["embed"] = round(timings["embed"] + names_ms["embed"], 3)
+            kept_choice = encoder_choice
+            version = self._save(
+                tenant_id, head, support, steps, generation, expected_version, names=choice, encoder_choice=kept_choice
+            )
+            if version is None:
+                raise ServiceError(
+                    409, "concurrent_update", f"tenant {tenant_id!r} changed; it is not at version {expected_version}"
+                )
         else:
             check_label_counts(self.context.limits, remove_labels=remove_labels)
             for _ in range(APPEND_RETRIES):
                 current_model = self.store.load(tenant_id)
                 current = None if current_model is None else current_model.version
+                _check_expected(tenant_id, current_model, expected_version)
                 stored = self.store.load_support(tenant_id) if current is not None else []
                 if current_model is not None:
                     self.context.require_own_encoder(tenant_id, current_model.meta)
@@ -115,18 +156,36 @@ class AdaptationService:
                         "task_mismatch",
                         f"tenant {tenant_id!r} is {tenant_task}; changing its task needs mode 'replace'",
                     )
+                stored = revise(stored or []) if revise is not None else stored
                 merged, merged_descriptions = merge_support(stored or [], examples, descriptions, remove_labels or [])
                 support = validate_support(merged, labels, self.context.limits, merged_descriptions, tenant_task)
                 steps = self.context.inner_for(tenant_task).steps if inner_steps is None else inner_steps
-                generation = _generation_of(current_model)
-                head, timings, n_embedded = self.fit(support, steps, tenant_id, generation)
+                generation = _generation_of(current_model, generation)
+                mode = label_names or _stored_names(current_model)[0]
+                fitted, choice, names_ms, n_named = self._with_names(support, mode, tenant_id, generation)
+                head, timings, n_embedded = self.fit(fitted, steps, tenant_id, generation)
+                n_embedded += n_named
+                timings["embed"] = round(timings["embed"] + names_ms["embed"], 3)
                 expected = NO_MODEL if current is None else current  # creating is a compare-and-set too
-                version = self._save(tenant_id, head, support, steps, generation, expected_version=expected)
+                origins = [*(stored or []), *examples]
+                kept_choice = _stored_choice(current_model) or encoder_choice
+                version = self._save(
+                    tenant_id,
+                    head,
+                    support,
+                    steps,
+                    generation,
+                    expected,
+                    origins,
+                    names=choice,
+                    encoder_choice=kept_choice,
+                )
                 if version is not None:
                     break
             else:
                 raise ServiceError(409, "concurrent_update", "the tenant changed during append; retry")
         assert version is not None
+        timings["label_names"] = names_ms["label_names"]
         timings["store"] = round(_ms(time.perf_counter() - started) - sum(timings.values()), 3)
         timings["total"] = _ms(time.perf_counter() - started)
         return AdaptResult(
@@ -144,7 +203,31 @@ class AdaptationService:
             n_negatives=support.n_negatives,
             thresholds=_threshold_map(head),
             encoder=self.context.encoder_name,
+            label_names=choice,
+            encoder_choice=kept_choice,
         )
+
+    def _with_names(
+        self, support: SupportSet, mode: LabelNamesMode, scope: str, generation: str
+    ) -> tuple[SupportSet, NamesChoice, dict[str, float], int]:
+        """The support set to fit (names added where used), the choice, its timings (`embed`: the encoder's part)
+        and the texts it sent through the encoder; they are cached under `scope` and `generation`, so the fit that
+        follows re-embeds none of them."""
+        started = time.perf_counter()
+        context = self.context
+        embedded, embed_seconds = 0, 0.0
+
+        def embed(texts: list[str]) -> torch.Tensor:
+            nonlocal embedded, embed_seconds
+            begun = time.perf_counter()
+            rows, n = context.embeddings.embed(texts, context.embedder.embed, scope, generation)
+            embedded, embed_seconds = embedded + n, embed_seconds + time.perf_counter() - begun
+            return rows
+
+        with intra_op_threads(context.math_threads):
+            fitted, choice = apply_label_names(support, mode, embed, context.inner_for(support.task))
+        decided = time.perf_counter() - started - embed_seconds
+        return fitted, choice, {"embed": _ms(embed_seconds), "label_names": _ms(decided)}, embedded
 
     def rebuild(self, tenant_id: str, version: int, inner_steps: int | None) -> tuple[int, TenantHead] | None:
         """Re-adapt from the stored support set (stale or corrupt head); None if it changed meanwhile."""
@@ -156,8 +239,20 @@ class AdaptationService:
         support = stored_support_set(stored_support, self.context.limits, stored_task(stored.meta))
         steps = self.context.inner_for(support.task).steps if inner_steps is None else inner_steps
         generation = stored_generation(stored.meta)
-        head, _, _ = self.fit(support, steps, tenant_id, generation)
-        new_version = self._save(tenant_id, head, support, steps, generation, expected_version=version)
+        mode, used = _stored_names(stored)
+        head, _, _ = self.fit(names_as_decided(support, mode, used), steps, tenant_id, generation)
+        choice = NamesChoice(mode, used, "as decided when the version was adapted")
+        new_version = self._save(
+            tenant_id,
+            head,
+            support,
+            steps,
+            generation,
+            version,
+            stored_support,
+            names=choice,
+            encoder_choice=_stored_choice(stored),
+        )
         return None if new_version is None else (new_version, head)
 
     def _save(
@@ -168,18 +263,53 @@ class AdaptationService:
         steps: int,
         generation: str,
         expected_version: int | None,
+        origins: list[JSON] | None = None,
+        names: NamesChoice | None = None,
+        encoder_choice: JSON | None = None,
     ) -> int | None:
+        """Store a new version (compare-and-set on `expected_version`); examples `origins` holds as corrections
+        keep their `source`."""
         context = self.context
         record = TenantRecord.fitted(
             head, support, context.embedder.fingerprint, steps, generation, context.encoder_name
         )
-        return self.store.save(tenant_id, record.head_bytes, record.meta(), support_rows(support), expected_version)
+        rows = with_sources(support_rows(support), origins or [])
+        meta = record.meta()
+        if names is not None:
+            meta[LABEL_NAMES] = {"mode": names.mode, "used": names.used}
+        if encoder_choice is not None:
+            meta[ENCODER_CHOICE] = encoder_choice
+        return self.store.save(tenant_id, record.head_bytes, meta, rows, expected_version)
 
 
-def _generation_of(current: StoredModel | None) -> str:
-    """The generation a new version continues: the current record's, or a fresh one when the tenant is created
-    (or its record predates generations)."""
-    return (stored_generation(current.meta) if current is not None else "") or new_generation()
+def _generation_of(current: StoredModel | None, fresh: str | None = None) -> str:
+    """The generation a new version continues: the current record's, or (`fresh`, else a new one) when the tenant
+    is created or its record predates generations."""
+    return (stored_generation(current.meta) if current is not None else "") or fresh or new_generation()
+
+
+def _check_expected(tenant_id: str, current: StoredModel | None, expected_version: int | None) -> None:
+    """409 `concurrent_update` when a write names a version the tenant is not at."""
+    version = None if current is None else current.version
+    if expected_version is not None and version != expected_version:
+        raise ServiceError(
+            409, "concurrent_update", f"tenant {tenant_id!r} is at version {version}, not {expected_version}"
+        )
+
+
+def _stored_choice(current: StoredModel | None) -> JSON | None:
+    """The record's `encoder: "auto"` decision, if its tier was chosen that way."""
+    choice = current.meta.get(ENCODER_CHOICE) if current is not None else None
+    return choice if isinstance(choice, dict) else None
+
+
+def _stored_names(current: StoredModel | None) -> tuple[LabelNamesMode, bool]:
+    """A record's label-names mode and whether its head used them; ("auto", False) for a new tenant or a record
+    without the field (adapted before names were used)."""
+    stored = current.meta.get(LABEL_NAMES) if current is not None else None
+    if isinstance(stored, dict) and stored.get("mode") in LABEL_NAME_MODES and isinstance(stored.get("used"), bool):
+        return stored["mode"], stored["used"]
+    return "auto", False
 
 
 def _threshold_map(head: TenantHead) -> dict[str, float] | None:

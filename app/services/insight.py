@@ -20,11 +20,18 @@ from app.ml.head import MULTI_LABEL, SINGLE_LABEL, TenantHead
 from app.ml.multilabel_report import MultiLabelReport, cross_validated_report, labeled_set_report
 from app.ml.suggest import Suggestion, suggest
 from app.ml.tenant_fit import SupportSet
-from app.ml.tenant_report import SingleLabelReport, build_report, cross_validate, evaluate_head, label_counts
+from app.ml.tenant_report import (
+    SingleLabelReport,
+    build_report,
+    cross_validate,
+    evaluate_head,
+    label_counts,
+    with_corrections,
+)
 from app.services.context import TierContext
 from app.services.errors import invalid, missing_version, unknown_tenant
 from app.services.prediction import PredictionService
-from app.services.records import stored_generation, stored_steps, stored_task
+from app.services.records import corrections_per_label, stored_generation, stored_steps, stored_task
 from app.services.single_flight import SingleFlight
 from app.services.support import stored_support_set
 from app.services.validation import check_label, check_text, example_labels
@@ -136,6 +143,7 @@ class InsightService:
                 computed = self._multilabel_cross_validation(tenant_id, generation, support, steps)
             else:
                 computed = self._cross_validation(tenant_id, generation, support, steps)
+                computed = (self._with_corrections(tenant_id, pinned, computed[0]), computed[1])
             self.reports.put(tenant_id, pinned, fingerprint, computed[0])
             return computed
 
@@ -219,9 +227,19 @@ class InsightService:
                 support.texts,
                 "test_set",
             )
+        report = self._with_corrections(tenant_id, version, report)
         done = time.perf_counter()
         timings = _timings(started, loaded, embedded, done, "scoring")
         return Evaluation(tenant_id, version, False, report, timings)
+
+    def _with_corrections(self, tenant_id: str, version: int, report: Report) -> Report:
+        """A single-label report with each label's count of examples from corrections (the version's stored rows
+        record each example's source)."""
+        rows = self.store.load_support(tenant_id, version=version) or []
+        corrections = corrections_per_label(rows)
+        if not corrections or not isinstance(report, SingleLabelReport):
+            return report
+        return with_corrections(report, corrections)
 
     def _evaluate_multilabel_on(
         self, tenant_id: str, version: int, head: TenantHead, examples: list[JSON], started: float

@@ -12,6 +12,7 @@ from app.ml.head import SINGLE_LABEL, TenantHead
 from app.services.adaptation import AdaptationService
 from app.services.context import TierContext
 from app.services.errors import ServiceError, encoder_not_served, invalid, missing_version, unknown_tenant
+from app.services.evidence import MAX_EXPLAIN, Evidence, SupportMatrices, SupportMatrix, build_matrix, nearest
 from app.services.model_cache import CachedHead, HeadCache
 from app.services.records import DEFAULT_ENCODER, UnusableModel, open_record, stored_steps
 from app.services.validation import check_text
@@ -28,6 +29,7 @@ class Prediction:
     out_of_scope: bool
     oos_score: float
     labels: list[tuple[str, float]] | None = None  # multi-label: every label that applies, best first
+    evidence: list[Evidence] | None = None  # with `explain`: nearest support examples of the asked labels
 
 
 @dataclass
@@ -52,6 +54,7 @@ class PredictionService:
         self.store = store
         self.cache = cache
         self.adaptation = adaptation  # rebuilds stale or corrupt heads
+        self.evidence = SupportMatrices()  # support matrices for `explain`, per tenant version (DELETE forgets)
 
     def head_for(self, tenant_id: str) -> tuple[int, TenantHead]:
         """The tenant's current head, from the cache when its version is still current."""
@@ -113,15 +116,20 @@ class PredictionService:
         version: int | None = None,
         oos_threshold: float | None = None,
         label_threshold: float | None = None,
+        explain: int = 0,
     ) -> PredictResult:
         """Labels and probabilities; `version` pins a retained version, `oos_threshold` overrides the tenant's
-        out-of-scope threshold (single-label), `label_threshold` every label's threshold (multi-label)."""
+        out-of-scope threshold (single-label), `label_threshold` every label's threshold (multi-label), `explain`
+        asks for that many nearest support examples per predicted (and runner-up) label."""
         started = time.perf_counter()
-        self._check(texts, top_k)
+        self._check(texts, top_k, explain)
         version, head = self._head(tenant_id, version)
         threshold = self._threshold(head, oos_threshold, label_threshold)
-        ask = _Asked(tenant_id, texts, top_k, version, head, threshold, label_threshold, started, time.perf_counter())
-        return self._answer(ask, self.context.embedder.embed(texts))
+        matrix = self.support_matrix(tenant_id, version, head) if explain else None
+        ask = _Asked(
+            tenant_id, texts, top_k, version, head, threshold, label_threshold, started, time.perf_counter(), explain
+        )
+        return self._answer(ask, self.context.embedder.embed(texts), matrix)
 
     async def predict_async(
         self,
@@ -131,24 +139,47 @@ class PredictionService:
         version: int | None = None,
         oos_threshold: float | None = None,
         label_threshold: float | None = None,
+        explain: int = 0,
     ) -> PredictResult:
         """`predict` for an event loop, with a worker thread only where one buys something: the head comes from
         an in-process store and the head cache on the loop (a worker thread when the store does I/O or the head
         must be decoded or rebuilt), the embeddings from the micro-batcher's await (a worker thread without
-        one), and the head maths on the loop unless the request is large."""
+        one), and the head maths on the loop unless the request is large. A support matrix for `explain` comes
+        from its cache on the loop, else from a worker thread (it reads the store and may embed)."""
         started = time.perf_counter()
-        self._check(texts, top_k)
+        self._check(texts, top_k, explain)
         hit = self._cached_on_loop(tenant_id) if version is None else None
         version, head = hit if hit is not None else await to_thread.run_sync(self._head, tenant_id, version)
         threshold = self._threshold(head, oos_threshold, label_threshold)
-        ask = _Asked(tenant_id, texts, top_k, version, head, threshold, label_threshold, started, time.perf_counter())
+        matrix = None
+        if explain:
+            matrix = self.evidence.get(tenant_id, version, self.context.embedder.fingerprint)
+            if matrix is None:
+                matrix = await to_thread.run_sync(self.support_matrix, tenant_id, version, head)
+        ask = _Asked(
+            tenant_id, texts, top_k, version, head, threshold, label_threshold, started, time.perf_counter(), explain
+        )
         if self.context.embed_async is not None:
             embeddings = await self.context.embed_async(texts)
         else:
             embeddings = await to_thread.run_sync(self.context.embedder.embed, texts)
-        if len(texts) * len(head.labels) <= INLINE_HEAD_CELLS:
-            return self._answer(ask, embeddings)
-        return await to_thread.run_sync(self._answer, ask, embeddings)
+        cells = len(texts) * (len(head.labels) + (len(matrix.texts) if matrix is not None else 0))
+        if cells <= INLINE_HEAD_CELLS:
+            return self._answer(ask, embeddings, matrix)
+        return await to_thread.run_sync(self._answer, ask, embeddings, matrix)
+
+    def support_matrix(self, tenant_id: str, version: int, head: TenantHead) -> SupportMatrix:
+        """The support matrix of `tenant_id`'s `version`, from the cache or built (and kept)."""
+        fingerprint = self.context.embedder.fingerprint
+        matrix = self.evidence.get(tenant_id, version, fingerprint)
+        if matrix is not None:
+            return matrix
+        context = self.context
+        matrix = build_matrix(self.store, tenant_id, version, head, context.embedder, context.embeddings)
+        if matrix is None:
+            raise missing_version(self.store, tenant_id, version)
+        self.evidence.put(tenant_id, version, fingerprint, matrix)
+        return matrix
 
     def _cached_on_loop(self, tenant_id: str) -> tuple[int, TenantHead] | None:
         """The current head when answering needs no I/O: an in-process store and a cache hit; else None."""
@@ -165,7 +196,7 @@ class PredictionService:
             return None
         return cached.version, cached.head
 
-    def _check(self, texts: list[str], top_k: int) -> None:
+    def _check(self, texts: list[str], top_k: int, explain: int = 0) -> None:
         if not texts:
             raise invalid("no_texts", "texts must hold at least one text")
         limits = self.context.limits
@@ -173,6 +204,8 @@ class PredictionService:
             raise invalid("too_many_texts", f"{len(texts)} texts; the limit is {limits.max_texts}")
         if not 1 <= top_k <= limits.max_top_k:
             raise invalid("invalid_top_k", f"top_k must be between 1 and {limits.max_top_k}")
+        if not 0 <= explain <= MAX_EXPLAIN:
+            raise invalid("invalid_explain", f"explain must be between 0 and {MAX_EXPLAIN}")
         for i, text in enumerate(texts):
             check_text(text, limits, f"texts[{i}]")
 
@@ -194,8 +227,9 @@ class PredictionService:
             return self.head_for(tenant_id)
         return version, self.pinned_head(tenant_id, version)
 
-    def _answer(self, ask: _Asked, embeddings: torch.Tensor) -> PredictResult:
-        """The head's answer for the embedded texts (options checked against the head's task first)."""
+    def _answer(self, ask: _Asked, embeddings: torch.Tensor, matrix: SupportMatrix | None = None) -> PredictResult:
+        """The head's answer for the embedded texts (options checked against the head's task first), with the
+        evidence of `matrix` when `explain` asks for it."""
         head, threshold = ask.head, ask.threshold
         embedded = time.perf_counter()
         k = min(ask.top_k, len(head.labels))
@@ -232,6 +266,13 @@ class PredictionService:
                     oos_score=round(float(sim), 6),
                 )
             )
+        if ask.explain and matrix is not None:
+            with self.context.math():
+                asked = _explained_labels(head, scores_all, applies)
+                for prediction, found in zip(
+                    predictions, nearest(matrix, embeddings, asked, ask.explain, head.labels), strict=True
+                ):
+                    prediction.evidence = found
         done = time.perf_counter()
         timings = {
             "load": round((ask.loaded - ask.started) * 1000, 3),
@@ -264,13 +305,26 @@ class _Asked:
     label_threshold: float | None  # the request's override (multi-label)
     started: float
     loaded: float
+    explain: int = 0  # nearest support examples per explained label
+
+
+def _explained_labels(
+    head: TenantHead, scores: torch.Tensor, applies: list[list[tuple[str, float]]] | None
+) -> list[list[int]]:
+    """Per text, the head label indices to show evidence for: single-label, the top-scoring label (also when out of
+    scope) and the runner-up; multi-label, each label that applies (the top-scoring one when none does)."""
+    if applies is None:
+        return torch.topk(scores, min(2, len(head.labels)), dim=-1).indices.tolist()
+    index = {label: i for i, label in enumerate(head.labels)}
+    top = scores.argmax(dim=-1).tolist()
+    return [[index[label] for label, _ in chosen] or [best] for chosen, best in zip(applies, top, strict=True)]
 
 
 def _applying(head: TenantHead, scores: torch.Tensor, override: float | None) -> list[list[tuple[str, float]]]:
-    """Per text, the labels whose sigmoid score reaches their threshold (or `override`), best first."""
-    thresholds = head.thresholds if override is None else torch.full_like(scores[0], override)
+    """Per text, the labels that apply (`TenantHead.applying`: thresholds, top-label rule, or `override`), best
+    first."""
     chosen = []
-    for row in scores:
-        hits = (row >= thresholds).nonzero().squeeze(1).tolist()
+    for row, applied in zip(scores, head.applying(scores, override), strict=True):
+        hits = applied.nonzero().squeeze(1).tolist()
         chosen.append(sorted(((head.labels[i], float(row[i])) for i in hits), key=lambda pair: -pair[1]))
     return chosen

@@ -17,6 +17,7 @@ from app.store.base import JSON, StoredModel
 
 RECORD_SCHEMA = 1
 DEFAULT_ENCODER = MINILM.name  # records written before encoder tiers name none: they were adapted with MiniLM
+ADAPT, FEEDBACK = "adapt", "feedback"  # where a stored example came from: /adapt, or a correction (/feedback)
 
 
 class UnusableModel(Exception):
@@ -102,6 +103,40 @@ def new_generation() -> str:
     return secrets.token_hex(8)
 
 
+def example_source(row: JSON) -> str:
+    """Where a stored support row came from: its `source` field; rows written without one (every /adapt row, and
+    every row stored before corrections existed) came from /adapt."""
+    return FEEDBACK if row.get("source") == FEEDBACK else ADAPT
+
+
+def with_sources(rows: list[JSON], origins: Iterable[JSON]) -> list[JSON]:
+    """`rows` (support rows about to be stored), each single-label example whose first occurrence in `origins`
+    (stored rows, then the request's examples) is a correction marked `source: feedback`; the others stay as
+    they are, so a support set without corrections is stored byte for byte as before."""
+    first: dict[tuple[str, str], str] = {}
+    for origin in origins:
+        if not origin.get("description") and isinstance(origin.get("label"), str):
+            first.setdefault((origin["text"], origin["label"]), example_source(origin))
+    corrected = {key for key, source in first.items() if source == FEEDBACK}
+    if not corrected:
+        return rows
+    return [
+        {**row, "source": FEEDBACK}
+        if not row.get("description") and (row["text"], row.get("label")) in corrected
+        else row
+        for row in rows
+    ]
+
+
+def corrections_per_label(rows: list[JSON]) -> dict[str, int]:
+    """How many of the stored examples each label got from corrections (labels without any are left out)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        if example_source(row) == FEEDBACK and not row.get("description") and isinstance(row.get("label"), str):
+            counts[row["label"]] = counts.get(row["label"], 0) + 1
+    return counts
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -124,7 +159,26 @@ FIELD_CHECKS: dict[str, Callable[[Any], bool]] = {  # the one check of each stor
     "n_negatives": _is_int,
     "thresholds": lambda v: isinstance(v, dict) and all(isinstance(t, float | int) for t in v.values()),
     "generation": lambda v: isinstance(v, str),
+    "encoder_choice": lambda v: _is_choice(v),
 }
+
+
+def _is_choice(value: Any) -> bool:
+    """An `encoder: "auto"` decision as `tier_choice.choice_json` writes it."""
+    if not isinstance(value, dict):
+        return False
+    texts = all(isinstance(value.get(k), str) for k in ("requested", "chosen", "preferred", "language", "reason"))
+    share = value.get("english_share")
+    accuracies = value.get("accuracies")
+    return (
+        texts
+        and isinstance(share, int | float)
+        and not isinstance(share, bool)
+        and isinstance(accuracies, dict)
+        and all(
+            isinstance(k, str) and isinstance(a, int | float) and not isinstance(a, bool) for k, a in accuracies.items()
+        )
+    )
 
 
 def checked_fields(meta: JSON, names: Iterable[str]) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 from app.services.errors import missing_version, unknown_tenant
 from app.services.model_cache import HeadCache
@@ -29,6 +31,7 @@ class ModelSummary:
     encoder: str = DEFAULT_ENCODER
     n_negatives: int = 0
     thresholds: dict[str, float] | None = None  # multi-label: each label's decision threshold
+    encoder_choice: dict[str, Any] | None = None  # why `encoder: "auto"` chose the tier (`tier_choice.choice_json`)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,14 @@ _SUMMARISED = [f.name for f in fields(ModelSummary) if f.name not in ("version",
 
 def _summary(version: int, head_bytes: int, meta: JSON) -> ModelSummary:
     return ModelSummary(version=version, head_bytes=head_bytes, **checked_fields(meta, _SUMMARISED))
+
+
+def page(ids: list[str], limit: int, after: str | None = None) -> tuple[list[str], str | None]:
+    """The sorted `ids` after `after`, at most `limit`, and the last one returned when more follow."""
+    start = bisect_right(ids, after) if after is not None else 0
+    chosen = ids[start : start + limit]
+    more = start + limit < len(ids)
+    return chosen, (chosen[-1] if more and chosen else None)
 
 
 class TenantService:
@@ -111,10 +122,14 @@ class TenantService:
         if not existed:
             raise unknown_tenant(tenant_id)
 
-    def list_ids(self, limit: int) -> list[str]:
-        """Every tenant with a model, sorted, at most `limit`."""
-        return sorted(self.store.tenant_ids())[:limit]
+    def list_ids(self, limit: int, after: str | None = None) -> tuple[list[str], str | None]:
+        """Tenants with a model, sorted, at most `limit` of those after `after`, and the cursor of the next page
+        (None: this was the last)."""
+        return page(sorted(self.store.tenant_ids()), limit, after)
 
-    def existing(self, tenant_ids: frozenset[str]) -> list[str]:
-        """Those of `tenant_ids` with a current model, sorted."""
-        return [t for t in sorted(tenant_ids) if self.store.current_version(t) is not None]
+    def existing(
+        self, tenant_ids: frozenset[str], limit: int, after: str | None = None
+    ) -> tuple[list[str], str | None]:
+        """Those of `tenant_ids` with a current model, sorted, paged as `list_ids` pages."""
+        candidates = page(sorted(tenant_ids), len(tenant_ids), after)[0]
+        return page([t for t in candidates if self.store.current_version(t) is not None], limit)

@@ -1,7 +1,8 @@
 """Encoder tiers: the encoders one process serves side by side, each with its own services, and which one a
 request goes to.
 
-A new tenant (or a `replace`) gets the tier it names (default: the first served). Everything else about a tenant
+A new tenant (or a `replace`) gets the tier it names (default: the first served), or with `encoder: "auto"` the
+one `TierChooser` picks from its support set. Everything else about a tenant
 goes to the tier it was adapted with, read from its record (`records.stored_encoder`) and remembered per
 (tenant, version); with one tier served, that check happens where the record is opened (`open_record`), at no
 extra store call. A tenant of an encoder this process does not serve gets 409 `encoder_not_served`, never
@@ -16,12 +17,16 @@ from dataclasses import dataclass
 
 from anyio import to_thread
 
+from app.ml.head import SINGLE_LABEL
+from app.ml.registry import AUTO
 from app.services.adaptation import AdaptationService
 from app.services.errors import ServiceError, encoder_not_served, invalid, missing_version, unknown_tenant
 from app.services.insight import InsightService
 from app.services.prediction import PredictionService
-from app.services.records import stored_encoder
-from app.store.base import TenantStore
+from app.services.records import new_generation, stored_encoder, stored_generation
+from app.services.tier_choice import TierChooser, candidate, choice_json
+from app.services.validation import validate_support
+from app.store.base import JSON, TenantStore
 
 REMEMBERED_TENANTS = 100_000
 
@@ -100,19 +105,40 @@ class Tiers:
             return self.of_tenant(tenant_id, version)
         return await to_thread.run_sync(self.of_tenant, tenant_id, version)
 
-    def for_adapt(self, tenant_id: str, mode: str, encoder: str | None) -> Tier:
+    def for_adapt(self, tenant_id: str, mode: str, encoder: str | None) -> Tier | None:
         """`replace`: the named tier. `append`: the tenant's own (an explicit other one is 409 `encoder_mismatch`:
-        changing a tenant's encoder is a replace), or the named one for a new tenant."""
+        changing a tenant's encoder is a replace), or the named one for a new tenant. None: `encoder: "auto"` for a
+        replace or a new tenant, for `choose` to decide."""
         if mode == "replace" or self.store.current_version(tenant_id) is None:
-            return self.named(encoder)
+            return None if encoder == AUTO else self.named(encoder)
         tier = self.of_tenant(tenant_id)
-        if encoder is not None and encoder != tier.name:
+        if encoder is not None and encoder not in (AUTO, tier.name):
             raise ServiceError(
                 409,
                 "encoder_mismatch",
                 f"tenant {tenant_id!r} uses encoder {tier.name!r}; changing it needs mode 'replace'",
             )
         return tier
+
+    def choose(
+        self,
+        tenant_id: str,
+        examples: list[JSON],
+        labels: list[str] | None,
+        descriptions: dict[str, str] | None,
+        task: str | None,
+    ) -> tuple[Tier, JSON, str]:
+        """`encoder: "auto"`: the served tier for this support set (`tier_choice`), its decision as stored JSON,
+        and the generation its embeddings were cached under (the new tenant's, or the stored one)."""
+        current = self.store.load(tenant_id)
+        generation = (stored_generation(current.meta) if current is not None else "") or new_generation()
+        support_of = {
+            name: validate_support(examples, labels, tier.adaptation.context.limits, descriptions, task or SINGLE_LABEL)
+            for name, tier in self._tiers.items()
+        }
+        chooser = TierChooser([candidate(name, tier.adaptation.context) for name, tier in self._tiers.items()])
+        choice = chooser.choose(support_of, tenant_id, generation)
+        return self._tiers[choice.chosen], choice_json(choice), generation
 
     def forget(self, tenant_id: str) -> None:
         """Drop the remembered (version, encoder) of `tenant_id` (a deleted tenant)."""

@@ -36,6 +36,9 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "unknown_label": (422, "A label to remove or describe that the tenant does not have."),
     "invalid_option": (422, "An option that does not apply (e.g. `remove_labels` without `mode: append`)."),
     "invalid_top_k": (422, "`top_k` outside 1..`max_top_k`."),
+    "invalid_explain": (422, "/predict `explain` outside 0..10."),
+    "no_corrections": (422, "/tenants/{id}/feedback with an empty `corrections` list."),
+    "too_many_corrections": (422, "/tenants/{id}/feedback with more corrections than `max_texts`."),
     # /tenants/{id}/evaluate and /tenants/{id}/suggest
     "no_examples": (422, "/evaluate with an empty `examples` test set."),
     "invalid_k": (422, "/suggest with `k` below 1."),

@@ -106,6 +106,9 @@ class BodyCaps:
             "/predict": self._shape({"texts": Cap(max_texts, "too_many_texts", "texts")}),
             "/tenants/{id}/suggest": self._shape({"texts": Cap(max_pool, "too_many_texts", "texts", " for /suggest")}),
             "/tenants/{id}/evaluate": self._shape({"examples": examples, "examples.*.labels": labels}),
+            "/tenants/{id}/feedback": self._shape(
+                {"corrections": Cap(max_texts, "too_many_corrections", "corrections")}
+            ),
             "/admin/keys": self._shape({"tenants": Cap(MAX_KEY_TENANTS, "too_many_items", "tenants")}),
         }
 

@@ -8,7 +8,9 @@ from typing import Any
 
 from app.access.keys import ApiKey
 from app.ml import multilabel_report, tenant_report
+from app.ml.label_names import NamesChoice
 from app.services.adaptation import AdaptResult
+from app.services.feedback import FeedbackResult
 from app.services.insight import Evaluation, SuggestResult
 from app.services.prediction import PredictResult
 from app.services.tenants import ModelSummary as ModelSummaryResult
@@ -21,6 +23,8 @@ from app.web.schemas import (
     EncoderList,
     EvaluateResponse,
     EvaluationReport,
+    EvidenceOut,
+    FeedbackResponse,
     KeyCreated,
     KeyInfo,
     LabeledText,
@@ -42,6 +46,7 @@ from app.web.schemas import (
     TenantInfo,
     VersionList,
 )
+from app.web.schemas.tenants import EncoderChoiceOut, LabelNamesOut
 
 
 def adapted(result: AdaptResult) -> AdaptResponse:
@@ -61,6 +66,22 @@ def adapted(result: AdaptResult) -> AdaptResponse:
         n_negatives=result.n_negatives,
         thresholds=result.thresholds,
         encoder=result.encoder,
+        label_names=_label_names(result.label_names),
+        encoder_choice=None if result.encoder_choice is None else EncoderChoiceOut(**result.encoder_choice),
+    )
+
+
+def _label_names(choice: NamesChoice | None) -> LabelNamesOut | None:
+    if choice is None:
+        return None
+    with_, without = choice.cv_accuracy_with, choice.cv_accuracy_without
+    return LabelNamesOut(
+        mode=choice.mode,
+        used=choice.used,
+        reason=choice.reason,
+        n_named=choice.n_named,
+        cv_accuracy_with=None if with_ is None else round(with_, 4),
+        cv_accuracy_without=None if without is None else round(without, 4),
     )
 
 
@@ -80,10 +101,22 @@ def predicted(result: PredictResult) -> PredictResponse:
                 oos_score=p.oos_score,
                 top_k=[LabelScore(label=label, score=score) for label, score in p.top_k],
                 labels=None if p.labels is None else [LabelScore(label=name, score=score) for name, score in p.labels],
+                evidence=None
+                if p.evidence is None
+                else [EvidenceOut(label=e.label, text=e.text, similarity=e.similarity) for e in p.evidence],
             )
             for p in result.predictions
         ],
         timings_ms=result.timings_ms,
+    )
+
+
+def corrected(result: FeedbackResult) -> FeedbackResponse:
+    return FeedbackResponse(
+        **adapted(result.adapted).model_dump(),
+        added=result.added,
+        ignored_duplicates=result.ignored_duplicates,
+        relabelled=result.relabelled,
     )
 
 
@@ -165,6 +198,7 @@ def single_label_body(report: tenant_report.SingleLabelReport) -> EvaluationRepo
                 precision=_round(m.precision),
                 recall=_round(m.recall),
                 f1=_round(m.f1),
+                corrections=m.corrections,
             )
             for m in report.per_label
         ],

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from app.ml.work import Priority, Work, working_for
 from app.services.adaptation import AdaptResult
+from app.services.feedback import Correction, FeedbackResult, FeedbackService
 from app.services.insight import Evaluation, SuggestResult
 from app.store.base import StoreUnavailable
 from app.web import metrics, replies
@@ -25,6 +26,8 @@ from app.web.schemas import (
     ErrorResponse,
     EvaluateRequest,
     EvaluateResponse,
+    FeedbackRequest,
+    FeedbackResponse,
     HealthResponse,
     PredictRequest,
     PredictResponse,
@@ -49,16 +52,25 @@ async def adapt(body: AdaptRequest, encoders: ServedTiers, heavy: Heavy, request
     """Adapt a tenant's classifier from its labeled examples; replaces the previous version."""
 
     def run() -> AdaptResult:
-        tier = encoders.for_adapt(body.tenant_id, body.mode, body.encoder)
+        examples = [example.model_dump(exclude_none=True) for example in body.examples]
+        tier, choice, generation = encoders.for_adapt(body.tenant_id, body.mode, body.encoder), None, None
+        if tier is None:
+            tier, choice, generation = encoders.choose(
+                body.tenant_id, examples, body.labels, body.label_descriptions, body.task
+            )
         return tier.adaptation.adapt(
             body.tenant_id,
-            [example.model_dump(exclude_none=True) for example in body.examples],
+            examples,
             labels=body.labels,
             inner_steps=body.inner_steps,
             mode=body.mode,
             remove_labels=body.remove_labels,
             label_descriptions=body.label_descriptions,
             task=body.task,
+            label_names=body.label_names,
+            encoder_choice=choice,
+            generation=generation,
+            expected_version=body.expected_version,
         )
 
     result = await heavy.run(request, body.tenant_id, run)
@@ -78,17 +90,47 @@ async def predict(body: PredictRequest, encoders: ServedTiers) -> PredictRespons
             version=body.version,
             oos_threshold=body.oos_threshold,
             label_threshold=body.label_threshold,
+            explain=body.explain,
         )
     metrics.observe_operation("predict", len(body.texts), result.timings_ms)
     return replies.predicted(result)
 
 
+@router.post(
+    "/tenants/{tenant_id}/feedback", response_model=FeedbackResponse, responses=ERROR_RESPONSES, tags=["tenants"]
+)
+async def feedback(
+    tenant_id: TenantPath, body: FeedbackRequest, encoders: ServedTiers, heavy: Heavy, request: Request
+) -> FeedbackResponse:
+    """Correct predictions: each text with its right label becomes an example of a new version (the same
+    compare-and-set as an `/adapt` append; a text held with another label is relabelled, one held with the same
+    label is ignored), so the next /predict of the text answers the corrected label."""
+    corrections = [Correction(c.text, c.label, c.predicted) for c in body.corrections]
+
+    def run() -> FeedbackResult:
+        service = FeedbackService(encoders.of_tenant(tenant_id).adaptation)
+        return service.correct(tenant_id, corrections, body.expected_version)
+
+    result = await heavy.run(request, tenant_id, run)
+    metrics.observe_operation("feedback", len(corrections), result.adapted.timings_ms)
+    return replies.corrected(result)
+
+
 @router.get("/tenants", response_model=TenantList, responses=ERROR_RESPONSES, tags=["tenants"])
-def list_tenants(caller: Caller, tenants: Tenants) -> TenantList:
-    """Tenants with a model, limited to the caller's scope."""
+def list_tenants(
+    caller: Caller,
+    tenants: Tenants,
+    limit: Annotated[int, Query(ge=1, le=MAX_LISTED, description="Tenants per page.")] = 1000,
+    after: Annotated[
+        str | None, Query(max_length=128, description="The previous page's `next_after`: list the tenants after it.")
+    ] = None,
+) -> TenantList:
+    """Tenants with a model, limited to the caller's scope, sorted by id, a page at a time."""
     if caller.admin:
-        return TenantList(tenants=tenants.list_ids(MAX_LISTED))
-    return TenantList(tenants=tenants.existing(caller.tenants))
+        ids, next_after = tenants.list_ids(limit, after)
+    else:
+        ids, next_after = tenants.existing(caller.tenants, limit, after)
+    return TenantList(tenants=ids, next_after=next_after)
 
 
 @router.get("/tenants/{tenant_id}", response_model=TenantInfo, responses=ERROR_RESPONSES, tags=["tenants"])

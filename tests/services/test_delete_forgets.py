@@ -45,10 +45,10 @@ def _generation(runtime: Runtime, tenant_id: str) -> str:
 
 
 def test_a_deleted_tenants_texts_are_embedded_again_under_its_id(runtime: Runtime) -> None:
-    first = runtime.tiers.for_adapt("t", "replace", None).adaptation.adapt("t", SUPPORT)
+    first = runtime.tiers.for_adapt("t", "replace", None).adaptation.adapt("t", SUPPORT, label_names="off")
     assert first.n_embedded == len(TEXTS)
     runtime.tenants.delete("t")
-    again = runtime.tiers.for_adapt("t", "replace", None).adaptation.adapt("t", SUPPORT)
+    again = runtime.tiers.for_adapt("t", "replace", None).adaptation.adapt("t", SUPPORT, label_names="off")
     assert again.n_embedded == len(TEXTS)
 
 
@@ -87,7 +87,7 @@ def test_a_replica_that_missed_the_delete_shares_nothing_with_the_next_holder_of
     store = MemoryStore()
     inner = InnerLoopParams.constant(2, 0.04, 10.0)
     replica = AdaptationService(TierContext(EncoderEmbedder(tiny_encoder), inner, embeddings=EmbeddingLRU(1000)), store)
-    assert replica.adapt("t", SUPPORT).n_embedded == len(TEXTS)
-    assert replica.adapt("t", SUPPORT).n_embedded == 0  # the same life: its cache serves a replace
+    assert replica.adapt("t", SUPPORT, label_names="off").n_embedded == len(TEXTS)
+    assert replica.adapt("t", SUPPORT, label_names="off").n_embedded == 0  # the same life: its cache serves a replace
     store.delete("t")  # through another replica: this one's caches are not told
-    assert replica.adapt("t", SUPPORT).n_embedded == len(TEXTS)
+    assert replica.adapt("t", SUPPORT, label_names="off").n_embedded == len(TEXTS)

@@ -33,9 +33,11 @@ from tests.services.test_multilabel_service import TICKETS
 from tests.services.test_validation import SUPPORT
 
 
-def _written_by_hand(head_bytes: bytes, support: SupportSet, meta: dict[str, Any]) -> dict[str, Any]:
+def _written_by_hand(
+    head_bytes: bytes, support: SupportSet, meta: dict[str, Any], label_names: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The record a head and its support set are stored with, field by field (the fingerprint, `created_at` and
-    generation taken from `meta`)."""
+    generation taken from `meta`; `label_names`: the adapt path's choice, last)."""
     head = TenantHead.from_bytes(head_bytes)
     counts = support.counts()
     expected: dict[str, Any] = {
@@ -57,6 +59,8 @@ def _written_by_hand(head_bytes: bytes, support: SupportSet, meta: dict[str, Any
     if support.task == MULTI_LABEL:
         expected["n_negatives"] = support.n_negatives
         expected["thresholds"] = [round(t, 6) for t in head.thresholds.tolist()]  # type: ignore[union-attr]
+    if label_names is not None:
+        expected["label_names"] = label_names
     return expected
 
 
@@ -68,11 +72,12 @@ def test_the_stored_record_has_the_same_keys_values_and_order(
     context = TierContext(EncoderEmbedder(tiny_encoder), InnerLoopParams.constant(2, 0.04, 10.0))
     service = AdaptationService(context, store)
     descriptions = {examples[0].get("label") or "billing": "money questions"}
-    service.adapt("acme", examples, label_descriptions=descriptions, task=task)
+    service.adapt("acme", examples, label_descriptions=descriptions, task=task, label_names="off")
     stored, rows = store.load("acme"), store.load_support("acme")
     assert stored is not None and rows is not None
     support = stored_support_set(rows, context.limits, task)
-    assert json.dumps(stored.meta) == json.dumps(_written_by_hand(stored.head, support, stored.meta))
+    names = {"mode": "off", "used": False}
+    assert json.dumps(stored.meta) == json.dumps(_written_by_hand(stored.head, support, stored.meta, names))
 
     head, _, _ = service.fit(support, 2)
     record = TenantRecord.fitted(head, support, context.embedder.fingerprint, 2, "0123456789abcdef")

@@ -118,4 +118,5 @@ def test_tenant_results_are_typed(runtime: Runtime) -> None:
     assert described.model.counts == {"card_arrival": 3, "exchange_rate": 3, "refund": 3}
     history = runtime.tenants.versions("acme")
     assert history.current == 1 and [v.version for v in history.versions] == [1]
-    assert runtime.tenants.list_ids(10) == ["acme"] and runtime.tenants.existing(frozenset({"acme", "x"})) == ["acme"]
+    assert runtime.tenants.list_ids(10) == (["acme"], None)
+    assert runtime.tenants.existing(frozenset({"acme", "x"}), 10) == (["acme"], None)

@@ -159,14 +159,24 @@ def test_console_with_auth_takes_the_typed_key(live: str) -> None:
             driver.call("POST", f"/element/{driver.element('#predict')}/click", {})
             assert "predicted 2 text(s)" in driver.wait_for_text("#status", "predicted")
             assert "card_arrival" in driver.text("#predictions")
+            assert "acme: encoder minilm" in driver.text("#tenant-info")  # the tier, from the tenant's record
+            first_row = "#predictions tbody tr:first-child"
+            evidence = driver.text(f"{first_row} ul.evidence")  # explain: 3, the predicted label's first
+            assert re.match(r"card_arrival: .+ \(\d\.\d\d\)", evidence) and evidence.count("card_arrival: ") == 3
+            assert len(evidence.splitlines()) > 3  # then the runner-up's (up to 3)
+            driver.call("POST", f"/element/{driver.element(f'{first_row} option[value=refund]')}/click", {})
+            driver.call("POST", f"/element/{driver.element(f'{first_row} td.correct button')}/click", {})
+            assert "added as refund" in driver.wait_for_text("#status", "corrected")  # feedback, then re-predicted
+            assert driver.text(f"{first_row} td.predicted") == "refund"
+            assert "version 2" in driver.text("#tenant-info")
 
             pasted = (
                 'text,label\n"close my account, please",lonely\n{"text": "shut my account down", "label": "lonely"}'
             )
             driver.call("POST", f"/element/{driver.element('#adapt-data')}/value", {"text": pasted})
             driver.call("POST", f"/element/{driver.element('#adapt')}/click", {})
-            assert "report for acme v2" in driver.wait_for_text("#status", "report for acme v2")
-            assert "acme: version 2, 12 examples" in driver.text("#adapt-result")
+            assert "report for acme v3" in driver.wait_for_text("#status", "report for acme v3")
+            assert "acme: version 3, 13 examples" in driver.text("#adapt-result")
             assert "Not evaluable" not in driver.text("#report")  # lonely now has 3 examples
 
             pool = "where is the card I ordered\nyen to dollar rate\nmoney back for a broken item"

@@ -92,3 +92,31 @@ def test_encoders_setting_is_validated() -> None:
     for bad in ("", "minilm,minilm", "bert"):
         with pytest.raises(ValueError, match="encoders must list"):
             Settings(encoders=bad, _env_file=None)
+
+
+def test_auto_keeps_the_cheaper_tier_unless_another_wins_clearly(two_tiers: TestClient) -> None:
+    adapted = two_tiers.post("/adapt", json={"tenant_id": "auto", "encoder": "auto", "examples": SUPPORT})
+    assert adapted.status_code == 200, adapted.text
+    body = adapted.json()
+    assert body["encoder"] == "minilm"  # the random stand-in never wins clearly
+    choice = body["encoder_choice"]
+    assert (choice["requested"], choice["chosen"], choice["preferred"], choice["language"]) == (
+        "auto",
+        "minilm",
+        "minilm",
+        "en",
+    )
+    assert set(choice["accuracies"]) == {"minilm", "mpnet"}
+    assert two_tiers.get("/tenants/auto").json()["encoder_choice"] == choice
+    named = two_tiers.post("/adapt", json={"tenant_id": "auto", "encoder": "minilm", "examples": SUPPORT})
+    assert named.json()["encoder_choice"] is None  # a named tier is no choice of the service's
+
+
+def test_a_replace_naming_a_version_is_a_compare_and_set(two_tiers: TestClient) -> None:
+    first = two_tiers.post("/adapt", json={"tenant_id": "cas", "examples": SUPPORT}).json()
+    stale = {"tenant_id": "cas", "examples": SUPPORT, "expected_version": first["version"] + 1}
+    assert_error(two_tiers.post("/adapt", json=stale), 409, "concurrent_update")
+    current = {"tenant_id": "cas", "examples": SUPPORT, "expected_version": first["version"]}
+    assert two_tiers.post("/adapt", json=current).json()["version"] == first["version"] + 1
+    new_tenant = {"tenant_id": "cas-new", "examples": SUPPORT, "expected_version": 1}
+    assert_error(two_tiers.post("/adapt", json=new_tenant), 409, "concurrent_update")

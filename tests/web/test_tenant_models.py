@@ -50,7 +50,7 @@ def test_append_adds_examples_and_labels_reusing_embeddings(client: TestClient, 
     assert second["version"] == first["version"] + 1
     assert second["labels"] == ["card_arrival", "exchange_rate", "refund", "lost_card"]
     assert second["counts"]["lost_card"] == 2 and second["n_examples"] == 11
-    assert second["n_embedded"] == 2  # the 9 stored examples came from the embedding cache
+    assert second["n_embedded"] == 3  # the 2 new examples and the new label's name; the rest came from the cache
     assert len(redis_store.load_support("acme") or []) == 11
     assert _predict(client, ["someone stole my card"])["predictions"][0]["label"] == "lost_card"
     again = _adapt(client, examples=new, mode="append")  # exact duplicates are not added twice

@@ -17,6 +17,7 @@ from app.web.schemas.common import (
     ErrorResponse,
     TenantId,
 )
+from app.web.schemas.feedback import CorrectionIn, FeedbackRequest, FeedbackResponse
 from app.web.schemas.health import (
     EncoderInfo,
     EncoderList,
@@ -44,6 +45,7 @@ from app.web.schemas.insight import (
 from app.web.schemas.tenants import (
     AdaptRequest,
     AdaptResponse,
+    EvidenceOut,
     Example,
     LabelScore,
     ModelSummary,
@@ -64,6 +66,7 @@ __all__ = [
     "AdaptRequest",
     "AdaptResponse",
     "ConfusedPair",
+    "CorrectionIn",
     "EncoderInfo",
     "EncoderList",
     "ErrorBody",
@@ -71,7 +74,10 @@ __all__ = [
     "EvaluateRequest",
     "EvaluateResponse",
     "EvaluationReport",
+    "EvidenceOut",
     "Example",
+    "FeedbackRequest",
+    "FeedbackResponse",
     "HealthResponse",
     "KeyCreate",
     "KeyCreated",

@@ -36,6 +36,7 @@ class LabelMetrics(BaseModel):
     precision: float | None
     recall: float | None
     f1: float | None
+    corrections: int = Field(0, description="Of its examples, how many came from corrections (/feedback).")
 
 
 class ConfusedPair(BaseModel):
@@ -94,12 +95,16 @@ class EvaluationReport(BaseModel):
         description="Measured accuracy: the share of the scored predictions (held out in cross-validation, or "
         "the test set's) that are right; the confusion matrix counts the same predictions."
     )
-    accuracy_ci95: list[float] | None = Field(description="95 % Wilson interval of `accuracy`.")
+    accuracy_ci95: list[float] | None = Field(
+        description="95 % interval of the served model's accuracy: Wilson's for a test set; from cross-validation "
+        "centred on `projected_accuracy`, with labels as clusters and the projection's uncertainty "
+        "(docs/accuracy.md)."
+    )
     projected_accuracy: float | None = Field(
         None,
-        description="Cross-validation only; a projection, not a measurement: `accuracy` extrapolated along the "
-        "learning curve to the full number of examples per label (each fold trains on fewer), never below "
-        "`accuracy` nor above the upper end of `accuracy_ci95`.",
+        description="Cross-validation only; a projection, not a measurement: `accuracy` plus half of one step "
+        "along the learning curve to the full number of examples per label (each fold trains on fewer), never "
+        "below `accuracy` nor above the upper end of its Wilson interval.",
     )
     learning_curve: dict[str, list[float]] | None = Field(
         None,

@@ -62,8 +62,16 @@ class AdaptRequest(BaseModel):
         None,
         max_length=64,
         pattern=ENCODER_NAME_PATTERN,
-        description="The encoder to adapt with (GET /encoders; default: the server's first). `append` keeps the "
-        "tenant's own (naming another is 409 `encoder_mismatch`); `replace` may switch.",
+        description="The encoder to adapt with (GET /encoders; default: the server's first), or `auto`: the service "
+        "chooses among the served tiers from this support set (its language, then each tier's cross-validated "
+        "accuracy; the cheaper tier unless another wins clearly) and the reply's `encoder_choice` says why. `append` "
+        "keeps the tenant's own (naming another is 409 `encoder_mismatch`; `auto` keeps it); `replace` may switch.",
+    )
+    expected_version: StrictInt | None = Field(
+        None,
+        ge=1,
+        description="Compare-and-set: adapt only if the tenant is at this version (409 `concurrent_update` "
+        "otherwise). Omitted: no check.",
     )
     examples: list[Example] = Field(description="The support set: labeled examples (a few per label).")
     labels: list[str] | None = Field(
@@ -84,6 +92,36 @@ class AdaptRequest(BaseModel):
         "(a label may have only a description).",
         examples=[{"card_arrival": "card arrival: where is my new card"}],
     )
+    label_names: Literal["auto", "on", "off"] | None = Field(
+        None,
+        description="Whether a label without a description gets its name as one (`card_arrival` -> `card "
+        "arrival`): `auto` (names that read as words, kept when cross-validation on the support set does not drop "
+        "with them; never codes such as `INT_0042`), `on` (every name), `off`. Default: `auto` for `replace`, the "
+        "tenant's own for `append`.",
+    )
+
+
+class LabelNamesOut(BaseModel):
+    mode: Literal["auto", "on", "off"]
+    used: bool = Field(description="Whether the label names joined the support set as examples.")
+    reason: str = Field(description="Why (in words).")
+    n_named: int = Field(0, description="Labels whose name joined as an example.")
+    cv_accuracy_with: float | None = Field(None, description="`auto`: cross-validated accuracy with the names.")
+    cv_accuracy_without: float | None = Field(None, description="`auto`: cross-validated accuracy without them.")
+
+
+class EncoderChoiceOut(BaseModel):
+    """Why `encoder: "auto"` chose the tenant's tier."""
+
+    requested: Literal["auto"] = "auto"
+    chosen: str = Field(description="The tier the tenant was adapted with.")
+    preferred: str = Field(description="The cheapest served tier for the support set's language.")
+    language: str = Field(description="`en`, or `other` (any other language, or a mixture).")
+    english_share: float = Field(description="Share of the support texts that read as English.")
+    accuracies: dict[str, float] = Field(
+        description="Cross-validated accuracy of each served tier on the support set (empty for multi-label)."
+    )
+    reason: str
 
 
 class AdaptResponse(BaseModel):
@@ -123,6 +161,10 @@ class AdaptResponse(BaseModel):
         None, description="Multi-label: each label's decision threshold (cross-validated on the support set)."
     )
     encoder: str = Field(DEFAULT_ENCODER, description="The encoder the tenant was adapted with.")
+    label_names: LabelNamesOut | None = Field(None, description="Whether the label names were used, and why.")
+    encoder_choice: EncoderChoiceOut | None = Field(
+        None, description="`encoder: auto`: which tier was chosen and why (kept by every later append)."
+    )
 
 
 class PredictRequest(BaseModel):
@@ -146,6 +188,17 @@ class PredictRequest(BaseModel):
         lt=1,
         description="Multi-label tenants: one decision threshold for every label instead of each label's own.",
     )
+    explain: StrictInt = Field(
+        0,
+        description="Evidence per text: its `explain` nearest support examples (0-10; 0: none; outside: 422 "
+        "`invalid_explain`) of the predicted label and of the runner-up, by cosine similarity.",
+    )
+
+
+class EvidenceOut(BaseModel):
+    label: str = Field(description="The label this support example belongs to.")
+    text: str = Field(description="A support example of the tenant (its own data only).")
+    similarity: float = Field(description="Cosine similarity of its embedding to the text's.")
 
 
 class LabelScore(BaseModel):
@@ -171,6 +224,13 @@ class PredictionOut(BaseModel):
         None,
         description="Multi-label tenants: every label whose score reaches its threshold, best first (empty: none "
         "applies). Absent for single-label tenants.",
+    )
+    evidence: list[EvidenceOut] | None = Field(
+        None,
+        description="With `explain: k`: the k support examples of the predicted label nearest to the text, most "
+        "similar first, then the k of the runner-up label (fewer when a label has fewer examples). Out of scope "
+        "(label null): those of the top-scoring label anyway. Multi-label: the k of each label that applies (of "
+        "the top-scoring one when none does), no runner-up. Absent without `explain`.",
     )
 
 
@@ -240,6 +300,7 @@ class ModelSummary(BaseModel):
     encoder: str = Field(DEFAULT_ENCODER, description="The encoder the version was adapted with.")
     n_negatives: int = Field(0, description="Multi-label: examples to which no label applies.")
     thresholds: dict[str, float] | None = Field(None, description="Multi-label: each label's decision threshold.")
+    encoder_choice: EncoderChoiceOut | None = Field(None, description="`encoder: auto`: why the tier was chosen.")
 
 
 class TenantInfo(ModelSummary):
@@ -279,4 +340,7 @@ class RollbackResponse(BaseModel):
 
 
 class TenantList(BaseModel):
-    tenants: list[str] = Field(description="Tenant ids with a model that the calling key may access.")
+    tenants: list[str] = Field(description="Tenant ids with a model that the calling key may access (one page).")
+    next_after: str | None = Field(
+        None, description="More follow: pass this as `after` for the next page. None: this was the last page."
+    )

@@ -3,7 +3,8 @@
 
 const $ = (id) => document.getElementById(id);
 const base = new URL(".", window.location.href).href.replace(/\/$/, "");
-const state = { tenant: "" };
+const state = { tenant: "", labels: [], texts: [] };
+const EXPLAIN = 3; // evidence per prediction: the nearest examples of the predicted label and of the runner-up
 
 function status(message) { $("status").textContent = message; }
 
@@ -66,9 +67,17 @@ async function connect() {
   if (select.value) await evaluate();
 }
 
+// The tenant's record: its encoder tier, task and labels (the labels fill each prediction's "correct" control).
+async function describe() {
+  const info = await api("GET", `/tenants/${encodeURIComponent(state.tenant)}`);
+  state.labels = info.labels;
+  $("tenant-info").textContent = `${info.tenant_id}: encoder ${info.encoder} · ${info.task.replace("_", "-")} · version ${info.version} · ${info.n_examples} examples · ${info.labels.length} labels`;
+}
+
 async function evaluate() {
   state.tenant = $("tenant").value;
   if (!state.tenant) return;
+  await describe();
   status(`evaluating ${state.tenant}...`);
   const reply = await api("POST", `/tenants/${encodeURIComponent(state.tenant)}/evaluate`, {});
   renderReport(reply);
@@ -142,7 +151,8 @@ function renderBars(perLabel) {
   for (const entry of sorted) {
     const row = el("div", null, "bar");
     const name = el("span", entry.label, "name");
-    name.title = `${entry.label}: ${entry.examples} examples, precision ${fmt(entry.precision)}, recall ${fmt(entry.recall)}`;
+    const corrected = entry.corrections ? `, ${entry.corrections} from corrections` : "";
+    name.title = `${entry.label}: ${entry.examples} examples${corrected}, precision ${fmt(entry.precision)}, recall ${fmt(entry.recall)}`;
     const track = el("span", null, "track");
     const fill = el("span", null, "fill" + (entry.f1 === null ? " none" : entry.f1 < 0.8 ? " low" : ""));
     fill.style.display = "block";
@@ -187,12 +197,56 @@ function renderConfusion(confusion) {
 
 function lines(id) { return $(id).value.split("\n").map((s) => s.trim()).filter(Boolean); }
 
-async function predict() {
-  const texts = lines("predict-texts");
-  const reply = await api("POST", "/predict", { tenant_id: state.tenant || $("tenant").value, texts, top_k: 1 });
-  const shown = (p) => p.labels ? (p.labels.length ? p.labels.map((l) => `${l.label} ${fmt(l.score, 2)}`).join(", ") : "(none applies)") : (p.out_of_scope ? "(out of scope)" : p.label);
-  fillTable("predictions", reply.predictions.map((p, i) => [texts[i], shown(p), fmt(p.score)]));
+async function predict(texts = lines("predict-texts")) {
+  state.tenant = state.tenant || $("tenant").value;
+  const reply = await api("POST", "/predict", { tenant_id: state.tenant, texts, top_k: 2, explain: EXPLAIN });
+  state.texts = texts;
+  renderPredictions(texts, reply);
   status(`predicted ${texts.length} text(s) with version ${reply.version}`);
+}
+
+function shownLabel(p) {
+  if (p.labels) return p.labels.length ? p.labels.map((l) => `${l.label} ${fmt(l.score, 2)}`).join(", ") : "(none applies)";
+  return p.out_of_scope ? "(out of scope)" : p.label;
+}
+
+// One row per text: the prediction, its evidence (support examples with their cosine similarity) and a control
+// that posts the right label as a correction (/tenants/{id}/feedback), then predicts the same texts again.
+function renderPredictions(texts, reply) {
+  const body = $("predictions").querySelector("tbody");
+  body.replaceChildren();
+  reply.predictions.forEach((p, i) => {
+    const tr = el("tr");
+    tr.append(el("td", texts[i]), el("td", shownLabel(p), "predicted"), el("td", fmt(p.score)));
+    const evidence = el("ul", null, "evidence");
+    for (const e of p.evidence || []) evidence.appendChild(el("li", `${e.label}: ${e.text} (${fmt(e.similarity, 2)})`));
+    tr.appendChild(el("td")).appendChild(evidence);
+    const cell = el("td", null, "correct");
+    if (reply.task !== "multi_label") {
+      const choice = el("select");
+      for (const label of state.labels) {
+        const option = el("option", label);
+        option.value = label;
+        choice.appendChild(option);
+      }
+      if (p.label) choice.value = p.label;
+      const button = el("button", "correct");
+      button.type = "button";
+      button.addEventListener("click", guarded(() => correct(texts[i], choice.value, p.label)));
+      cell.append(choice, button);
+    } else cell.textContent = "append with /adapt";
+    tr.appendChild(cell);
+    body.appendChild(tr);
+  });
+}
+
+async function correct(text, label, predicted) {
+  const path = `/tenants/${encodeURIComponent(state.tenant)}/feedback`;
+  const reply = await api("POST", path, { corrections: [{ text, label, predicted }] });
+  await describe();
+  await predict(state.texts);
+  const what = reply.added ? `added as ${label}` : `already held as ${label}`;
+  status(`corrected: "${text}" ${what} · version ${reply.version}${reply.relabelled ? ` (${reply.relabelled} relabelled)` : ""}`);
 }
 
 function parseCsvLine(line) {

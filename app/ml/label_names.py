@@ -1,0 +1,243 @@
+"""Label names as evidence: does a name read as words (`card_arrival` -> "card arrival"), and does it help a tenant?
+
+A name that reads as words joins the support set as one more example of its label, the way a label description
+does. `choose_label_names` decides per tenant (mode "auto") by cross-validating the `/adapt` inner loop with and
+without the names on the tenant report's folds, every fold fitted at once; names that are codes (`INT_0042`,
+`huffpost_3`) are never used in "auto". Pure text and PyTorch: no service imports.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch.nn import functional as F
+
+from app.ml.learner import InnerLoopParams
+from app.ml.tenant_fit import SupportSet
+from app.ml.tenant_report import stratified_folds
+
+LabelNamesMode = Literal["auto", "on", "off"]
+LABEL_NAME_MODES: tuple[str, ...] = ("auto", "on", "off")
+
+_SEPARATORS = re.compile(r"[\s_\-/.:]+")
+_TOKENS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+|[^\W\d_]+")  # ACRONYM, Word / word, digits, other letters
+_VOWEL = re.compile(r"[aeiouy]", re.IGNORECASE)
+WORD_SHARE = 2 / 3  # a name reads as words when at least this share of its tokens are words
+CV_MAX_PER_LABEL = 10  # the decision cross-validates at most this many examples of each label
+
+
+def name_tokens(name: str) -> list[str]:
+    """A label name split on `_`, `-`, `/`, `.`, `:`, spaces, camelCase and digit runs."""
+    return [token for part in _SEPARATORS.split(name) for token in _TOKENS.findall(part)]
+
+
+def is_word(token: str) -> bool:
+    """A token that reads as a word: two or more letters, a vowel among them (digits, single letters and
+    consonant codes such as `XYZ` are not words). Letters outside ASCII count as words when there are two or more."""
+    if len(token) < 2 or not token.isalpha():
+        return False
+    return not token.isascii() or bool(_VOWEL.search(token))
+
+
+def readable_name(name: str) -> str | None:
+    """The name as words (`card_arrival` -> "card arrival", `getRefund` -> "get refund"), or None when it is mostly
+    codes, digits or single letters (`INT_0042`, `huffpost_3`, `q1`)."""
+    tokens = name_tokens(name)
+    if not tokens:
+        return None
+    words = sum(is_word(token) for token in tokens)
+    if words == 0 or words < WORD_SHARE * len(tokens):
+        return None
+    shouting = not any(char.islower() for char in name)  # `NO_NODES_DETECTED`: words, not acronyms
+    return " ".join(token if token.isupper() and len(token) > 1 and not shouting else token.lower() for token in tokens)
+
+
+def spelled_name(name: str) -> str:
+    """Any name as text (mode "on" uses every name, codes too): its tokens joined, else the name itself."""
+    tokens = name_tokens(name)
+    return " ".join(tokens) if tokens else name
+
+
+def name_texts(labels: list[str], descriptions: dict[str, str], mode: LabelNamesMode) -> dict[str, str]:
+    """The name text of each label without a description that `mode` would use ("off": none; "on": every one;
+    "auto": those whose name reads as words)."""
+    if mode == "off":
+        return {}
+    texts: dict[str, str] = {}
+    for label in labels:
+        if label in descriptions:
+            continue
+        text = spelled_name(label) if mode == "on" else readable_name(label)
+        if text is not None and text.strip():
+            texts[label] = text
+    return texts
+
+
+@dataclass(frozen=True)
+class NamesChoice:
+    """Whether a tenant's label names join its support set, and why."""
+
+    mode: LabelNamesMode
+    used: bool
+    reason: str
+    n_named: int = 0  # labels whose name joined as an example
+    cv_accuracy_with: float | None = None
+    cv_accuracy_without: float | None = None
+
+
+def apply_label_names(
+    support: SupportSet,
+    mode: LabelNamesMode,
+    embed: Callable[[list[str]], torch.Tensor],
+    inner: InnerLoopParams,
+) -> tuple[SupportSet, NamesChoice]:
+    """The support set the head is fitted on (the tenant's, plus each used name as its label's description) and the
+    choice. "on" / "off" are the tenant's; "auto" keeps names that read as words when cross-validation on the
+    support set does not drop with them (single-label tenants with a label of two examples; without one there is
+    nothing to hold out and word names are kept; multi-label tenants do not use names in "auto")."""
+    texts = name_texts(support.labels, support.descriptions, mode)
+    if mode == "off":
+        return support, NamesChoice(mode, False, "label_names is off")
+    if not texts:
+        described = all(label in support.descriptions for label in support.labels)
+        reason = "every label has a description" if described else "no label name reads as words"
+        return support, NamesChoice(mode, False, reason)
+    if mode == "on":
+        return _named(support, texts), NamesChoice(mode, True, "label_names is on", len(texts))
+    if support.label_sets is not None:
+        return support, NamesChoice(mode, False, "multi-label tenants use names only with label_names 'on'")
+    if not can_cross_validate(support.targets):
+        return _named(support, texts), NamesChoice(
+            mode, True, "names read as words; too few examples to cross-validate", len(texts)
+        )
+    index = {label: i for i, label in enumerate(support.labels)}
+    described = [label for label in support.labels if label in support.descriptions]
+    named = list(texts)
+    rows = embed([*support.texts, *(support.descriptions[label] for label in described), *texts.values()])
+    n, d = len(support.texts), len(described)
+    extra = (rows[n : n + d], [index[label] for label in described])
+    names = (rows[n + d :], [index[label] for label in named])
+    use, with_, without = choose_label_names(rows[:n], support.targets, support.labels, extra, names, inner)
+    verdict = "kept: cross-validated accuracy does not drop" if use else "dropped: cross-validated accuracy drops"
+    reason = f"names {verdict} ({100 * with_:.1f} % with, {100 * without:.1f} % without)"
+    choice = NamesChoice(mode, use, reason, len(texts) if use else 0, with_, without)
+    return (_named(support, texts) if use else support), choice
+
+
+def names_as_decided(support: SupportSet, mode: LabelNamesMode, used: bool) -> SupportSet:
+    """The fitted support set of a stored decision (a rebuild does not decide again)."""
+    if not used:
+        return support
+    texts = name_texts(support.labels, support.descriptions, mode)
+    return _named(support, texts) if texts else support
+
+
+def _named(support: SupportSet, texts: dict[str, str]) -> SupportSet:
+    return SupportSet(support.texts, support.labels, support.targets, support.descriptions | texts, support.label_sets)
+
+
+def choose_label_names(
+    embeddings: torch.Tensor,
+    targets: list[int],
+    labels: list[str],
+    extra: tuple[torch.Tensor, list[int]],
+    names: tuple[torch.Tensor, list[int]],
+    inner: InnerLoopParams,
+    seed: int = 0,
+) -> tuple[bool, float, float]:
+    """Cross-validated accuracy of the `/adapt` inner loop without and with the label names; names are kept when
+    they do not lower it (a tie keeps them: names are free evidence).
+
+    `embeddings` / `targets`: the examples; `extra`: the description rows (always train); `names`: the name rows
+    (train too, in the "with" fits). The folds are the tenant report's (`stratified_folds`) over at most
+    `CV_MAX_PER_LABEL` examples of each label; every fold of both variants is fitted at once (`batched_heads`): the
+    same prototype init and SGD steps as `adapt_head`, scored by argmax (which the served temperature and the
+    out-of-scope threshold do not change). Returns (use, accuracy with, accuracy without).
+    """
+    keep = _capped(targets, CV_MAX_PER_LABEL, seed)
+    x, y = embeddings[keep], [targets[i] for i in keep.tolist()]
+    folds, _, k = stratified_folds(y, len(labels), seed)
+    fold = torch.tensor(folds, dtype=torch.long)
+    rows = torch.cat([x, extra[0], names[0]])
+    row_targets = torch.tensor([*y, *extra[1], *names[1]], dtype=torch.long)
+    n_extra, n_names = len(extra[1]), len(names[1])
+    masks, held = [], []
+    for with_names in (False, True):
+        for f in range(k):
+            examples = (fold != f).float()
+            masks.append(torch.cat([examples, torch.ones(n_extra), torch.full((n_names,), float(with_names))]))
+            held.append(fold == f)
+    weight, bias, gain, shift = batched_heads(rows, row_targets, torch.stack(masks), len(labels), inner)
+    features = _features(x.unsqueeze(0).expand(len(masks), -1, -1), gain, shift)
+    predicted = (features @ weight.transpose(1, 2) + bias.unsqueeze(1)).argmax(-1)  # [problems, n]
+    correct = (predicted == torch.tensor(y).unsqueeze(0)) & torch.stack(held)
+    scored = max(1, int(torch.stack(held[:k]).sum()))
+    without = float(correct[:k].sum()) / scored
+    with_ = float(correct[k:].sum()) / scored
+    return with_ >= without, with_, without
+
+
+def batched_heads(
+    rows: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor, n_labels: int, inner: InnerLoopParams
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """`adapt_head` (single-label, `differentiable=False`) for several training subsets at once: `masks` `[b, n]`
+    (1: the row trains that problem). Returns weight `[b, c, d]`, bias `[b, c]` and, when the inner loop adapts the
+    last-layer norm, its gain and shift `[b, d]`."""
+    onehot = F.one_hot(targets, n_labels).to(rows.dtype)  # [n, c]
+    members = masks.unsqueeze(-1) * onehot  # [b, n, c]
+    prototypes = members.transpose(1, 2) @ rows / members.sum(1).clamp(min=1).unsqueeze(-1)  # [b, c, d]
+    weight, bias = 2.0 * prototypes, -(prototypes * prototypes).sum(-1)
+    b, d = masks.shape[0], rows.shape[1]
+    gain = rows.new_ones(b, d) if inner.adapts_norm else None
+    shift = rows.new_zeros(b, d) if inner.adapts_norm else None
+    scale, per_row = float(inner.scale), masks / masks.sum(1, keepdim=True).clamp(min=1)
+    batch = rows.unsqueeze(0).expand(b, -1, -1)
+    with torch.enable_grad():
+        for _ in range(inner.steps):
+            params = [p.detach().requires_grad_() for p in (weight, bias, gain, shift) if p is not None]
+            weight, bias = params[0], params[1]
+            gain, shift = (params[2], params[3]) if inner.adapts_norm else (None, None)
+            logits = scale * (_features(batch, gain, shift) @ weight.transpose(1, 2) + bias.unsqueeze(1))
+            entropy = F.cross_entropy(logits.transpose(1, 2), targets.expand(b, -1), reduction="none")  # [b, n]
+            loss = ((entropy * per_row).sum(1) * n_labels).sum()  # each problem's mean cross-entropy times c
+            grads = torch.autograd.grad(loss, params)
+            weight = weight - inner.lr_weight * grads[0]
+            bias = bias - inner.lr_bias * grads[1]
+            if inner.lr_norm is not None and gain is not None and shift is not None:
+                gain = gain - inner.lr_norm / n_labels * grads[2]
+                shift = shift - inner.lr_norm / n_labels * grads[3]
+    detach = [None if p is None else p.detach() for p in (weight, bias, gain, shift)]
+    return detach[0], detach[1], detach[2], detach[3]  # type: ignore[return-value]
+
+
+def _features(x: torch.Tensor, gain: torch.Tensor | None, shift: torch.Tensor | None) -> torch.Tensor:
+    if gain is None or shift is None:
+        return x
+    return F.normalize(x * gain.unsqueeze(1) + shift.unsqueeze(1), dim=-1)
+
+
+def can_cross_validate(targets: list[int]) -> bool:
+    """Some label holds two examples: cross-validation has something to hold out."""
+    seen: set[int] = set()
+    for y in targets:
+        if y in seen:
+            return True
+        seen.add(y)
+    return False
+
+
+def _capped(targets: list[int], per_label: int, seed: int) -> torch.Tensor:
+    """Indices of at most `per_label` examples of each label (the first ones of a seeded shuffle), in order."""
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(targets), generator=generator).tolist()
+    taken: dict[int, int] = {}
+    keep: list[int] = []
+    for i in order:
+        if taken.get(targets[i], 0) < per_label:
+            taken[targets[i]] = taken.get(targets[i], 0) + 1
+            keep.append(i)
+    return torch.tensor(sorted(keep), dtype=torch.long)

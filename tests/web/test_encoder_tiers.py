@@ -120,3 +120,13 @@ def test_a_replace_naming_a_version_is_a_compare_and_set(two_tiers: TestClient) 
     assert two_tiers.post("/adapt", json=current).json()["version"] == first["version"] + 1
     new_tenant = {"tenant_id": "cas-new", "examples": SUPPORT, "expected_version": 1}
     assert_error(two_tiers.post("/adapt", json=new_tenant), 409, "concurrent_update")
+
+
+def test_the_report_says_which_tier_auto_would_choose(two_tiers: TestClient) -> None:
+    two_tiers.post("/adapt", json={"tenant_id": "advised", "encoder": "mpnet", "examples": SUPPORT})
+    report = two_tiers.post("/tenants/advised/evaluate", json={}).json()
+    advice = report["encoder_advice"]
+    assert advice["current"] == "mpnet" and advice["chosen"] == "minilm" and advice["switch"] is True
+    assert set(advice["accuracies"]) == {"minilm", "mpnet"}
+    labeled = two_tiers.post("/tenants/advised/evaluate", json={"examples": SUPPORT[:2]}).json()
+    assert labeled["encoder_advice"] is None  # a test-set report scores the tenant's head only

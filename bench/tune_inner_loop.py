@@ -61,6 +61,9 @@ def main() -> None:
     parser.add_argument("--small-episodes", type=int, default=40, help="5-way episodes")
     parser.add_argument("--encoder", choices=tier_names(), default="minilm", help="the tier's frozen base")
     parser.add_argument("--dataset", choices=["banking77", "xsid"], default="banking77", help="whose train split")
+    parser.add_argument("--steps", type=int, nargs="+", default=[0, 25, 50, 100], help="inner steps tried")
+    parser.add_argument("--lrs", type=float, nargs="+", default=[0.02, 0.04, 0.08], help="inner learning rates tried")
+    parser.add_argument("--scales", type=float, nargs="+", default=[7.5, 10.0, 15.0], help="logit scales tried")
     args = parser.parse_args()
     torch.manual_seed(0)
 
@@ -101,7 +104,7 @@ def main() -> None:
         ],
     }
 
-    grid = {"steps": [0, 25, 50, 100], "lr": [0.02, 0.04, 0.08], "scale": [7.5, 10.0, 15.0]}
+    grid = {"steps": args.steps, "lr": args.lrs, "scale": args.scales}
     rows = []
     for steps, lr, scale in itertools.product(grid["steps"], grid["lr"], grid["scale"]):
         if steps == 0 and lr != grid["lr"][0]:

@@ -105,10 +105,15 @@ def test_tenant_a_key_can_never_touch_tenant_b(client: TestClient) -> None:
     assert unknown.status_code == 404  # inside its scope, an ordinary answer
 
     # listing: only its own tenants, and only those with a model
-    assert client.get("/tenants", headers=key_a).json() == {"tenants": []}
+    assert client.get("/tenants", headers=key_a).json() == {"tenants": [], "next_after": None}
     assert adapt(client, "tenant-a", key_a).status_code == 200
-    assert client.get("/tenants", headers=key_a).json() == {"tenants": ["tenant-a"]}
-    assert client.get("/tenants", headers=ADMIN).json() == {"tenants": ["tenant-a", "tenant-b"]}
+    assert client.get("/tenants", headers=key_a).json() == {"tenants": ["tenant-a"], "next_after": None}
+    assert client.get("/tenants", headers=ADMIN).json() == {"tenants": ["tenant-a", "tenant-b"], "next_after": None}
+    first_page = client.get("/tenants?limit=1", headers=ADMIN).json()
+    assert first_page == {"tenants": ["tenant-a"], "next_after": "tenant-a"}
+    second_page = client.get("/tenants?limit=1&after=tenant-a", headers=ADMIN).json()
+    assert second_page == {"tenants": ["tenant-b"], "next_after": None}
+    assert client.get("/tenants?limit=0", headers=ADMIN).status_code == 422
 
     # tenant A works end to end with its key; tenant B is untouched
     predicted = client.post("/predict", headers=key_a, json={"tenant_id": "tenant-a", "texts": ["refund please"]})

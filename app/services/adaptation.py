@@ -14,16 +14,18 @@ from typing import Literal
 import torch
 
 from app.ml.head import SINGLE_LABEL, TenantHead
-from app.ml.label_names import LABEL_NAME_MODES, LabelNamesMode, NamesChoice, apply_label_names, names_as_decided
+from app.ml.label_names import LabelNamesMode, NamesChoice, apply_label_names, names_as_decided
 from app.ml.tenant_fit import SupportSet, fit_tenant
 from app.ml.threads import intra_op_threads
 from app.services.context import TierContext
 from app.services.errors import ServiceError, invalid
 from app.services.records import (
     DEFAULT_ENCODER,
+    LABEL_NAMES,
     TenantRecord,
     new_generation,
     stored_generation,
+    stored_label_names,
     stored_task,
     with_sources,
 )
@@ -34,7 +36,6 @@ from app.store.base import JSON, NO_MODEL, StoredModel, TenantStore
 Mode = Literal["replace", "append"]
 APPEND_RETRIES = 5
 ENCODER_CHOICE = "encoder_choice"  # the record's field: why `encoder: "auto"` chose its tier (tier_choice.py)
-LABEL_NAMES = "label_names"  # the record's field: {"mode": "auto" | "on" | "off", "used": bool}
 
 
 @dataclass
@@ -161,7 +162,7 @@ class AdaptationService:
                 support = validate_support(merged, labels, self.context.limits, merged_descriptions, tenant_task)
                 steps = self.context.inner_for(tenant_task).steps if inner_steps is None else inner_steps
                 generation = _generation_of(current_model, generation)
-                mode = label_names or _stored_names(current_model)[0]
+                mode = label_names or stored_label_names(None if current_model is None else current_model.meta)[0]
                 fitted, choice, names_ms, n_named = self._with_names(support, mode, tenant_id, generation)
                 head, timings, n_embedded = self.fit(fitted, steps, tenant_id, generation)
                 n_embedded += n_named
@@ -239,7 +240,7 @@ class AdaptationService:
         support = stored_support_set(stored_support, self.context.limits, stored_task(stored.meta))
         steps = self.context.inner_for(support.task).steps if inner_steps is None else inner_steps
         generation = stored_generation(stored.meta)
-        mode, used = _stored_names(stored)
+        mode, used = stored_label_names(stored.meta)
         head, _, _ = self.fit(names_as_decided(support, mode, used), steps, tenant_id, generation)
         choice = NamesChoice(mode, used, "as decided when the version was adapted")
         new_version = self._save(
@@ -301,15 +302,6 @@ def _stored_choice(current: StoredModel | None) -> JSON | None:
     """The record's `encoder: "auto"` decision, if its tier was chosen that way."""
     choice = current.meta.get(ENCODER_CHOICE) if current is not None else None
     return choice if isinstance(choice, dict) else None
-
-
-def _stored_names(current: StoredModel | None) -> tuple[LabelNamesMode, bool]:
-    """A record's label-names mode and whether its head used them; ("auto", False) for a new tenant or a record
-    without the field (adapted before names were used)."""
-    stored = current.meta.get(LABEL_NAMES) if current is not None else None
-    if isinstance(stored, dict) and stored.get("mode") in LABEL_NAME_MODES and isinstance(stored.get("used"), bool):
-        return stored["mode"], stored["used"]
-    return "auto", False
 
 
 def _threshold_map(head: TenantHead) -> dict[str, float] | None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from app.ml.head import MULTI_LABEL, SINGLE_LABEL, TenantHead
+from app.ml.label_names import names_as_decided
 from app.ml.multilabel_report import MultiLabelReport, cross_validated_report, labeled_set_report
 from app.ml.suggest import Suggestion, suggest
 from app.ml.tenant_fit import SupportSet
@@ -31,7 +32,13 @@ from app.ml.tenant_report import (
 from app.services.context import TierContext
 from app.services.errors import invalid, missing_version, unknown_tenant
 from app.services.prediction import PredictionService
-from app.services.records import corrections_per_label, stored_generation, stored_steps, stored_task
+from app.services.records import (
+    corrections_per_label,
+    stored_generation,
+    stored_label_names,
+    stored_steps,
+    stored_task,
+)
 from app.services.single_flight import SingleFlight
 from app.services.support import stored_support_set
 from app.services.validation import check_label, check_text, example_labels
@@ -272,7 +279,9 @@ class InsightService:
             raise missing_version(self.store, tenant_id, version)
         self.context.require_own_encoder(tenant_id, stored.meta)
         task = stored_task(stored.meta)
-        support = stored_support_set(rows, self.context.limits, task)
+        support = names_as_decided(
+            stored_support_set(rows, self.context.limits, task), *stored_label_names(stored.meta)
+        )
         steps = stored_steps(stored.meta)
         steps = self.context.inner_for(task).steps if steps is None else steps
         return support, steps, stored_generation(stored.meta)

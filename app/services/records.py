@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.ml.head import MULTI_LABEL, SINGLE_LABEL, HeadDecodeError, TenantHead
+from app.ml.label_names import LABEL_NAME_MODES, LabelNamesMode
 from app.ml.registry import MINILM
 from app.ml.tenant_fit import SupportSet
 from app.store.base import JSON, StoredModel
@@ -94,6 +95,18 @@ class TenantRecord:
             meta["n_negatives"] = support.n_negatives
             meta["thresholds"] = [round(t, 6) for t in self.thresholds or []]
         return meta
+
+
+LABEL_NAMES = "label_names"  # the record's field: {"mode": "auto" | "on" | "off", "used": bool}
+
+
+def stored_label_names(meta: JSON | None) -> tuple[LabelNamesMode, bool]:
+    """A record's label-names mode and whether its head used them; ("auto", False) for a new tenant or a record
+    without the field (adapted before names were used)."""
+    stored = meta.get(LABEL_NAMES) if meta is not None else None
+    if isinstance(stored, dict) and stored.get("mode") in LABEL_NAME_MODES and isinstance(stored.get("used"), bool):
+        return stored["mode"], stored["used"]
+    return "auto", False
 
 
 def new_generation() -> str:

@@ -1,5 +1,5 @@
-"""The adapt path's label names (tiny encoder, in-memory store): a rebuild replays the stored decision, and the
-names join the fit, not the stored support set."""
+"""The adapt path's label names (tiny encoder, in-memory store): a rebuild replays the stored decision, the names
+join the fit, not the stored support set, and the report cross-validates with them as the head was fitted."""
 
 from __future__ import annotations
 
@@ -11,6 +11,9 @@ from app.ml.head import TenantHead
 from app.ml.learner import InnerLoopParams
 from app.services.adaptation import AdaptationService
 from app.services.context import TierContext
+from app.services.insight import InsightService, ReportCache
+from app.services.model_cache import HeadCache
+from app.services.prediction import PredictionService
 from app.store import MemoryStore
 
 ONE_SHOT = [
@@ -54,3 +57,22 @@ def test_names_change_the_head_but_not_the_stored_support(tiny_encoder: Sentence
     queries = service.context.embedder.embed(["where is my card"])
     named_p = TenantHead.from_bytes(named_head.head).probabilities(queries)
     assert not torch.allclose(named_p, TenantHead.from_bytes(plain_head.head).probabilities(queries))
+
+
+def test_the_report_cross_validates_the_head_as_it_was_fitted_with_its_names(tiny_encoder: SentenceEncoder) -> None:
+    service, store = _service(tiny_encoder)
+    examples = [
+        {"text": text, "label": label}
+        for label, texts in {
+            "card_arrival": ["my card has not come", "card still not here", "when does the card arrive"],
+            "exchange_rate": ["dollar to euro rate", "what rate for pounds", "exchange rate today"],
+        }.items()
+        for text in texts
+    ]
+    reports = {}
+    for mode in ("on", "off"):
+        service.adapt(mode, examples, label_names=mode)
+        prediction = PredictionService(service.context, store, HeadCache(10), service)
+        insight = InsightService(service.context, store, prediction, ReportCache(10))
+        reports[mode] = insight.evaluate(mode).report
+    assert reports["on"].ece != reports["off"].ece  # the names are trained on in every fold, as in the head

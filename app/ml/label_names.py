@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 from torch.nn import functional as F
 
-from app.ml.learner import InnerLoopParams
+from app.ml.learner import InnerLoopParams, normed_features
 from app.ml.tenant_fit import SupportSet
 from app.ml.tenant_report import stratified_folds
 
@@ -215,9 +215,10 @@ def batched_heads(
 
 
 def _features(x: torch.Tensor, gain: torch.Tensor | None, shift: torch.Tensor | None) -> torch.Tensor:
+    """`normed_features` for a batch of problems: `x` `[b, n, d]`, gain and shift `[b, d]`."""
     if gain is None or shift is None:
         return x
-    return F.normalize(x * gain.unsqueeze(1) + shift.unsqueeze(1), dim=-1)
+    return normed_features(x, gain.unsqueeze(1), shift.unsqueeze(1))
 
 
 def can_cross_validate(targets: list[int]) -> bool:

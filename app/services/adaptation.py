@@ -21,9 +21,9 @@ from app.services.context import TierContext
 from app.services.errors import ServiceError, invalid
 from app.services.records import (
     DEFAULT_ENCODER,
-    LABEL_NAMES,
     TenantRecord,
-    new_generation,
+    continued_generation,
+    stored_encoder_choice,
     stored_generation,
     stored_label_names,
     stored_task,
@@ -35,7 +35,6 @@ from app.store.base import JSON, NO_MODEL, StoredModel, TenantStore
 
 Mode = Literal["replace", "append"]
 APPEND_RETRIES = 5
-ENCODER_CHOICE = "encoder_choice"  # the record's field: why `encoder: "auto"` chose its tier (tier_choice.py)
 
 
 @dataclass
@@ -128,11 +127,10 @@ class AdaptationService:
             support = validate_support(examples, labels, self.context.limits, descriptions, task)
             current_model = self.store.load(tenant_id)
             _check_expected(tenant_id, current_model, expected_version)
-            generation = _generation_of(current_model, generation)
-            fitted, choice, names_ms, n_named = self._with_names(support, label_names or "auto", tenant_id, generation)
-            head, timings, n_embedded = self.fit(fitted, steps, tenant_id, generation)
-            n_embedded += n_named
-            timings["embed"] = round(timings["embed"] + names_ms["embed"], 3)
+            generation = continued_generation(current_model, generation)
+            head, choice, timings, n_embedded = self._fit_with_names(
+                support, label_names or "auto", steps, tenant_id, generation
+            )
             kept_choice = encoder_choice
             version = self._save(
                 tenant_id, head, support, steps, generation, expected_version, names=choice, encoder_choice=kept_choice
@@ -161,15 +159,13 @@ class AdaptationService:
                 merged, merged_descriptions = merge_support(stored or [], examples, descriptions, remove_labels or [])
                 support = validate_support(merged, labels, self.context.limits, merged_descriptions, tenant_task)
                 steps = self.context.inner_for(tenant_task).steps if inner_steps is None else inner_steps
-                generation = _generation_of(current_model, generation)
-                mode = label_names or stored_label_names(None if current_model is None else current_model.meta)[0]
-                fitted, choice, names_ms, n_named = self._with_names(support, mode, tenant_id, generation)
-                head, timings, n_embedded = self.fit(fitted, steps, tenant_id, generation)
-                n_embedded += n_named
-                timings["embed"] = round(timings["embed"] + names_ms["embed"], 3)
+                generation = continued_generation(current_model, generation)
+                stored_meta = None if current_model is None else current_model.meta
+                mode = label_names or stored_label_names(stored_meta)[0]
+                head, choice, timings, n_embedded = self._fit_with_names(support, mode, steps, tenant_id, generation)
                 expected = NO_MODEL if current is None else current  # creating is a compare-and-set too
                 origins = [*(stored or []), *examples]
-                kept_choice = _stored_choice(current_model) or encoder_choice
+                kept_choice = stored_encoder_choice(stored_meta) or encoder_choice
                 version = self._save(
                     tenant_id,
                     head,
@@ -186,7 +182,6 @@ class AdaptationService:
             else:
                 raise ServiceError(409, "concurrent_update", "the tenant changed during append; retry")
         assert version is not None
-        timings["label_names"] = names_ms["label_names"]
         timings["store"] = round(_ms(time.perf_counter() - started) - sum(timings.values()), 3)
         timings["total"] = _ms(time.perf_counter() - started)
         return AdaptResult(
@@ -207,6 +202,18 @@ class AdaptationService:
             label_names=choice,
             encoder_choice=kept_choice,
         )
+
+    def _fit_with_names(
+        self, support: SupportSet, mode: LabelNamesMode, steps: int, scope: str, generation: str
+    ) -> tuple[TenantHead, NamesChoice, dict[str, float], int]:
+        """`fit` on the support set with its label names where `mode` uses them: the head, the names decision, the
+        timings (the names' encoder time counted in `embed`, their decision in `label_names`) and the texts that
+        went through the encoder."""
+        fitted, choice, names_ms, n_named = self._with_names(support, mode, scope, generation)
+        head, timings, n_embedded = self.fit(fitted, steps, scope, generation)
+        timings["embed"] = round(timings["embed"] + names_ms["embed"], 3)
+        timings["label_names"] = names_ms["label_names"]
+        return head, choice, timings, n_embedded + n_named
 
     def _with_names(
         self, support: SupportSet, mode: LabelNamesMode, scope: str, generation: str
@@ -252,7 +259,7 @@ class AdaptationService:
             version,
             stored_support,
             names=choice,
-            encoder_choice=_stored_choice(stored),
+            encoder_choice=stored_encoder_choice(stored.meta),
         )
         return None if new_version is None else (new_version, head)
 
@@ -272,21 +279,17 @@ class AdaptationService:
         keep their `source`."""
         context = self.context
         record = TenantRecord.fitted(
-            head, support, context.embedder.fingerprint, steps, generation, context.encoder_name
+            head,
+            support,
+            context.embedder.fingerprint,
+            steps,
+            generation,
+            context.encoder_name,
+            None if names is None else (names.mode, names.used),
+            encoder_choice,
         )
         rows = with_sources(support_rows(support), origins or [])
-        meta = record.meta()
-        if names is not None:
-            meta[LABEL_NAMES] = {"mode": names.mode, "used": names.used}
-        if encoder_choice is not None:
-            meta[ENCODER_CHOICE] = encoder_choice
-        return self.store.save(tenant_id, record.head_bytes, meta, rows, expected_version)
-
-
-def _generation_of(current: StoredModel | None, fresh: str | None = None) -> str:
-    """The generation a new version continues: the current record's, or (`fresh`, else a new one) when the tenant
-    is created or its record predates generations."""
-    return (stored_generation(current.meta) if current is not None else "") or fresh or new_generation()
+        return self.store.save(tenant_id, record.head_bytes, record.meta(), rows, expected_version)
 
 
 def _check_expected(tenant_id: str, current: StoredModel | None, expected_version: int | None) -> None:
@@ -296,12 +299,6 @@ def _check_expected(tenant_id: str, current: StoredModel | None, expected_versio
         raise ServiceError(
             409, "concurrent_update", f"tenant {tenant_id!r} is at version {version}, not {expected_version}"
         )
-
-
-def _stored_choice(current: StoredModel | None) -> JSON | None:
-    """The record's `encoder: "auto"` decision, if its tier was chosen that way."""
-    choice = current.meta.get(ENCODER_CHOICE) if current is not None else None
-    return choice if isinstance(choice, dict) else None
 
 
 def _threshold_map(head: TenantHead) -> dict[str, float] | None:

@@ -23,6 +23,7 @@ from app.ml.embedder import Embedder
 from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.head import TenantHead
 from app.services.records import stored_generation
+from app.services.support import split_stored
 from app.store.base import TenantStore
 
 MAX_EXPLAIN = 10
@@ -68,7 +69,7 @@ def build_matrix(
     rows = store.load_support(tenant_id, version=version)
     if stored is None or rows is None:
         return None
-    examples = [row for row in rows if not row.get("description")]
+    examples, _ = split_stored(rows)
     index = {label: i for i, label in enumerate(head.labels)}
     texts = [row["text"] for row in examples]
     members = torch.zeros(len(head.labels), len(examples), dtype=torch.bool)

@@ -18,6 +18,8 @@ from app.store.base import JSON, StoredModel
 
 RECORD_SCHEMA = 1
 DEFAULT_ENCODER = MINILM.name  # records written before encoder tiers name none: they were adapted with MiniLM
+LABEL_NAMES = "label_names"  # the record's field: {"mode": "auto" | "on" | "off", "used": bool}
+ENCODER_CHOICE = "encoder_choice"  # the record's field: why `encoder: "auto"` chose its tier
 ADAPT, FEEDBACK = "adapt", "feedback"  # where a stored example came from: /adapt, or a correction (/feedback)
 
 
@@ -65,6 +67,8 @@ class TenantRecord:
     inner_steps: int
     generation: str
     encoder: str = DEFAULT_ENCODER
+    label_names: tuple[str, bool] | None = None  # (mode, used): whether the head was fitted with the label names
+    encoder_choice: JSON | None = None  # why `encoder: "auto"` chose the tier (`tier_choice.choice_json`)
 
     @classmethod
     def fitted(
@@ -75,10 +79,21 @@ class TenantRecord:
         inner_steps: int,
         generation: str,
         encoder: str = DEFAULT_ENCODER,
+        label_names: tuple[str, bool] | None = None,
+        encoder_choice: JSON | None = None,
     ) -> TenantRecord:
         thresholds = None if head.thresholds is None else head.thresholds.tolist()
         return cls(
-            head.to_bytes(), support, thresholds, head.oos_threshold, fingerprint, inner_steps, generation, encoder
+            head.to_bytes(),
+            support,
+            thresholds,
+            head.oos_threshold,
+            fingerprint,
+            inner_steps,
+            generation,
+            encoder,
+            label_names,
+            encoder_choice,
         )
 
     def meta(self) -> dict[str, Any]:
@@ -94,10 +109,22 @@ class TenantRecord:
         if support.task == MULTI_LABEL:
             meta["n_negatives"] = support.n_negatives
             meta["thresholds"] = [round(t, 6) for t in self.thresholds or []]
+        if self.label_names is not None:
+            meta[LABEL_NAMES] = {"mode": self.label_names[0], "used": self.label_names[1]}
+        if self.encoder_choice is not None:
+            meta[ENCODER_CHOICE] = self.encoder_choice
         return meta
 
 
-LABEL_NAMES = "label_names"  # the record's field: {"mode": "auto" | "on" | "off", "used": bool}
+def stored_encoder_choice(meta: JSON | None) -> JSON | None:
+    """A record's `encoder: "auto"` decision (None: its tier was named, or the field does not pass its check)."""
+    return None if meta is None else _field(meta, ENCODER_CHOICE, None)
+
+
+def continued_generation(current: StoredModel | None, fresh: str | None = None) -> str:
+    """The generation a new version continues: the current record's, or (`fresh`, else a new one) when the tenant
+    is created or its record predates generations."""
+    return (stored_generation(current.meta) if current is not None else "") or fresh or new_generation()
 
 
 def stored_label_names(meta: JSON | None) -> tuple[LabelNamesMode, bool]:
@@ -172,7 +199,7 @@ FIELD_CHECKS: dict[str, Callable[[Any], bool]] = {  # the one check of each stor
     "n_negatives": _is_int,
     "thresholds": lambda v: isinstance(v, dict) and all(isinstance(t, float | int) for t in v.values()),
     "generation": lambda v: isinstance(v, str),
-    "encoder_choice": lambda v: _is_choice(v),
+    ENCODER_CHOICE: lambda v: _is_choice(v),
 }
 
 

@@ -23,14 +23,14 @@ from app.services.adaptation import AdaptationService
 from app.services.errors import ServiceError, encoder_not_served, invalid, missing_version, unknown_tenant
 from app.services.insight import InsightService
 from app.services.prediction import PredictionService
-from app.services.records import new_generation, stored_encoder, stored_generation, stored_task
+from app.services.records import continued_generation, stored_encoder, stored_generation, stored_task
 from app.services.support import stored_support_set
 from app.services.tier_choice import TierChooser, candidate, choice_json
 from app.services.validation import validate_support
 from app.store.base import JSON, TenantStore
 
 REMEMBERED_TENANTS = 100_000
-REMEMBERED_ADVICE = 10_000
+REMEMBERED_ADVICE = 10_000  # tenants whose last tier advice is kept (each a small JSON object)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Tiers:
         self.default = tiers[0]
         self.store = store
         self._names: OrderedDict[str, tuple[int, str]] = OrderedDict()  # tenant -> (version, encoder name)
-        self._advice: OrderedDict[tuple[str, int], JSON] = OrderedDict()  # (tenant, version) -> `advise`
+        self._advice: OrderedDict[str, tuple[int, JSON]] = OrderedDict()  # tenant -> (version, `advise`'s answer)
         self._lock = threading.Lock()
 
     def describe(self) -> list[EncoderDescription]:
@@ -133,25 +133,24 @@ class Tiers:
     ) -> tuple[Tier, JSON, str]:
         """`encoder: "auto"`: the served tier for this support set (`tier_choice`), its decision as stored JSON,
         and the generation its embeddings were cached under (the new tenant's, or the stored one)."""
-        current = self.store.load(tenant_id)
-        generation = (stored_generation(current.meta) if current is not None else "") or new_generation()
+        generation = continued_generation(self.store.load(tenant_id))
         support_of = {
             name: validate_support(examples, labels, tier.adaptation.context.limits, descriptions, task or SINGLE_LABEL)
             for name, tier in self._tiers.items()
         }
-        chooser = TierChooser([candidate(name, tier.adaptation.context) for name, tier in self._tiers.items()])
-        choice = chooser.choose(support_of, tenant_id, generation)
+        choice = self._chooser().choose(support_of, tenant_id, generation)
         return self._tiers[choice.chosen], choice_json(choice), generation
 
     def advise(self, tenant_id: str, version: int) -> JSON | None:
         """What `encoder: "auto"` would choose for a stored version's support set (None with one tier served),
-        with the tenant's own tier (`current`) and whether that differs (`switch`); kept per (tenant, version)."""
+        with the tenant's own tier (`current`) and whether that differs (`switch`); the last asked version of each
+        tenant is kept."""
         if len(self._tiers) == 1:
             return None
         with self._lock:
-            known = self._advice.get((tenant_id, version))
-        if known is not None:
-            return known
+            known = self._advice.get(tenant_id)
+        if known is not None and known[0] == version:
+            return known[1]
         stored = self.store.load(tenant_id, version=version)
         rows = self.store.load_support(tenant_id, version=version) if stored is not None else None
         if stored is None or rows is None:
@@ -160,22 +159,24 @@ class Tiers:
         support_of = {
             name: stored_support_set(rows, tier.adaptation.context.limits, task) for name, tier in self._tiers.items()
         }
-        chooser = TierChooser([candidate(name, tier.adaptation.context) for name, tier in self._tiers.items()])
-        choice = chooser.choose(support_of, tenant_id, stored_generation(stored.meta))
+        choice = self._chooser().choose(support_of, tenant_id, stored_generation(stored.meta))
         current = stored_encoder(stored.meta)
         advice = choice_json(choice) | {"current": current, "switch": choice.chosen != current}
         with self._lock:
-            self._advice[(tenant_id, version)] = advice
+            self._advice[tenant_id] = (version, advice)
+            self._advice.move_to_end(tenant_id)
             while len(self._advice) > REMEMBERED_ADVICE:
                 self._advice.popitem(last=False)
         return advice
+
+    def _chooser(self) -> TierChooser:
+        return TierChooser([candidate(name, tier.adaptation.context) for name, tier in self._tiers.items()])
 
     def forget(self, tenant_id: str) -> None:
         """Drop the remembered (version, encoder) of `tenant_id` (a deleted tenant)."""
         with self._lock:
             self._names.pop(tenant_id, None)
-            for key in [key for key in self._advice if key[0] == tenant_id]:
-                del self._advice[key]
+            self._advice.pop(tenant_id, None)
 
     def _served(self, tenant_id: str, name: str) -> Tier:
         tier = self._tiers.get(name)

@@ -32,6 +32,7 @@ from app.services.model_cache import HeadCache
 from app.services.prediction import PredictionService
 from app.services.tenants import TenantService
 from app.services.tiers import EncoderDescription, Tier, Tiers
+from app.services.unlabeled import UnlabeledService
 from app.store import RedisClient, TenantStore, build_store, connect
 
 log = logging.getLogger("fewshot")
@@ -77,6 +78,7 @@ class Runtime:
     guard: AccessGuard
     readiness: Readiness
     tiers: Tiers  # the served encoders and their services (`tiers.default`, `tiers.named(name)`)
+    pools: UnlabeledService  # the tenants' pools of unlabeled texts
     batchers: list[MicroBatcher] = field(default_factory=list)  # one per served encoder (batching on)
     redis_client: RedisClient | None = None
     pass_runner: PassRunner | None = None  # runs every tier's passes when several encoders are served
@@ -248,6 +250,7 @@ def build_runtime(
         guard=build_access(settings, client),
         readiness=readiness,
         tiers=tiers,
+        pools=UnlabeledService(store, settings.limits()),
         batchers=[batcher for _, batcher in built if batcher is not None],
         redis_client=client,
         pass_runner=runner,

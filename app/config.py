@@ -73,7 +73,15 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "tenant_ttl_s",
         "keep_versions",
     ),
-    "Request limits": ("max_examples", "max_labels", "max_texts", "max_text_chars", "max_label_chars", "max_top_k"),
+    "Request limits": (
+        "max_examples",
+        "max_labels",
+        "max_texts",
+        "max_text_chars",
+        "max_label_chars",
+        "max_top_k",
+        "max_unlabeled",
+    ),
     "Admission": ("heavy_slots", "heavy_per_tenant", "heavy_queue_per_tenant", "max_body_bytes"),
     "Access": ("auth_enabled", "admin_key", "admin_key_sha256", "rate_limit_requests", "rate_limit_window_s"),
     "Logging and metrics": ("log_format", "log_level", "log_payloads", "metrics_enabled"),
@@ -293,6 +301,12 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(_LIMITS.max_text_chars, ge=1, description="Longest text accepted, in characters.")
     max_label_chars: int = Field(_LIMITS.max_label_chars, ge=1, description="Longest label accepted, in characters.")
     max_top_k: int = Field(_LIMITS.max_top_k, ge=1, description="Largest top_k accepted by /predict.")
+    max_unlabeled: int = Field(
+        _LIMITS.max_unlabeled,
+        ge=1,
+        description="Most texts kept in one tenant's unlabeled pool (POST /tenants/{id}/unlabeled); the oldest "
+        "go first.",
+    )
 
     # --- admission (app/web) -------------------------------------------------------------------
     heavy_slots: int = Field(

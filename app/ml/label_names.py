@@ -158,7 +158,7 @@ def choose_label_names(
     same prototype init and SGD steps as `adapt_head`, scored by argmax (which the served temperature and the
     out-of-scope threshold do not change). Returns (use, accuracy with, accuracy without).
     """
-    keep = _capped(targets, CV_MAX_PER_LABEL, seed)
+    keep = capped_per_label(targets, CV_MAX_PER_LABEL, seed)
     x, y = embeddings[keep], [targets[i] for i in keep.tolist()]
     folds, _, k = stratified_folds(y, len(labels), seed)
     fold = torch.tensor(folds, dtype=torch.long)
@@ -231,7 +231,7 @@ def can_cross_validate(targets: list[int]) -> bool:
     return False
 
 
-def _capped(targets: list[int], per_label: int, seed: int) -> torch.Tensor:
+def capped_per_label(targets: list[int], per_label: int, seed: int) -> torch.Tensor:
     """Indices of at most `per_label` examples of each label (the first ones of a seeded shuffle), in order."""
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(targets), generator=generator).tolist()

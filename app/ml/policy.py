@@ -20,6 +20,7 @@ class Limits:
     max_text_chars: int = 2000  # characters of one text
     max_label_chars: int = 100  # characters of one label
     max_top_k: int = 20  # /predict's top_k
+    max_unlabeled: int = 10_000  # texts in one tenant's unlabeled pool (the oldest go beyond it)
 
 
 @dataclass(frozen=True)

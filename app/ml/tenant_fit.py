@@ -101,9 +101,10 @@ def fit_tenant(
     math_threads: int | None = None,
     temperature: TemperatureRule = FITTED,
     threshold_rule: ThresholdRule | None = None,
+    unlabeled: torch.Tensor | None = None,
 ) -> TenantFit:
     """Embed the support set (texts in `cache` under `scope` and `generation` reused) and run `inner` (its own step
-    count).
+    count); single-label fits take the tenant's embedded `unlabeled` texts into the inner loop when given.
 
     `math_threads`: intra-op threads for the inner loop and the threshold (None: the calling thread's).
     """
@@ -115,7 +116,7 @@ def fit_tenant(
         if targets.ndim == 2:
             head = fit_multilabel(embeddings, targets, support.labels, inner, threshold_rule)
         else:
-            head = fit_embedded(embeddings, targets, support.labels, inner, oos_rule, temperature)
+            head = fit_embedded(embeddings, targets, support.labels, inner, oos_rule, temperature, unlabeled)
     adapted = time.perf_counter()
     return TenantFit(head, n_embedded, {"embed": _ms(embedded - started), "inner_loop": _ms(adapted - embedded)})
 
@@ -127,8 +128,10 @@ def fit_embedded(
     inner: InnerLoopParams,
     oos_rule: OosRule | None = None,
     temperature: TemperatureRule = FITTED,
+    unlabeled: torch.Tensor | None = None,
 ) -> TenantHead:
-    """The fitting maths on embedded fit inputs: inner loop, prototypes, OOS threshold, served temperature.
+    """The fitting maths on embedded fit inputs: inner loop (with the information term on `unlabeled` embeddings
+    when given, `app.ml.unlabeled`), prototypes, OOS threshold, served temperature.
 
     `fit_tenant` (what `/adapt` runs) and the cross-validation of `app.ml.tenant_report` both call this. Each fit
     first checks that its work is still wanted (`stop_if_cancelled`): a report whose client left stops at its next
@@ -137,7 +140,7 @@ def fit_embedded(
     stop_if_cancelled()
     rule = oos_rule or OosRule()
     n_labels = len(labels)
-    tensors = adapt_head(embeddings, targets, n_labels, inner, differentiable=False)
+    tensors = adapt_head(embeddings, targets, n_labels, inner, differentiable=False, unlabeled=unlabeled)
     prototypes = normalized_prototypes(embeddings, targets, n_labels)
     threshold = oos_threshold(embeddings, targets, n_labels, rule.quantile, rule.fallback)
     factor = temperature.factor(n_labels, len(targets) / n_labels, label_separation(prototypes))

@@ -14,9 +14,10 @@ from typing import Literal
 import torch
 
 from app.ml.head import SINGLE_LABEL, TenantHead
-from app.ml.label_names import LabelNamesMode, NamesChoice, apply_label_names, names_as_decided
+from app.ml.label_names import LabelNamesMode, NamesChoice, apply_label_names, can_cross_validate, names_as_decided
 from app.ml.tenant_fit import SupportSet, fit_tenant
 from app.ml.threads import intra_op_threads
+from app.ml.unlabeled import MIN_POOL_PER_LABEL, PoolChoice, UnlabeledMode, choose_unlabeled, pool_too_small
 from app.services.context import TierContext
 from app.services.errors import ServiceError, invalid
 from app.services.records import (
@@ -27,6 +28,7 @@ from app.services.records import (
     stored_generation,
     stored_label_names,
     stored_task,
+    stored_unlabeled,
     with_sources,
 )
 from app.services.support import merge_support, stored_support_set, support_rows
@@ -55,6 +57,7 @@ class AdaptResult:
     encoder: str = DEFAULT_ENCODER  # the encoder tier the head was adapted with
     label_names: NamesChoice | None = None  # whether the label names joined the support set, and why
     encoder_choice: JSON | None = None  # why `encoder: "auto"` chose the tier (None: named or default)
+    unlabeled: PoolChoice | None = None  # whether the tenant's unlabeled texts shaped the head, and why
 
 
 class AdaptationService:
@@ -66,10 +69,15 @@ class AdaptationService:
         visible_character()  # the blank check's pattern: built here, at startup, rather than by a request
 
     def fit(
-        self, support: SupportSet, inner_steps: int | None, scope: str = "", generation: str = ""
+        self,
+        support: SupportSet,
+        inner_steps: int | None,
+        scope: str = "",
+        generation: str = "",
+        unlabeled: torch.Tensor | None = None,
     ) -> tuple[TenantHead, dict[str, float], int]:
-        """Embed the support set (texts cached under `scope` and `generation` reused) and run the inner loop; no
-        store access.
+        """Embed the support set (texts cached under `scope` and `generation` reused) and run the inner loop (with
+        the embedded `unlabeled` texts when given); no store access.
 
         `inner_steps` None: the task's default. Returns the head, timings and how many texts went through the encoder.
         """
@@ -84,6 +92,7 @@ class AdaptationService:
             scope=scope,
             generation=generation,
             math_threads=context.math_threads,
+            unlabeled=unlabeled,
         )
         return fitted.head, fitted.timings_ms, fitted.n_embedded
 
@@ -102,6 +111,7 @@ class AdaptationService:
         label_names: LabelNamesMode | None = None,
         encoder_choice: JSON | None = None,
         generation: str | None = None,
+        unlabeled: UnlabeledMode | None = None,
     ) -> AdaptResult:
         """Validate, fit and store a new version; nothing is written when validation fails.
 
@@ -116,6 +126,8 @@ class AdaptationService:
         `encoder_choice` (a `replace` or a new tenant adapted with `encoder: "auto"`): why this tier was chosen,
         kept by the record and by every later append; `generation` is the one a new tenant gets (the chooser's
         embeddings are cached under it). A `replace` naming `expected_version` is a compare-and-set too.
+        `unlabeled` ("auto" | "off"; None: "auto" for `replace`, the tenant's own for `append`): whether the
+        tenant's unlabeled texts may join the fit (`app.ml.unlabeled`); the record keeps the mode.
         """
         started = time.perf_counter()
         descriptions = label_descriptions or {}
@@ -128,12 +140,21 @@ class AdaptationService:
             current_model = self.store.load(tenant_id)
             _check_expected(tenant_id, current_model, expected_version)
             generation = continued_generation(current_model, generation)
-            head, choice, timings, n_embedded = self._fit_with_names(
-                support, label_names or "auto", steps, tenant_id, generation
+            fitted = self._fit_with_evidence(
+                support, label_names or "auto", unlabeled or "auto", steps, tenant_id, generation
             )
+            head, choice, pool, timings, n_embedded = fitted
             kept_choice = encoder_choice
             version = self._save(
-                tenant_id, head, support, steps, generation, expected_version, names=choice, encoder_choice=kept_choice
+                tenant_id,
+                head,
+                support,
+                steps,
+                generation,
+                expected_version,
+                names=choice,
+                encoder_choice=kept_choice,
+                pool=pool,
             )
             if version is None:
                 raise ServiceError(
@@ -162,7 +183,9 @@ class AdaptationService:
                 generation = continued_generation(current_model, generation)
                 stored_meta = None if current_model is None else current_model.meta
                 mode = label_names or stored_label_names(stored_meta)[0]
-                head, choice, timings, n_embedded = self._fit_with_names(support, mode, steps, tenant_id, generation)
+                pool_mode = unlabeled or stored_unlabeled(stored_meta)[0]
+                fitted = self._fit_with_evidence(support, mode, pool_mode, steps, tenant_id, generation)
+                head, choice, pool, timings, n_embedded = fitted
                 expected = NO_MODEL if current is None else current  # creating is a compare-and-set too
                 origins = [*(stored or []), *examples]
                 kept_choice = stored_encoder_choice(stored_meta) or encoder_choice
@@ -176,6 +199,7 @@ class AdaptationService:
                     origins,
                     names=choice,
                     encoder_choice=kept_choice,
+                    pool=pool,
                 )
                 if version is not None:
                     break
@@ -201,19 +225,68 @@ class AdaptationService:
             encoder=self.context.encoder_name,
             label_names=choice,
             encoder_choice=kept_choice,
+            unlabeled=pool,
         )
 
-    def _fit_with_names(
-        self, support: SupportSet, mode: LabelNamesMode, steps: int, scope: str, generation: str
-    ) -> tuple[TenantHead, NamesChoice, dict[str, float], int]:
-        """`fit` on the support set with its label names where `mode` uses them: the head, the names decision, the
-        timings (the names' encoder time counted in `embed`, their decision in `label_names`) and the texts that
-        went through the encoder."""
-        fitted, choice, names_ms, n_named = self._with_names(support, mode, scope, generation)
-        head, timings, n_embedded = self.fit(fitted, steps, scope, generation)
-        timings["embed"] = round(timings["embed"] + names_ms["embed"], 3)
+    def _fit_with_evidence(
+        self,
+        support: SupportSet,
+        mode: LabelNamesMode,
+        pool_mode: UnlabeledMode,
+        steps: int,
+        tenant_id: str,
+        generation: str,
+    ) -> tuple[TenantHead, NamesChoice, PoolChoice, dict[str, float], int]:
+        """`fit` on the support set with its label names where `mode` uses them and its unlabeled texts where
+        `pool_mode` and cross-validation do: the head, both decisions, the timings (the encoder's time of both
+        counted in `embed`, the decisions in `label_names` and `unlabeled`) and the texts that went through the
+        encoder."""
+        fitted, choice, names_ms, n_named = self._with_names(support, mode, tenant_id, generation)
+        pool_rows, pool, pool_ms, n_pool = self._with_pool(fitted, pool_mode, steps, tenant_id, generation)
+        head, timings, n_embedded = self.fit(fitted, steps, tenant_id, generation, pool_rows)
+        timings["embed"] = round(timings["embed"] + names_ms["embed"] + pool_ms["embed"], 3)
         timings["label_names"] = names_ms["label_names"]
-        return head, choice, timings, n_embedded + n_named
+        timings["unlabeled"] = pool_ms["unlabeled"]
+        return head, choice, pool, timings, n_embedded + n_named + n_pool
+
+    def _with_pool(
+        self, support: SupportSet, mode: UnlabeledMode, steps: int, tenant_id: str, generation: str
+    ) -> tuple[torch.Tensor | None, PoolChoice, dict[str, float], int]:
+        """The embedded unlabeled texts to fit with (None: not used), the choice, its timings (`embed`: the
+        encoder's part) and the texts it sent through the encoder. The pool is the tenant's stored texts minus
+        those its support set holds; pool texts are embedded on each try, never cached beside other tenants'
+        texts."""
+        started = time.perf_counter()
+        no_time = {"embed": 0.0, "unlabeled": 0.0}
+        if mode == "off":
+            return None, PoolChoice(mode, False, "unlabeled is off"), no_time, 0
+        if support.label_sets is not None:
+            return None, PoolChoice(mode, False, "multi-label tenants do not use unlabeled texts"), no_time, 0
+        labeled = set(support.texts)
+        texts = [t for t in self.store.unlabeled(tenant_id, self.context.limits.max_unlabeled) if t not in labeled]
+        n_labels = len(support.labels)
+        if not texts:
+            return None, PoolChoice(mode, False, "the tenant has no unlabeled texts"), no_time, 0
+        if pool_too_small(len(texts), n_labels):
+            need = MIN_POOL_PER_LABEL * n_labels
+            reason = f"{len(texts)} unlabeled texts: fewer than {need} ({MIN_POOL_PER_LABEL} per label) are not tried"
+            return None, PoolChoice(mode, False, reason, len(texts)), no_time, 0
+        if not can_cross_validate(support.targets):
+            reason = "too few examples to cross-validate"
+            return None, PoolChoice(mode, False, reason, len(texts)), no_time, 0
+        context = self.context
+        fit_texts, targets = support.fit_tensors()
+        rows, _ = context.embeddings.embed(fit_texts, context.embedder.embed, tenant_id, generation)
+        pool_rows = context.embedder.embed(texts)
+        embedded = time.perf_counter()
+        inner = context.inner_for(support.task).with_steps(steps)
+        with intra_op_threads(context.math_threads):
+            use, with_, without = choose_unlabeled(rows, targets, len(support.texts), n_labels, pool_rows, inner)
+        verdict = "used: cross-validated accuracy rises" if use else "not used: cross-validated accuracy does not rise"
+        reason = f"{len(texts)} unlabeled texts {verdict} ({100 * with_:.1f} % with, {100 * without:.1f} % without)"
+        timings = {"embed": _ms(embedded - started), "unlabeled": _ms(time.perf_counter() - embedded)}
+        choice = PoolChoice(mode, use, reason, len(texts), with_, without)
+        return (pool_rows if use else None), choice, timings, len(texts)
 
     def _with_names(
         self, support: SupportSet, mode: LabelNamesMode, scope: str, generation: str
@@ -248,8 +321,14 @@ class AdaptationService:
         steps = self.context.inner_for(support.task).steps if inner_steps is None else inner_steps
         generation = stored_generation(stored.meta)
         mode, used = stored_label_names(stored.meta)
-        head, _, _ = self.fit(names_as_decided(support, mode, used), steps, tenant_id, generation)
+        fitted = names_as_decided(support, mode, used)
+        pool_mode, pool_used = stored_unlabeled(stored.meta)
+        labeled = set(fitted.texts)
+        texts = [t for t in self.store.unlabeled(tenant_id, self.context.limits.max_unlabeled) if t not in labeled]
+        pool_rows = self.context.embedder.embed(texts) if pool_used and texts else None
+        head, _, _ = self.fit(fitted, steps, tenant_id, generation, pool_rows)
         choice = NamesChoice(mode, used, "as decided when the version was adapted")
+        pool = PoolChoice(pool_mode, pool_rows is not None, "as decided when the version was adapted", len(texts))
         new_version = self._save(
             tenant_id,
             head,
@@ -260,6 +339,7 @@ class AdaptationService:
             stored_support,
             names=choice,
             encoder_choice=stored_encoder_choice(stored.meta),
+            pool=pool,
         )
         return None if new_version is None else (new_version, head)
 
@@ -274,6 +354,7 @@ class AdaptationService:
         origins: list[JSON] | None = None,
         names: NamesChoice | None = None,
         encoder_choice: JSON | None = None,
+        pool: PoolChoice | None = None,
     ) -> int | None:
         """Store a new version (compare-and-set on `expected_version`); examples `origins` holds as corrections
         keep their `source`."""
@@ -287,6 +368,7 @@ class AdaptationService:
             context.encoder_name,
             None if names is None else (names.mode, names.used),
             encoder_choice,
+            None if pool is None else (pool.mode, pool.used),
         )
         rows = with_sources(support_rows(support), origins or [])
         return self.store.save(tenant_id, record.head_bytes, record.meta(), rows, expected_version)

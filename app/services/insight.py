@@ -63,6 +63,7 @@ class SuggestResult:
     pool_size: int
     suggestions: list[tuple[str, Suggestion]]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    source: str = "request"  # where the candidates came from: "request" (its texts) or "unlabeled" (the pool)
 
 
 class ReportCache:
@@ -297,20 +298,27 @@ class InsightService:
 
     # -- suggestions ------------------------------------------------------------------------------------------
 
-    def suggest(self, tenant_id: str, texts: list[str], k: int) -> SuggestResult:
-        """The `k` texts of the pool to label next (uncertain under the current head and diverse)."""
+    def suggest(self, tenant_id: str, texts: list[str] | None, k: int) -> SuggestResult:
+        """The `k` texts of the pool to label next (uncertain under the current head and diverse): of `texts`, or
+        without them of the tenant's unlabeled pool (its newest `max_pool` texts that the support set lacks)."""
         started = time.perf_counter()
-        if not texts:
-            raise invalid("no_texts", "texts must hold at least one text")
-        if len(texts) > self.max_pool:
+        if texts is not None and not texts:
+            raise invalid("no_texts", "texts must hold at least one text (or leave it out to use the unlabeled pool)")
+        if texts is not None and len(texts) > self.max_pool:
             raise invalid("too_many_texts", f"{len(texts)} texts; the limit for /suggest is {self.max_pool}")
         if k < 1:
             raise invalid("invalid_k", "k must be at least 1")
-        for i, text in enumerate(texts):
+        for i, text in enumerate(texts or []):
             check_text(text, self.context.limits, f"texts[{i}]")
         version, head = self.prediction.head_for(tenant_id)
         support, _, generation = self._stored_support(tenant_id, version)
-        pool = list(dict.fromkeys(texts))  # a text pasted twice is one candidate
+        if texts is None:
+            labeled = set(support.texts)
+            pool = [text for text in self.store.unlabeled(tenant_id) if text not in labeled][: self.max_pool]
+            if not pool:
+                raise invalid("no_texts", "no texts given and the tenant's unlabeled pool holds none left to label")
+        else:
+            pool = list(dict.fromkeys(texts))  # a text pasted twice is one candidate
         loaded = time.perf_counter()
         pool_embeddings = self.context.embedder.embed(pool)
         support_embeddings, _, _ = self._support_embeddings(tenant_id, generation, support)
@@ -319,7 +327,8 @@ class InsightService:
             picks = suggest(head, pool_embeddings, support_embeddings, k)
         done = time.perf_counter()
         timings = _timings(started, loaded, embedded, done, "select")
-        return SuggestResult(tenant_id, version, len(pool), [(pool[p.index], p) for p in picks], timings)
+        source = "request" if texts is not None else "unlabeled"
+        return SuggestResult(tenant_id, version, len(pool), [(pool[p.index], p) for p in picks], timings, source)
 
 
 def _timings(started: float, loaded: float, embedded: float, done: float, stage: str) -> dict[str, float]:

@@ -14,11 +14,13 @@ from app.ml.head import MULTI_LABEL, SINGLE_LABEL, HeadDecodeError, TenantHead
 from app.ml.label_names import LABEL_NAME_MODES, LabelNamesMode
 from app.ml.registry import MINILM
 from app.ml.tenant_fit import SupportSet
+from app.ml.unlabeled import UNLABELED_MODES, UnlabeledMode
 from app.store.base import JSON, StoredModel
 
 RECORD_SCHEMA = 1
 DEFAULT_ENCODER = MINILM.name  # records written before encoder tiers name none: they were adapted with MiniLM
 LABEL_NAMES = "label_names"  # the record's field: {"mode": "auto" | "on" | "off", "used": bool}
+UNLABELED = "unlabeled"  # the record's field: {"mode": "auto" | "off", "used": bool}
 ENCODER_CHOICE = "encoder_choice"  # the record's field: why `encoder: "auto"` chose its tier
 ADAPT, FEEDBACK = "adapt", "feedback"  # where a stored example came from: /adapt, or a correction (/feedback)
 
@@ -69,6 +71,7 @@ class TenantRecord:
     encoder: str = DEFAULT_ENCODER
     label_names: tuple[str, bool] | None = None  # (mode, used): whether the head was fitted with the label names
     encoder_choice: JSON | None = None  # why `encoder: "auto"` chose the tier (`tier_choice.choice_json`)
+    unlabeled: tuple[str, bool] | None = None  # (mode, used): whether the head was fitted with unlabeled texts
 
     @classmethod
     def fitted(
@@ -81,6 +84,7 @@ class TenantRecord:
         encoder: str = DEFAULT_ENCODER,
         label_names: tuple[str, bool] | None = None,
         encoder_choice: JSON | None = None,
+        unlabeled: tuple[str, bool] | None = None,
     ) -> TenantRecord:
         thresholds = None if head.thresholds is None else head.thresholds.tolist()
         return cls(
@@ -94,6 +98,7 @@ class TenantRecord:
             encoder,
             label_names,
             encoder_choice,
+            unlabeled,
         )
 
     def meta(self) -> dict[str, Any]:
@@ -113,6 +118,8 @@ class TenantRecord:
             meta[LABEL_NAMES] = {"mode": self.label_names[0], "used": self.label_names[1]}
         if self.encoder_choice is not None:
             meta[ENCODER_CHOICE] = self.encoder_choice
+        if self.unlabeled is not None:
+            meta[UNLABELED] = {"mode": self.unlabeled[0], "used": self.unlabeled[1]}
         return meta
 
 
@@ -132,6 +139,15 @@ def stored_label_names(meta: JSON | None) -> tuple[LabelNamesMode, bool]:
     without the field (adapted before names were used)."""
     stored = meta.get(LABEL_NAMES) if meta is not None else None
     if isinstance(stored, dict) and stored.get("mode") in LABEL_NAME_MODES and isinstance(stored.get("used"), bool):
+        return stored["mode"], stored["used"]
+    return "auto", False
+
+
+def stored_unlabeled(meta: JSON | None) -> tuple[UnlabeledMode, bool]:
+    """A record's unlabeled-texts mode and whether its head used the pool; ("auto", False) for a new tenant or a
+    record without the field."""
+    stored = meta.get(UNLABELED) if meta is not None else None
+    if isinstance(stored, dict) and stored.get("mode") in UNLABELED_MODES and isinstance(stored.get("used"), bool):
         return stored["mode"], stored["used"]
     return "auto", False
 

@@ -1,12 +1,13 @@
 """Tenant stores: `MemoryStore` (embedded default) and `RedisStore` (production: one server or a cluster)."""
 
-from app.store.base import StoredModel, StoreUnavailable, TenantStore, VersionInfo
+from app.store.base import PoolUpdate, StoredModel, StoreUnavailable, TenantStore, VersionInfo
 from app.store.client import RedisClient, connect, is_cluster_url, redis_errors
 from app.store.memory import MemoryStore
 from app.store.redis import RedisStore
 
 __all__ = [
     "MemoryStore",
+    "PoolUpdate",
     "RedisClient",
     "RedisStore",
     "StoreUnavailable",

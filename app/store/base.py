@@ -1,4 +1,5 @@
-"""The tenant store contract: versioned, atomic writes of (head bytes, JSON metadata, support set)."""
+"""The tenant store contract: versioned, atomic writes of (head bytes, JSON metadata, support set), and a bounded
+pool of unlabeled texts per tenant."""
 
 from __future__ import annotations
 
@@ -32,6 +33,16 @@ class VersionInfo:
     version: int
     head_bytes: int
     meta: JSON
+
+
+@dataclass(frozen=True)
+class PoolUpdate:
+    """What adding texts to a tenant's unlabeled pool did."""
+
+    added: int  # texts new to the pool
+    repeated: int  # texts already in it (they become the newest), or given twice in the call
+    dropped: int  # oldest texts removed to keep the pool within its cap
+    size: int  # texts in the pool afterwards
 
 
 @runtime_checkable
@@ -76,7 +87,22 @@ class TenantStore(Protocol):
         ...
 
     def delete(self, tenant_id: str) -> bool:
-        """Remove the tenant; True when it existed. Version numbers keep increasing afterwards."""
+        """Remove the tenant (its unlabeled pool too); True when it existed. Version numbers keep increasing
+        afterwards."""
+        ...
+
+    def add_unlabeled(self, tenant_id: str, texts: list[str], max_texts: int) -> PoolUpdate | None:
+        """Add texts to the tenant's pool of unlabeled texts, atomically: distinct texts by arrival (a repeated
+        one becomes the newest), the oldest dropped beyond `max_texts`. The pool lives and expires with the
+        tenant and survives new versions. None, writing nothing, when the tenant has no current model."""
+        ...
+
+    def unlabeled(self, tenant_id: str, limit: int | None = None) -> list[str]:
+        """The pool's texts, newest first, at most `limit`; [] for an unknown tenant or an empty pool."""
+        ...
+
+    def clear_unlabeled(self, tenant_id: str) -> int:
+        """Empty the pool; how many texts it held (0 for an unknown tenant)."""
         ...
 
     def tenant_ids(self) -> list[str]:

@@ -6,8 +6,9 @@ import copy
 import threading
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 
-from app.store.base import JSON, NO_MODEL, StoredModel, VersionInfo
+from app.store.base import JSON, NO_MODEL, PoolUpdate, StoredModel, VersionInfo
 
 
 @dataclass
@@ -20,6 +21,7 @@ class _Snapshot:
 class _Tenant:
     history: list[_Snapshot] = field(default_factory=list)  # newest first; [0] is current
     expires_at: float | None = None
+    unlabeled: dict[str, None] = field(default_factory=dict)  # keys by arrival, oldest first
 
 
 class MemoryStore:
@@ -111,6 +113,38 @@ class MemoryStore:
     def delete(self, tenant_id: str) -> bool:
         with self._lock:
             return self._tenants.pop(tenant_id, None) is not None
+
+    def add_unlabeled(self, tenant_id: str, texts: list[str], max_texts: int) -> PoolUpdate | None:
+        with self._lock:
+            tenant = self._live(tenant_id)
+            if tenant is None:
+                return None
+            pool = tenant.unlabeled
+            repeated = 0
+            for text in texts:
+                repeated += text in pool
+                pool.pop(text, None)
+                pool[text] = None  # (re)inserted: the newest
+            dropped = max(0, len(pool) - max(0, max_texts))
+            for text in list(islice(pool, dropped)):
+                del pool[text]
+            return PoolUpdate(added=len(texts) - repeated, repeated=repeated, dropped=dropped, size=len(pool))
+
+    def unlabeled(self, tenant_id: str, limit: int | None = None) -> list[str]:
+        with self._lock:
+            tenant = self._live(tenant_id)
+            if tenant is None:
+                return []
+            return list(islice(reversed(tenant.unlabeled), None if limit is None else max(0, limit)))
+
+    def clear_unlabeled(self, tenant_id: str) -> int:
+        with self._lock:
+            tenant = self._live(tenant_id)
+            if tenant is None:
+                return 0
+            held = len(tenant.unlabeled)
+            tenant.unlabeled.clear()
+            return held
 
     def tenant_ids(self) -> list[str]:
         """Every tenant with a live model (used by `GET /tenants`)."""

@@ -1,12 +1,16 @@
 """Redis store (single server or Redis Cluster): every write is one Lua script, so readers never see half a model.
 
-Keys (the `{tenant}` hash tag puts a tenant's keys in one Cluster slot; every script declares both in KEYS):
+Keys (the `{tenant}` hash tag puts a tenant's keys in one Cluster slot; every script declares the ones it touches
+in KEYS):
   <prefix>:{<tenant>}:model  hash: `version` (the current one), `versions` (retained numbers, newest first,
                              space-separated) and, for each retained version n (the newest `keep_versions`),
                              `<n>:head` (zlib'd safetensors), `<n>:meta` (JSON), `<n>:support` (zlib'd JSON)
   <prefix>:{<tenant>}:seq    version counter; no TTL, survives DELETE so versions never repeat
+  <prefix>:{<tenant>}:unlabeled  sorted set: the pool of unlabeled texts (member: the text, score: arrival
+                             order); written only while the model exists, expires with it, deleted with it
 
-Two keys per tenant (Redis spends ~100 bytes on each key): a million tenants cost little beyond their bytes.
+Two keys per tenant, three once it pools unlabeled texts (Redis spends ~100 bytes on each key): a million tenants
+cost little beyond their bytes.
 Each version's bytes are stored once; reading the current model is one script that follows `version`.
 With `wait_replicas`, a write is acknowledged only once that many replicas confirm it (`WAIT`).
 """
@@ -15,11 +19,12 @@ from __future__ import annotations
 
 import json
 import zlib
+from typing import Any
 
 import redis
 from redis.exceptions import AskError, MovedError
 
-from app.store.base import JSON, StoredModel, StoreUnavailable, VersionInfo
+from app.store.base import JSON, PoolUpdate, StoredModel, StoreUnavailable, VersionInfo
 from app.store.client import (
     UNAVAILABLE_ERRORS,
     RedisClient,
@@ -41,8 +46,8 @@ CORRUPT_META: JSON = {"schema": None, "unreadable": "stored metadata is not a JS
 VERSION_FIELDS = ("head", "meta", "support")
 """A retained version n is the fields `<n>:head`, `<n>:meta`, `<n>:support` of the tenant's model hash."""
 
-# Shared tail of the write scripts: publish (head, meta, support) as a new version.
-# KEYS: model, seq; ARGV[1..3] = head, meta, support; ARGV[4] ttl; ARGV[6] keep
+# Shared tail of the write scripts: publish (head, meta, support) as a new version; the pool takes the model's TTL.
+# KEYS: model, seq, unlabeled; ARGV[1..3] = head, meta, support; ARGV[4] ttl; ARGV[6] keep
 _PUBLISH = """
 local version = redis.call('INCR', KEYS[2])
 local retained = {tostring(version)}
@@ -56,7 +61,13 @@ end
 redis.call('HSET', KEYS[1], 'version', version, 'versions', table.concat(retained, ' ', 1, math.min(keep, #retained)),
   version .. ':head', ARGV[1], version .. ':meta', ARGV[2], version .. ':support', ARGV[3])
 local ttl = tonumber(ARGV[4])
-if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) else redis.call('PERSIST', KEYS[1]) end
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[1], ttl)
+  redis.call('EXPIRE', KEYS[3], ttl)
+else
+  redis.call('PERSIST', KEYS[1])
+  redis.call('PERSIST', KEYS[3])
+end
 return version
 """
 
@@ -94,9 +105,38 @@ table.insert(values, 1, version)
 return values
 """
 
-# KEYS: model. Returns 1 when the tenant existed (`seq` stays).
+# KEYS: model, unlabeled. Returns 1 when the tenant existed (`seq` stays).
 _DELETE_SCRIPT = """
+redis.call('DEL', KEYS[2])
 return redis.call('DEL', KEYS[1])
+"""
+
+# KEYS: model, unlabeled; ARGV[1] the pool's cap, ARGV[2..] texts. Returns {added, repeated, dropped, size}; -1
+# (nothing written) when the tenant has no model. Each text is scored one above the pool's highest score.
+_ADD_UNLABELED_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local newest = redis.call('ZRANGE', KEYS[2], -1, -1, 'WITHSCORES')
+local score = tonumber(newest[2] or '0')
+local added, repeated = 0, 0
+for i = 2, #ARGV do
+  score = score + 1
+  if redis.call('ZADD', KEYS[2], score, ARGV[i]) == 1 then added = added + 1 else repeated = repeated + 1 end
+end
+local size = redis.call('ZCARD', KEYS[2])
+local dropped = 0
+if size > tonumber(ARGV[1]) then
+  dropped = redis.call('ZREMRANGEBYRANK', KEYS[2], 0, size - tonumber(ARGV[1]) - 1)
+end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('PERSIST', KEYS[2]) end
+return {added, repeated, dropped, size - dropped}
+"""
+
+# KEYS: unlabeled. Returns how many texts the pool held.
+_CLEAR_UNLABELED_SCRIPT = """
+local held = redis.call('ZCARD', KEYS[1])
+redis.call('DEL', KEYS[1])
+return held
 """
 
 
@@ -172,6 +212,11 @@ def _is_support_row(example: object) -> bool:
     return isinstance(example.get("label"), str)
 
 
+def _refused(reply: object) -> bool:
+    """Whether a write script's reply says it wrote nothing (a negative integer)."""
+    return isinstance(reply, int) and reply < 0
+
+
 class RedisStore:
     """`TenantStore` over redis-py (one server or a cluster) with bounded timeouts."""
 
@@ -200,6 +245,8 @@ class RedisStore:
         self._rollback = self._client.register_script(_ROLLBACK_SCRIPT)
         self._delete = self._client.register_script(_DELETE_SCRIPT)
         self._read_current = self._client.register_script(_READ_CURRENT_SCRIPT)
+        self._add_unlabeled = self._client.register_script(_ADD_UNLABELED_SCRIPT)
+        self._clear_unlabeled = self._client.register_script(_CLEAR_UNLABELED_SCRIPT)
 
     def _key(self, tenant_id: str, suffix: str) -> str:
         return f"{self._prefix}:{{{tenant_id}}}:{suffix}"
@@ -208,15 +255,20 @@ class RedisStore:
         """The hash holding a tenant's current version and every retained version's fields."""
         return self._key(tenant_id, "model")
 
-    def _write_keys(self, tenant_id: str) -> list[str]:
-        return [self.model_key(tenant_id), self._key(tenant_id, "seq")]
+    def unlabeled_key(self, tenant_id: str) -> str:
+        """The sorted set holding a tenant's pool of unlabeled texts."""
+        return self._key(tenant_id, "unlabeled")
 
-    def _write(self, script: redis.commands.core.Script, keys: list[str], args: list[object]) -> int:
-        """Run a write script; with `wait_replicas`, on one connection followed by `WAIT` (WAIT counts only
-        the writes of its own connection, so it must share the script's)."""
+    def _write_keys(self, tenant_id: str) -> list[str]:
+        return [self.model_key(tenant_id), self._key(tenant_id, "seq"), self.unlabeled_key(tenant_id)]
+
+    def _write(self, script: redis.commands.core.Script, keys: list[str], args: list[object]) -> Any:
+        """Run a write script and return its reply (a negative integer: nothing written); with `wait_replicas`,
+        on one connection followed by `WAIT` (WAIT counts only the writes of its own connection, so it must
+        share the script's)."""
         replicas, timeout_ms = self._wait
         if replicas <= 0:
-            return int(script(keys=keys, args=args))
+            return script(keys=keys, args=args)
         for attempt in range(2):
             pipe = node_client(self._client, keys[0]).pipeline(transaction=False)
             script(keys=keys, args=args, client=pipe)
@@ -231,9 +283,9 @@ class RedisStore:
             except UNAVAILABLE_ERRORS as exc:  # not retried (the write's outcome is unknown); the next call
                 refresh_topology(self._client)  # goes to the slot's current primary
                 raise StoreUnavailable(f"redis unavailable: {exc}") from exc
-            if int(result) >= 0 and int(acknowledged) < replicas:
+            if not _refused(result) and int(acknowledged) < replicas:
                 raise StoreUnavailable(f"write confirmed by {acknowledged} of {replicas} replicas in {timeout_ms} ms")
-            return int(result)
+            return result
         raise AssertionError("unreachable")
 
     @translate_errors
@@ -253,13 +305,13 @@ class RedisStore:
             "" if expected_version is None else str(expected_version),
             self._keep_versions,
         ]
-        version = self._write(self._save, self._write_keys(tenant_id), args)
+        version = int(self._write(self._save, self._write_keys(tenant_id), args))
         return None if version < 0 else version
 
     @translate_errors
     def rollback(self, tenant_id: str, version: int) -> int | None:
         args: list[object] = ["", "", "", self._ttl_s, str(version), self._keep_versions]
-        new_version = self._write(self._rollback, self._write_keys(tenant_id), args)
+        new_version = int(self._write(self._rollback, self._write_keys(tenant_id), args))
         return None if new_version < 0 else new_version
 
     def _fields(self, tenant_id: str, version: int | None, fields: list[str]) -> tuple[int | None, list[bytes | None]]:
@@ -308,7 +360,27 @@ class RedisStore:
 
     @translate_errors
     def delete(self, tenant_id: str) -> bool:
-        return bool(self._write(self._delete, [self.model_key(tenant_id)], []))
+        return bool(self._write(self._delete, [self.model_key(tenant_id), self.unlabeled_key(tenant_id)], []))
+
+    @translate_errors
+    def add_unlabeled(self, tenant_id: str, texts: list[str], max_texts: int) -> PoolUpdate | None:
+        keys = [self.model_key(tenant_id), self.unlabeled_key(tenant_id)]
+        result = self._write(self._add_unlabeled, keys, [max(0, max_texts), *texts])
+        if _refused(result):
+            return None
+        added, repeated, dropped, size = (int(value) for value in result)
+        return PoolUpdate(added=added, repeated=repeated, dropped=dropped, size=size)
+
+    @translate_errors
+    def unlabeled(self, tenant_id: str, limit: int | None = None) -> list[str]:
+        if limit is not None and limit <= 0:
+            return []
+        texts = self._client.zrevrange(self.unlabeled_key(tenant_id), 0, -1 if limit is None else limit - 1)
+        return [text.decode("utf-8") for text in texts]
+
+    @translate_errors
+    def clear_unlabeled(self, tenant_id: str) -> int:
+        return int(self._write(self._clear_unlabeled, [self.unlabeled_key(tenant_id)], []))
 
     @translate_errors
     def tenant_ids(self) -> list[str]:

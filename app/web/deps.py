@@ -14,6 +14,7 @@ from app.bootstrap import Readiness, Runtime
 from app.services.errors import ServiceError
 from app.services.tenants import TenantService
 from app.services.tiers import Tiers
+from app.services.unlabeled import UnlabeledService
 from app.store import TenantStore
 from app.web.heavy import HeavyWork
 
@@ -28,6 +29,10 @@ async def get_tenants(request: Request) -> TenantService:
 
 async def get_tiers(request: Request) -> Tiers:
     return _runtime(request).tiers
+
+
+async def get_pools(request: Request) -> UnlabeledService:
+    return _runtime(request).pools
 
 
 async def get_store(request: Request) -> TenantStore:
@@ -56,6 +61,7 @@ async def get_principal(request: Request) -> Principal:
 Tenants = Annotated[TenantService, Depends(get_tenants)]
 ServedTiers = Annotated[Tiers, Depends(get_tiers)]
 Store = Annotated[TenantStore, Depends(get_store)]
+Pools = Annotated[UnlabeledService, Depends(get_pools)]
 ReadinessInfo = Annotated[Readiness, Depends(get_readiness)]
 Guard = Annotated[AccessGuard, Depends(get_guard)]
 Heavy = Annotated[HeavyWork, Depends(get_heavy)]

@@ -105,6 +105,9 @@ class BodyCaps:
             ),
             "/predict": self._shape({"texts": Cap(max_texts, "too_many_texts", "texts")}),
             "/tenants/{id}/suggest": self._shape({"texts": Cap(max_pool, "too_many_texts", "texts", " for /suggest")}),
+            "/tenants/{id}/unlabeled": self._shape(
+                {"texts": Cap(max_examples, "too_many_texts", "texts", " for /unlabeled")}
+            ),
             "/tenants/{id}/evaluate": self._shape({"examples": examples, "examples.*.labels": labels}),
             "/tenants/{id}/feedback": self._shape(
                 {"corrections": Cap(max_texts, "too_many_corrections", "corrections")}

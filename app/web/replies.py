@@ -9,6 +9,7 @@ from typing import Any
 from app.access.keys import ApiKey
 from app.ml import multilabel_report, tenant_report
 from app.ml.label_names import NamesChoice
+from app.ml.unlabeled import PoolChoice
 from app.services.adaptation import AdaptResult
 from app.services.feedback import FeedbackResult
 from app.services.insight import Evaluation, SuggestResult
@@ -16,7 +17,7 @@ from app.services.prediction import PredictResult
 from app.services.tenants import ModelSummary as ModelSummaryResult
 from app.services.tenants import RollbackResult, TenantDescription, VersionHistory
 from app.services.tiers import EncoderDescription
-from app.store.base import JSON
+from app.store.base import JSON, PoolUpdate
 from app.web.schemas import (
     AdaptResponse,
     ConfusedPair,
@@ -49,6 +50,7 @@ from app.web.schemas import (
 )
 from app.web.schemas.insight import EncoderAdviceOut
 from app.web.schemas.tenants import EncoderChoiceOut, LabelNamesOut
+from app.web.schemas.unlabeled import UnlabeledOut, UnlabeledResponse
 
 
 def adapted(result: AdaptResult) -> AdaptResponse:
@@ -70,6 +72,32 @@ def adapted(result: AdaptResult) -> AdaptResponse:
         encoder=result.encoder,
         label_names=_label_names(result.label_names),
         encoder_choice=None if result.encoder_choice is None else EncoderChoiceOut(**result.encoder_choice),
+        unlabeled=_unlabeled(result.unlabeled),
+    )
+
+
+def _unlabeled(choice: PoolChoice | None) -> UnlabeledOut | None:
+    if choice is None:
+        return None
+    with_, without = choice.cv_accuracy_with, choice.cv_accuracy_without
+    return UnlabeledOut(
+        mode=choice.mode,
+        used=choice.used,
+        reason=choice.reason,
+        pool_size=choice.pool_size,
+        cv_accuracy_with=None if with_ is None else round(with_, 4),
+        cv_accuracy_without=None if without is None else round(without, 4),
+    )
+
+
+def pool_updated(tenant_id: str, update: PoolUpdate, max_texts: int) -> UnlabeledResponse:
+    return UnlabeledResponse(
+        tenant_id=tenant_id,
+        added=update.added,
+        repeated=update.repeated,
+        dropped=update.dropped,
+        size=update.size,
+        max_texts=max_texts,
     )
 
 
@@ -322,6 +350,7 @@ def suggested(result: SuggestResult) -> SuggestResponse:
         tenant_id=result.tenant_id,
         version=result.version,
         pool_size=result.pool_size,
+        source=result.source,
         suggestions=[
             SuggestionOut(
                 text=text,

@@ -14,7 +14,7 @@ from app.services.feedback import Correction, FeedbackResult, FeedbackService
 from app.services.insight import Evaluation, SuggestResult
 from app.store.base import JSON, StoreUnavailable
 from app.web import metrics, replies
-from app.web.deps import Caller, Heavy, ReadinessInfo, ServedTiers, Store, Tenants
+from app.web.deps import Caller, Heavy, Pools, ReadinessInfo, ServedTiers, Store, Tenants
 from app.web.errors import error_response
 from app.web.json_route import JsonBodyRoute
 from app.web.schemas import (
@@ -29,6 +29,8 @@ from app.web.schemas import (
     FeedbackRequest,
     FeedbackResponse,
     HealthResponse,
+    PoolCleared,
+    PoolResponse,
     PredictRequest,
     PredictResponse,
     ReadyResponse,
@@ -38,6 +40,8 @@ from app.web.schemas import (
     SuggestResponse,
     TenantInfo,
     TenantList,
+    UnlabeledRequest,
+    UnlabeledResponse,
     VersionList,
 )
 
@@ -71,6 +75,7 @@ async def adapt(body: AdaptRequest, encoders: ServedTiers, heavy: Heavy, request
             encoder_choice=choice,
             generation=generation,
             expected_version=body.expected_version,
+            unlabeled=body.unlabeled,
         )
 
     result = await heavy.run(request, body.tenant_id, run)
@@ -114,6 +119,30 @@ async def feedback(
     result = await heavy.run(request, tenant_id, run)
     metrics.observe_operation("feedback", len(corrections), result.adapted.timings_ms)
     return replies.corrected(result)
+
+
+@router.post(
+    "/tenants/{tenant_id}/unlabeled", response_model=UnlabeledResponse, responses=ERROR_RESPONSES, tags=["tenants"]
+)
+def add_unlabeled(tenant_id: TenantPath, body: UnlabeledRequest, pools: Pools) -> UnlabeledResponse:
+    """Keep unlabeled texts (the tenant's traffic) in its bounded pool: /suggest picks from them when sent no texts,
+    and /adapt fits with them where cross-validation on the support set shows a gain."""
+    return replies.pool_updated(tenant_id, pools.add(tenant_id, body.texts), pools.limits.max_unlabeled)
+
+
+@router.get("/tenants/{tenant_id}/unlabeled", response_model=PoolResponse, responses=ERROR_RESPONSES, tags=["tenants"])
+def unlabeled_pool(tenant_id: TenantPath, pools: Pools) -> PoolResponse:
+    """How many unlabeled texts the tenant's pool holds."""
+    info = pools.info(tenant_id)
+    return PoolResponse(tenant_id=tenant_id, size=info.size, max_texts=info.max_texts)
+
+
+@router.delete(
+    "/tenants/{tenant_id}/unlabeled", response_model=PoolCleared, responses=ERROR_RESPONSES, tags=["tenants"]
+)
+def clear_unlabeled(tenant_id: TenantPath, pools: Pools) -> PoolCleared:
+    """Empty the tenant's pool of unlabeled texts (the model keeps what it was fitted with until the next /adapt)."""
+    return PoolCleared(tenant_id=tenant_id, removed=pools.clear(tenant_id))
 
 
 @router.get("/tenants", response_model=TenantList, responses=ERROR_RESPONSES, tags=["tenants"])

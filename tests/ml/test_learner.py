@@ -1,11 +1,21 @@
-"""The inner loop: prototype init, exact SGD steps, differentiability switch."""
+"""The inner loop: prototype init, exact SGD steps, differentiability switch, the information term."""
 
 from __future__ import annotations
 
+import math
+
+import pytest
 import torch
 from torch.nn import functional as F
 
-from app.ml.learner import InnerLoopParams, adapt_head, class_prototypes, head_logits, prototype_head
+from app.ml.learner import (
+    InnerLoopParams,
+    adapt_head,
+    class_prototypes,
+    head_logits,
+    information_loss,
+    prototype_head,
+)
 
 
 def _toy_task(seed: int = 0, n_way: int = 4, shots: int = 3, dim: int = 16):
@@ -88,3 +98,33 @@ def test_zero_steps_is_the_prototype_head() -> None:
     emb, y, n = _toy_task()
     head = adapt_head(emb, y, n, InnerLoopParams.constant(0, 0.5, 10.0), differentiable=False)
     torch.testing.assert_close(head.weight, prototype_head(emb, y, n).weight)
+
+
+def _at(degrees: list[float]) -> torch.Tensor:
+    """Unit vectors at these angles (2-D)."""
+    radians = torch.tensor(degrees) * math.pi / 180.0
+    return torch.stack([radians.cos(), radians.sin()], dim=1)
+
+
+def test_information_loss_by_hand() -> None:
+    c = 4
+    assert float(information_loss(torch.zeros(6, c))) == pytest.approx(0.0, abs=1e-6)  # unsure: H(Y|X) = H(Y)
+    spread = 50.0 * torch.eye(c)  # each text sure of a different label: -c log c
+    assert float(information_loss(spread)) == pytest.approx(-c * math.log(c), abs=1e-4)
+    collapsed = 50.0 * F.one_hot(torch.zeros(c, dtype=torch.long), c).float()  # all sure of one label: 0
+    assert float(information_loss(collapsed)) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_unlabeled_texts_move_the_boundary_into_the_gap_between_clusters() -> None:
+    # support: one example per label (90 and 0 degrees); the prototype boundary is the diagonal (45 degrees), which
+    # cuts the traffic cluster at 40-60 degrees. The information term moves it into the gap between the clusters.
+    support, targets = _at([90.0, 0.0]), torch.tensor([0, 1])
+    pool = _at([float(a) for a in range(0, 21, 2)] + [float(a) for a in range(40, 61, 2)])
+    params = InnerLoopParams.constant(50, 0.1, 10.0)
+    probe = _at([42.0])
+    plain = adapt_head(support, targets, 2, params, differentiable=False)
+    with_pool = adapt_head(support, targets, 2, params, differentiable=False, unlabeled=pool)
+    assert int(head_logits(probe, plain, params.scale).argmax()) == 1
+    assert int(head_logits(probe, with_pool, params.scale).argmax()) == 0
+    no_pool = adapt_head(support, targets, 2, params, differentiable=False, unlabeled=pool[:0])
+    torch.testing.assert_close(no_pool.weight, plain.weight)

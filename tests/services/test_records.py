@@ -34,10 +34,14 @@ from tests.services.test_validation import SUPPORT
 
 
 def _written_by_hand(
-    head_bytes: bytes, support: SupportSet, meta: dict[str, Any], label_names: dict[str, Any] | None = None
+    head_bytes: bytes,
+    support: SupportSet,
+    meta: dict[str, Any],
+    label_names: dict[str, Any] | None = None,
+    unlabeled: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The record a head and its support set are stored with, field by field (the fingerprint, `created_at` and
-    generation taken from `meta`; `label_names`: the adapt path's choice, last)."""
+    generation taken from `meta`; `label_names` and `unlabeled`: the adapt path's choices, last)."""
     head = TenantHead.from_bytes(head_bytes)
     counts = support.counts()
     expected: dict[str, Any] = {
@@ -61,6 +65,8 @@ def _written_by_hand(
         expected["thresholds"] = [round(t, 6) for t in head.thresholds.tolist()]  # type: ignore[union-attr]
     if label_names is not None:
         expected["label_names"] = label_names
+    if unlabeled is not None:
+        expected["unlabeled"] = unlabeled
     return expected
 
 
@@ -76,8 +82,8 @@ def test_the_stored_record_has_the_same_keys_values_and_order(
     stored, rows = store.load("acme"), store.load_support("acme")
     assert stored is not None and rows is not None
     support = stored_support_set(rows, context.limits, task)
-    names = {"mode": "off", "used": False}
-    assert json.dumps(stored.meta) == json.dumps(_written_by_hand(stored.head, support, stored.meta, names))
+    names, pool = {"mode": "off", "used": False}, {"mode": "auto", "used": False}
+    assert json.dumps(stored.meta) == json.dumps(_written_by_hand(stored.head, support, stored.meta, names, pool))
 
     head, _, _ = service.fit(support, 2)
     record = TenantRecord.fitted(head, support, context.embedder.fingerprint, 2, "0123456789abcdef")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app.store import MemoryStore, RedisStore, StoreUnavailable, TenantStore
+from app.store import MemoryStore, PoolUpdate, RedisStore, StoreUnavailable, TenantStore
 from app.store.base import NO_MODEL
 from app.store.client import primaries
 from tests.redis_server import delete_prefix
@@ -174,7 +174,7 @@ def test_every_script_declares_the_keys_it_touches() -> None:
     from app.store import redis as redis_module
 
     scripts = [value for name, value in vars(redis_module).items() if name.endswith("_SCRIPT")]
-    assert len(scripts) == 4
+    assert len(scripts) == 6
     for script in scripts:
         calls = re.findall(r"redis\.call\('(\w+)',\s*([^,)]+)", script)
         assert calls
@@ -215,7 +215,10 @@ def test_a_write_waits_for_its_replica(make_store: MakeStore) -> None:
     `StoreUnavailable` after the timeout (the write happened on the primary but is not confirmed)."""
     store = make_store("cluster", wait_replicas=1, wait_timeout_ms=2000)
     assert store.save("t1", b"x", META, SUPPORT) == 1
+    assert store.add_unlabeled("t1", ["a"], 10) == PoolUpdate(added=1, repeated=0, dropped=0, size=1)
+    assert store.clear_unlabeled("t1") == 1
     assert store.rollback("t1", 1) == 2 and store.delete("t1") is True
+    assert store.add_unlabeled("t1", ["a"], 10) is None  # nothing written: nothing to confirm
     greedy = make_store("cluster", wait_replicas=2, wait_timeout_ms=100)
     started = time.monotonic()
     with pytest.raises(StoreUnavailable, match="1 of 2 replicas"):
@@ -243,6 +246,98 @@ def test_unreachable_cluster_raises_store_unavailable() -> None:
     with pytest.raises(StoreUnavailable):
         RedisStore(f"redis+cluster://127.0.0.1:{free_port()},127.0.0.1:{free_port()}", timeout_s=0.5)
     assert time.monotonic() - started < 10
+
+
+def test_unlabeled_pool_keeps_distinct_texts_newest_first(store: TenantStore) -> None:
+    store.save("t1", b"x", META, SUPPORT)
+    assert store.unlabeled("t1") == []
+    assert store.add_unlabeled("t1", ["a", "b", "c"], 10) == PoolUpdate(added=3, repeated=0, dropped=0, size=3)
+    assert store.add_unlabeled("t1", ["a", "d", "d"], 10) == PoolUpdate(added=1, repeated=2, dropped=0, size=4)
+    assert store.unlabeled("t1") == ["d", "a", "c", "b"]  # a repeated text becomes the newest
+    assert store.unlabeled("t1", limit=2) == ["d", "a"]
+    assert store.unlabeled("t1", limit=0) == []
+    assert store.add_unlabeled("t1", [], 10) == PoolUpdate(added=0, repeated=0, dropped=0, size=4)
+
+
+def test_unlabeled_pool_drops_its_oldest_texts_beyond_the_cap(store: TenantStore) -> None:
+    store.save("t1", b"x", META, SUPPORT)
+    store.add_unlabeled("t1", ["1", "2", "3"], 3)
+    assert store.add_unlabeled("t1", ["1", "4", "5"], 3) == PoolUpdate(added=2, repeated=1, dropped=2, size=3)
+    assert store.unlabeled("t1") == ["5", "4", "1"]
+    assert store.add_unlabeled("t1", ["6"], 1) == PoolUpdate(added=1, repeated=0, dropped=3, size=1)
+    assert store.unlabeled("t1") == ["6"]
+
+
+def test_unlabeled_pool_needs_a_current_model(store: TenantStore) -> None:
+    assert store.add_unlabeled("nobody", ["a"], 10) is None
+    assert store.unlabeled("nobody") == [] and store.clear_unlabeled("nobody") == 0
+    assert store.load("nobody") is None and store.tenant_ids() == []  # nothing written
+    store.save("t1", b"x", META, SUPPORT)
+    store.delete("t1")
+    assert store.add_unlabeled("t1", ["a"], 10) is None
+    assert store.unlabeled("t1") == []
+
+
+def test_unlabeled_pool_lives_and_dies_with_the_tenant(store3: TenantStore) -> None:
+    store3.save("t1", b"x", META, SUPPORT)
+    store3.add_unlabeled("t1", ["a", "b"], 10)
+    store3.save("t1", b"y", META, SUPPORT)
+    assert store3.rollback("t1", 1) == 3
+    assert store3.unlabeled("t1") == ["b", "a"]  # new versions keep the pool
+    assert store3.delete("t1") is True
+    assert store3.unlabeled("t1") == [] and store3.clear_unlabeled("t1") == 0
+    store3.save("t1", b"z", META, SUPPORT)
+    assert store3.unlabeled("t1") == []  # a new tenant under the same id starts with an empty pool
+
+
+def test_clearing_the_unlabeled_pool_says_how_many_texts_it_held(store: TenantStore) -> None:
+    store.save("t1", b"x", META, SUPPORT)
+    store.save("t2", b"x", META, SUPPORT)
+    store.add_unlabeled("t1", ["a", "b", "a"], 10)
+    store.add_unlabeled("t2", ["c"], 10)
+    assert store.clear_unlabeled("t1") == 2
+    assert store.unlabeled("t1") == [] and store.clear_unlabeled("t1") == 0
+    assert store.unlabeled("t2") == ["c"]  # tenants' pools are isolated
+    assert store.add_unlabeled("t1", ["d"], 10) == PoolUpdate(added=1, repeated=0, dropped=0, size=1)
+
+
+def test_unlabeled_texts_round_trip_as_given(store: TenantStore) -> None:
+    texts = ["ünïcode ✓", "日本語のテキスト", "emoji 🙂", "  spaced  ", "", "a\nb", "Ünïcode ✓"]
+    store.save("t1", b"x", META, SUPPORT)
+    assert store.add_unlabeled("t1", texts, 100) == PoolUpdate(added=7, repeated=0, dropped=0, size=7)
+    assert store.unlabeled("t1") == texts[::-1]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_ttl_expires_the_unlabeled_pool_with_the_tenant(kind: str, make_store: MakeStore) -> None:
+    store = make_store(kind, ttl_s=1)
+    store.save("t1", b"x", META, SUPPORT)
+    store.add_unlabeled("t1", ["a"], 10)
+    time.sleep(1.3)
+    assert store.unlabeled("t1") == []
+    assert store.add_unlabeled("t1", ["b"], 10) is None
+    store.save("t1", b"y", META, SUPPORT)
+    assert store.unlabeled("t1") == []
+
+
+def test_redis_unlabeled_pool_is_a_third_key_that_shares_the_model_ttl(
+    make_store: MakeStore, redis_prefix: str
+) -> None:
+    store = make_store("redis", ttl_s=100)
+    assert isinstance(store, RedisStore)
+    client, tenant = store._client, f"{redis_prefix}:{{t1}}"
+    store.save("t1", b"x", META, SUPPORT)
+    client.pexpire(f"{tenant}:model", 50_000)
+    store.add_unlabeled("t1", ["a"], 10)
+    assert stored_keys(store, redis_prefix) == [f"{tenant}:model", f"{tenant}:seq", f"{tenant}:unlabeled"]
+    assert 0 < client.pttl(f"{tenant}:unlabeled") <= 50_000  # the model's remaining TTL, not a fresh one
+    store.save("t1", b"y", META, SUPPORT)
+    assert 50_000 < client.pttl(f"{tenant}:unlabeled") <= 100_000  # refreshed with the model's
+    client.persist(f"{tenant}:model")
+    store.add_unlabeled("t1", ["b"], 10)
+    assert client.pttl(f"{tenant}:unlabeled") == -1
+    store.delete("t1")
+    assert stored_keys(store, redis_prefix) == [f"{tenant}:seq"]
 
 
 @pytest.fixture(params=KINDS)

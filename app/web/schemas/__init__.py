@@ -58,6 +58,7 @@ from app.web.schemas.tenants import (
     TenantList,
     VersionList,
 )
+from app.web.schemas.unlabeled import PoolCleared, PoolResponse, UnlabeledOut, UnlabeledRequest, UnlabeledResponse
 
 __all__ = [
     "ENCODER_NAME_PATTERN",
@@ -93,6 +94,8 @@ __all__ = [
     "MultiLabelReport",
     "NearDuplicate",
     "OosPoint",
+    "PoolCleared",
+    "PoolResponse",
     "PredictRequest",
     "PredictResponse",
     "PredictionOut",
@@ -106,5 +109,8 @@ __all__ = [
     "TenantId",
     "TenantInfo",
     "TenantList",
+    "UnlabeledOut",
+    "UnlabeledRequest",
+    "UnlabeledResponse",
     "VersionList",
 ]

@@ -266,7 +266,11 @@ class SuggestRequest(BaseModel):
             ]
         },
     )
-    texts: list[str] = Field(description="Unlabeled texts to choose from (duplicates count once).")
+    texts: list[str] | None = Field(
+        None,
+        description="Unlabeled texts to choose from (duplicates count once). Left out: the tenant's unlabeled pool "
+        "(POST /tenants/{id}/unlabeled), its newest texts that the support set does not hold.",
+    )
     k: StrictInt = Field(10, le=1000, description="How many texts to suggest (at least 1).")
 
 
@@ -313,5 +317,8 @@ class SuggestResponse(BaseModel):
     tenant_id: str
     version: int
     pool_size: int = Field(description="Distinct texts considered.")
+    source: Literal["request", "unlabeled"] = Field(
+        "request", description="Where the candidates came from: the request's texts, or the tenant's unlabeled pool."
+    )
     suggestions: list[SuggestionOut] = Field(description="In pick order; label them and POST /adapt mode=append.")
     timings_ms: dict[str, float]

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from app.ml.registry import DEFAULT_ENCODER
 from app.web.schemas.common import ENCODER_NAME_PATTERN, TenantId
+from app.web.schemas.unlabeled import UnlabeledOut
 
 
 class Example(BaseModel):
@@ -99,6 +100,12 @@ class AdaptRequest(BaseModel):
         "with them; never codes such as `INT_0042`), `on` (every name), `off`. Default: `auto` for `replace`, the "
         "tenant's own for `append`.",
     )
+    unlabeled: Literal["auto", "off"] | None = Field(
+        None,
+        description="Whether the tenant's unlabeled texts (POST /tenants/{id}/unlabeled) may join the fit: `auto` "
+        "(single-label tenants whose pool holds at least 10 texts per label; used when cross-validation on the "
+        "support set rises with them), `off`. Default: `auto` for `replace`, the tenant's own for `append`.",
+    )
 
 
 class LabelNamesOut(BaseModel):
@@ -162,6 +169,7 @@ class AdaptResponse(BaseModel):
     )
     encoder: str = Field(DEFAULT_ENCODER, description="The encoder the tenant was adapted with.")
     label_names: LabelNamesOut | None = Field(None, description="Whether the label names were used, and why.")
+    unlabeled: UnlabeledOut | None = Field(None, description="Whether the unlabeled texts were used, and why.")
     encoder_choice: EncoderChoiceOut | None = Field(
         None, description="`encoder: auto`: which tier was chosen and why (kept by every later append)."
     )

@@ -14,7 +14,11 @@ from tests.client.conftest import ADMIN_KEY
 
 GUIDE = Path(__file__).resolve().parents[2] / "docs" / "integration.md"
 _PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
-SECTIONS_NEEDING = {"/tenants/{tenant_id}/feedback": "feedback", "explain": "evidence"}
+SECTIONS_NEEDING = {
+    "/tenants/{tenant_id}/feedback": "feedback",
+    "/tenants/{tenant_id}/unlabeled": "unlabeled traffic",
+    "explain": "evidence",
+}
 
 
 def python_blocks(text: str) -> list[str]:
@@ -26,8 +30,9 @@ def test_the_guide_runs_against_a_real_server(
 ) -> None:
     spec = httpx.get(f"{server}/openapi.json", timeout=30).json()
     predict = spec["components"]["schemas"]["PredictRequest"]["properties"]
-    if "/tenants/{tenant_id}/feedback" not in spec["paths"] or "explain" not in predict:
-        pytest.skip("this server has no feedback or explain yet (the guide's last sections use them)")
+    served = {"/tenants/{tenant_id}/feedback", "/tenants/{tenant_id}/unlabeled"} <= set(spec["paths"])
+    if not served or "explain" not in predict:
+        pytest.skip("this server has no feedback, unlabeled pool or explain yet (the guide's last sections use them)")
     monkeypatch.setenv(URL_ENV, server)
     monkeypatch.setenv(API_KEY_ENV, ADMIN_KEY)
     monkeypatch.chdir(tmp_path)

@@ -86,7 +86,8 @@ class AsyncClient:
         expected_version: int | None = None,
         **options: Any,
     ) -> models.AdaptResponse:
-        """POST /adapt (`mode="append"` adds to the stored support set); see also `append`."""
+        """POST /adapt (`mode="append"` adds to the stored support set; options such as `label_names=` and
+        `unlabeled="auto" | "off"` go in the body); see also `append`."""
         call = calls.adapt(tenant_id, examples, mode=mode, expected_version=expected_version, **options)
         return await self._typed(call, models.AdaptResponse)
 
@@ -152,8 +153,24 @@ class AsyncClient:
     ) -> models.EvaluateResponse:
         return await self._typed(calls.evaluate(tenant_id, version, examples), models.EvaluateResponse)
 
-    async def suggest(self, tenant_id: str, texts: list[str], k: int | None = None) -> models.SuggestResponse:
+    async def suggest(
+        self, tenant_id: str, texts: list[str] | None = None, k: int | None = None
+    ) -> models.SuggestResponse:
+        """POST /tenants/{id}/suggest: which texts to label next; without `texts`, from the unlabeled pool."""
         return await self._typed(calls.suggest(tenant_id, texts, k), models.SuggestResponse)
+
+    # -- unlabeled pool
+    async def add_unlabeled(self, tenant_id: str, texts: list[str]) -> models.UnlabeledResponse:
+        """POST /tenants/{id}/unlabeled: keep texts in the tenant's bounded pool (the oldest go first)."""
+        return await self._typed(calls.add_unlabeled(tenant_id, texts), models.UnlabeledResponse)
+
+    async def unlabeled(self, tenant_id: str) -> models.PoolResponse:
+        """GET /tenants/{id}/unlabeled: the pool's size and cap."""
+        return await self._typed(calls.Call("GET", calls.tenant_path(tenant_id, "/unlabeled")), models.PoolResponse)
+
+    async def clear_unlabeled(self, tenant_id: str) -> models.PoolCleared:
+        """DELETE /tenants/{id}/unlabeled: empty the pool."""
+        return await self._typed(calls.Call("DELETE", calls.tenant_path(tenant_id, "/unlabeled")), models.PoolCleared)
 
     # -- server
     async def encoders(self) -> models.EncoderList:

@@ -94,5 +94,12 @@ def evaluate(tenant_id: str, version: int | None, examples: Iterable[Mapping[str
     return Call("POST", tenant_path(tenant_id, "/evaluate"), request.body())
 
 
-def suggest(tenant_id: str, texts: list[str], k: int | None) -> Call:
+def suggest(tenant_id: str, texts: list[str] | None, k: int | None) -> Call:
+    """Without `texts` the server picks from the tenant's unlabeled pool."""
     return Call("POST", tenant_path(tenant_id, "/suggest"), models.SuggestRequest(texts=texts, k=k).body())
+
+
+def add_unlabeled(tenant_id: str, texts: list[str]) -> Call:
+    """Replay-safe: the pool is a set, a replay only marks the same texts newest again."""
+    body = models.UnlabeledRequest(texts=texts).body()
+    return Call("POST", tenant_path(tenant_id, "/unlabeled"), body)

@@ -86,7 +86,8 @@ class Client:
         expected_version: int | None = None,
         **options: Any,
     ) -> models.AdaptResponse:
-        """POST /adapt (`mode="append"` adds to the stored support set); see also `append`."""
+        """POST /adapt (`mode="append"` adds to the stored support set; options such as `label_names=` and
+        `unlabeled="auto" | "off"` go in the body); see also `append`."""
         call = calls.adapt(tenant_id, examples, mode=mode, expected_version=expected_version, **options)
         return self._typed(call, models.AdaptResponse)
 
@@ -150,8 +151,22 @@ class Client:
     ) -> models.EvaluateResponse:
         return self._typed(calls.evaluate(tenant_id, version, examples), models.EvaluateResponse)
 
-    def suggest(self, tenant_id: str, texts: list[str], k: int | None = None) -> models.SuggestResponse:
+    def suggest(self, tenant_id: str, texts: list[str] | None = None, k: int | None = None) -> models.SuggestResponse:
+        """POST /tenants/{id}/suggest: which texts to label next; without `texts`, from the unlabeled pool."""
         return self._typed(calls.suggest(tenant_id, texts, k), models.SuggestResponse)
+
+    # -- unlabeled pool
+    def add_unlabeled(self, tenant_id: str, texts: list[str]) -> models.UnlabeledResponse:
+        """POST /tenants/{id}/unlabeled: keep texts in the tenant's bounded pool (the oldest go first)."""
+        return self._typed(calls.add_unlabeled(tenant_id, texts), models.UnlabeledResponse)
+
+    def unlabeled(self, tenant_id: str) -> models.PoolResponse:
+        """GET /tenants/{id}/unlabeled: the pool's size and cap."""
+        return self._typed(calls.Call("GET", calls.tenant_path(tenant_id, "/unlabeled")), models.PoolResponse)
+
+    def clear_unlabeled(self, tenant_id: str) -> models.PoolCleared:
+        """DELETE /tenants/{id}/unlabeled: empty the pool."""
+        return self._typed(calls.Call("DELETE", calls.tenant_path(tenant_id, "/unlabeled")), models.PoolCleared)
 
     # -- server
     def encoders(self) -> models.EncoderList:

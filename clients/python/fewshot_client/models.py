@@ -41,6 +41,7 @@ class AdaptRequest(_Request):
     label_descriptions: dict[str, str] | None = None
     expected_version: int | None = Field(None, description="Compare-and-set: fail with 409 unless current.")
     label_names: Literal["auto", "on", "off"] | None = None
+    unlabeled: Literal["auto", "off"] | None = None
 
 
 class LabelNamesOut(_Reply):
@@ -48,6 +49,15 @@ class LabelNamesOut(_Reply):
     used: bool
     reason: str
     n_named: int = 0
+    cv_accuracy_with: float | None = None
+    cv_accuracy_without: float | None = None
+
+
+class UnlabeledOut(_Reply):
+    mode: str  # `auto` or `off` (the server's schema says str: a mode added later still parses)
+    used: bool
+    reason: str
+    pool_size: int = 0
     cv_accuracy_with: float | None = None
     cv_accuracy_without: float | None = None
 
@@ -80,6 +90,7 @@ class AdaptResponse(_Reply):
     encoder: str | None = None
     label_names: LabelNamesOut | None = None
     encoder_choice: EncoderChoiceOut | None = None
+    unlabeled: UnlabeledOut | None = None
 
 
 class PredictRequest(_Request):
@@ -181,7 +192,7 @@ class EvaluateResponse(_Reply):
 
 
 class SuggestRequest(_Request):
-    texts: list[str]
+    texts: list[str] | None = Field(None, description="Left out: the server picks from the tenant's unlabeled pool.")
     k: int | None = None
 
 
@@ -198,6 +209,7 @@ class SuggestResponse(_Reply):
     tenant_id: str
     version: int
     pool_size: int
+    source: Literal["request", "unlabeled"] = "request"
     suggestions: list[Suggestion]
     timings_ms: dict[str, float]
 
@@ -219,6 +231,30 @@ class FeedbackResponse(AdaptResponse):
     added: int = Field(description="Corrections stored as new examples (relabelled texts included).")
     ignored_duplicates: int = Field(description="Corrections the tenant already held with the same label.")
     relabelled: int = Field(0, description="Stored examples whose label a correction replaced.")
+
+
+class UnlabeledRequest(_Request):
+    texts: list[str]
+
+
+class UnlabeledResponse(_Reply):
+    tenant_id: str
+    added: int
+    repeated: int
+    dropped: int
+    size: int
+    max_texts: int
+
+
+class PoolResponse(_Reply):
+    tenant_id: str
+    size: int
+    max_texts: int
+
+
+class PoolCleared(_Reply):
+    tenant_id: str
+    removed: int
 
 
 class EncoderInfo(_Reply):

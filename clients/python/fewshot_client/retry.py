@@ -4,8 +4,8 @@ A call is retried only when repeating it cannot apply it twice:
 - 429 (`rate_limited`, `tenant_busy`) and 503 `overloaded` are refusals before any work: always retried;
 - a connection that was never established: always retried;
 - any other 503, or a connection that broke after the request went out: retried only for idempotent calls
-  (reads, /predict, /evaluate, /suggest, DELETE) and for writes that carry `expected_version` (a replay of an
-  applied write then fails with 409 instead of applying twice).
+  (reads, /predict, /evaluate, /suggest, adding unlabeled texts, DELETE) and for writes that carry
+  `expected_version` (a replay of an applied write then fails with 409 instead of applying twice).
 """
 
 from __future__ import annotations

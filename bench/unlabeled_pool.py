@@ -1,0 +1,113 @@
+"""Choose the information term's weight on a *train* split: the inner loop with a pool of unlabeled texts.
+
+All-way K-shot episodes drawn from the train split only (the test split is never touched): K support texts per
+label, 20 other train texts per label as queries, every remaining train text as the unlabeled pool (or a random
+`--pool-sizes` subset of it). Each episode is fitted without the pool and with it at every `--weights` value,
+through `adapt_head` (the `/adapt` inner loop, frozen tier encoder with its shipped checkpoint), label names as
+examples with `--names`. Writes JSON.
+
+    .venv/bin/python -m bench.unlabeled_pool --data DATA --dataset banking77 --names
+    .venv/bin/python -m bench.unlabeled_pool --data DATA --dataset clinc150 --names --weights 0.5 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import statistics
+from pathlib import Path
+
+import torch
+
+from app.bootstrap import load_tier_model
+from app.config import Settings
+from app.meta.data import load_jsonl
+from app.ml.embedding_cache import embed_cached
+from app.ml.label_names import readable_name
+from app.ml.learner import InnerLoopParams, adapt_head, head_logits
+from app.ml.registry import names as tier_names
+from bench.common.data import add_data_option
+from bench.common.results import print_table, write_json
+
+QUERIES_PER_LABEL = 20
+
+
+def accuracy(
+    rows: torch.Tensor,
+    targets: torch.Tensor,
+    n: int,
+    inner: InnerLoopParams,
+    *,
+    pool: torch.Tensor | None,
+    queries: tuple[torch.Tensor, torch.Tensor],
+) -> float:
+    """Query accuracy of the inner loop fitted on (`rows`, `targets`), with the unlabeled `pool` when given."""
+    head = adapt_head(rows, targets, n, inner, differentiable=False, unlabeled=pool)
+    q_rows, q_targets = queries
+    return float((head_logits(q_rows, head, inner.scale).argmax(-1) == q_targets).float().mean())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_data_option(parser)
+    parser.add_argument("--dataset", default="banking77", help="a JSONL file of --data with a train split")
+    parser.add_argument("--encoder", choices=tier_names(), default="minilm")
+    parser.add_argument("--shots", type=int, default=5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0, 8.0])
+    parser.add_argument("--pool-sizes", type=int, nargs="+", default=[0], help="0: every remaining train text")
+    parser.add_argument("--names", action="store_true", help="each label's readable name as one more example")
+    parser.add_argument("--cache", type=Path, default=Path("runs/embed-cache"))
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    out = args.out or Path(f"bench/results/unlabeled_pool_{args.dataset}.json")
+
+    encoder, inner, checkpoint = load_tier_model(Settings(), args.encoder)
+    by_label = load_jsonl(args.data / f"{args.dataset}.jsonl", splits=["train"]).by_label
+    labels = sorted(by_label)
+    names = [readable_name(label) or label for label in labels]
+    texts = sorted({text for group in by_label.values() for text in group} | set(names))
+    embeddings = embed_cached(encoder, texts, args.cache)
+    row_of = {text: i for i, text in enumerate(texts)}
+    index = {label: i for i, label in enumerate(labels)}
+    n = len(labels)
+
+    def rows(chosen: list[str]) -> torch.Tensor:
+        return embeddings[[row_of[text] for text in chosen]]
+
+    results: dict[str, list[float]] = {}
+    for seed in args.seeds:
+        rng = random.Random(seed)
+        support, queries, pool = [], [], []
+        for label in labels:
+            group = by_label[label][:]
+            rng.shuffle(group)
+            support += [(text, label) for text in group[: args.shots]]
+            queries += [(text, label) for text in group[args.shots : args.shots + QUERIES_PER_LABEL]]
+            pool += group[args.shots + QUERIES_PER_LABEL :]
+        rng.shuffle(pool)
+        fit_rows = rows([text for text, _ in support])
+        fit_targets = torch.tensor([index[label] for _, label in support])
+        if args.names:
+            fit_rows, fit_targets = torch.cat([fit_rows, rows(names)]), torch.cat([fit_targets, torch.arange(n)])
+        held = (rows([text for text, _ in queries]), torch.tensor([index[label] for _, label in queries]))
+        results.setdefault("no pool", []).append(accuracy(fit_rows, fit_targets, n, inner, pool=None, queries=held))
+        for size in args.pool_sizes:
+            unlabeled = rows(pool[:size] if size else pool)
+            for weight in args.weights:
+                weighted = dataclasses.replace(inner, unlabeled_weight=weight)
+                key = f"pool {size or len(pool)} weight {weight}"
+                value = accuracy(fit_rows, fit_targets, n, weighted, pool=unlabeled, queries=held)
+                results.setdefault(key, []).append(value)
+        print(seed, {key: round(100 * values[-1], 2) for key, values in results.items()}, flush=True)
+
+    means = {key: statistics.mean(values) for key, values in results.items()}
+    table = [(key, f"{100 * value:.2f}") for key, value in means.items()]
+    print_table(["variant", "train-split query accuracy"], table)
+    protocol = vars(args) | {"data": str(args.data), "cache": str(args.cache), "out": str(out)}
+    write_json(out, {"protocol": protocol, "checkpoint": checkpoint, "mean": means, "by_seed": results})
+
+
+if __name__ == "__main__":
+    main()

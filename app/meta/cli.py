@@ -72,6 +72,7 @@ def _evaluate_multilabel(args: argparse.Namespace) -> int:
         out=Path(args.out) / f"eval_{args.name}.json",
         cache_dir=Path(args.cache) if args.cache else None,
         split=args.split,
+        label_names=args.label_names,
     )
     run_multilabel_evaluation(cfg)
     return 0
@@ -126,6 +127,12 @@ def register_meta_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--sets", nargs="+", default=["mixsnips", "goemotions_multilabel"], help="multi_label sets")
     evaluate.add_argument("--shots", nargs="+", type=int, default=[4, 8, 16], help="multi_label: K per label")
     evaluate.add_argument("--split", default="test", help="multi_label query split (`val` for tuning)")
+    evaluate.add_argument(
+        "--label-names",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="multi_label: the /adapt path's label_names",
+    )
     evaluate.add_argument(
         "--encoder",
         choices=registry.names(),

@@ -31,6 +31,7 @@ from app.meta.multilabel_data import MultiLabelRows, load_multilabel, multi_hot,
 from app.ml.checkpoint import save_multilabel_inner
 from app.ml.embedder import Embedder
 from app.ml.encoder import SentenceEncoder
+from app.ml.label_names import LabelNamesMode, apply_label_names
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits
 from app.ml.loading import load_model, multi_label_inner_loop
 from app.ml.multilabel_decision import soft_decision, soft_f1_loss
@@ -49,12 +50,16 @@ def support_set(rows: MultiLabelRows, labels: list[str]) -> SupportSet:
     return SupportSet(list(rows.texts), list(labels), [], label_sets=label_sets)
 
 
-def adapt_path_predictor(embedder: Embedder, inner: InnerLoopParams, queries: list[str]) -> Predictor:
-    """`fit_tenant` (what `/adapt` runs) then the served decision (`TenantHead.applying`)."""
+def adapt_path_predictor(
+    embedder: Embedder, inner: InnerLoopParams, queries: list[str], label_names: LabelNamesMode = "auto"
+) -> Predictor:
+    """The label-names decision and `fit_tenant` (what `/adapt` runs), then the served decision
+    (`TenantHead.applying`)."""
     query_embeddings = embedder.embed(queries)
 
     def predict(rows: MultiLabelRows, labels: list[str]) -> torch.Tensor:
-        head = fit_tenant(support_set(rows, labels), embedder, inner).head
+        fitted, _ = apply_label_names(support_set(rows, labels), label_names, embedder.embed, inner)
+        head = fit_tenant(fitted, embedder, inner).head
         return head.applying(head.scores(query_embeddings)).float()
 
     return predict
@@ -110,6 +115,7 @@ class MultiLabelEvalConfig:
     out: Path = Path("bench/results/eval_multilabel.json")
     cache_dir: Path | None = Path("runs/embed-cache")
     split: str = "test"  # `val` for tuning: the test split is for reporting only
+    label_names: LabelNamesMode = "auto"  # the /adapt path's `label_names`
 
 
 def _methods(cfg: MultiLabelEvalConfig, texts: list[list[str]], queries: list[str]) -> dict[str, Predictor]:
@@ -118,13 +124,15 @@ def _methods(cfg: MultiLabelEvalConfig, texts: list[list[str]], queries: list[st
     methods = {
         "frozen base + OvR logistic regression (balanced)": logreg_predictor(base_embedder, queries),
         "frozen base + multi-label inner loop": adapt_path_predictor(
-            base_embedder, multi_label_inner_loop(None), queries
+            base_embedder, multi_label_inner_loop(None), queries, cfg.label_names
         ),
     }
     if cfg.checkpoint != "none":
         folder = Path(cfg.checkpoint)
         shipped = precomputed_embedder(load_model(folder).encoder, texts, cfg.cache_dir)
-        methods[f"{folder.name} (/adapt path)"] = adapt_path_predictor(shipped, multi_label_inner_loop(folder), queries)
+        methods[f"{folder.name} (/adapt path)"] = adapt_path_predictor(
+            shipped, multi_label_inner_loop(folder), queries, cfg.label_names
+        )
     return methods
 
 

@@ -17,8 +17,10 @@ import torch
 from torch.nn import functional as F
 
 from app.ml.learner import InnerLoopParams, normed_features
-from app.ml.tenant_fit import SupportSet
+from app.ml.multilabel_decision import applies
+from app.ml.tenant_fit import SupportSet, held_out_scores
 from app.ml.tenant_report import stratified_folds
+from app.ml.thresholds import ThresholdRule, fit_decision, micro_f1
 
 LabelNamesMode = Literal["auto", "on", "off"]
 LABEL_NAME_MODES: tuple[str, ...] = ("auto", "on", "off")
@@ -97,8 +99,9 @@ def apply_label_names(
 ) -> tuple[SupportSet, NamesChoice]:
     """The support set the head is fitted on (the tenant's, plus each used name as its label's description) and the
     choice. "on" / "off" are the tenant's; "auto" keeps names that read as words when cross-validation on the
-    support set does not drop with them (single-label tenants with a label of two examples; without one there is
-    nothing to hold out and word names are kept; multi-label tenants do not use names in "auto")."""
+    support set does not drop with them: single-label tenants by accuracy (with a label of two examples; without
+    one there is nothing to hold out and word names are kept), multi-label tenants by the out-of-fold micro-F1 of
+    the served decision."""
     texts = name_texts(support.labels, support.descriptions, mode)
     if mode == "off":
         return support, NamesChoice(mode, False, "label_names is off")
@@ -109,7 +112,12 @@ def apply_label_names(
     if mode == "on":
         return _named(support, texts), NamesChoice(mode, True, "label_names is on", len(texts))
     if support.label_sets is not None:
-        return support, NamesChoice(mode, False, "multi-label tenants use names only with label_names 'on'")
+        with_, without = multilabel_names_f1(support, texts, embed, inner)
+        use = with_ >= without
+        verdict = "kept: cross-validated micro-F1 does not drop" if use else "dropped: cross-validated micro-F1 drops"
+        reason = f"names {verdict} ({100 * with_:.1f} % with, {100 * without:.1f} % without)"
+        choice = NamesChoice(mode, use, reason, len(texts) if use else 0, with_, without)
+        return (_named(support, texts) if use else support), choice
     if not can_cross_validate(support.targets):
         return _named(support, texts), NamesChoice(
             mode, True, "names read as words; too few examples to cross-validate", len(texts)
@@ -126,6 +134,28 @@ def apply_label_names(
     reason = f"names {verdict} ({100 * with_:.1f} % with, {100 * without:.1f} % without)"
     choice = NamesChoice(mode, use, reason, len(texts) if use else 0, with_, without)
     return (_named(support, texts) if use else support), choice
+
+
+def multilabel_names_f1(
+    support: SupportSet,
+    texts: dict[str, str],
+    embed: Callable[[list[str]], torch.Tensor],
+    inner: InnerLoopParams,
+    rule: ThresholdRule | None = None,
+) -> tuple[float, float]:
+    """Out-of-fold micro-F1 on a multi-label tenant's examples of the served decision (thresholds and the top-label
+    rule fitted on the same out-of-fold scores, as `fit_multilabel` fits them; descriptions and names train in every
+    fold), with and without the label names `texts` as descriptions. Returns (micro-F1 with, micro-F1 without)."""
+    rule = rule or ThresholdRule()
+    n = len(support.texts)
+    scores = []
+    for fitted in (_named(support, texts), support):
+        fit_texts, targets = fitted.fit_tensors()
+        held_out = held_out_scores(embed(fit_texts), targets, n, inner, rule)
+        decision = fit_decision(held_out.scores, targets[:n], held_out.valid, rule)
+        predicted = applies(held_out.scores, decision.thresholds, decision.min_labels)
+        scores.append(micro_f1(predicted, targets[:n], held_out.valid))
+    return scores[0], scores[1]
 
 
 def names_as_decided(support: SupportSet, mode: LabelNamesMode, used: bool) -> SupportSet:

@@ -18,8 +18,8 @@ import torch
 from app.ml.head import TenantHead
 from app.ml.learner import InnerLoopParams
 from app.ml.multilabel_decision import applies
-from app.ml.tenant_fit import fold_scores
-from app.ml.thresholds import ThresholdRule, fit_decision, out_of_fold_scores
+from app.ml.tenant_fit import held_out_scores
+from app.ml.thresholds import ThresholdRule, fit_decision
 
 LOW_F1 = 0.5
 FEW_EXAMPLES = 3
@@ -81,11 +81,15 @@ def cross_validated_report(
     labels: list[str],
     inner: InnerLoopParams,
     rule: ThresholdRule | None = None,
+    n_examples: int | None = None,
 ) -> MultiLabelReport:
-    """The report of a multi-hot support set `targets` `[n, c]` (descriptions, if any, excluded by the caller)."""
+    """The report of a multi-hot support set: the fit rows `embeddings` / `targets` `[n, c]`, of which the first
+    `n_examples` (default: all) are the examples held out in turn; descriptions and label names train in every
+    fold, as `/adapt` fits them (`tenant_fit.held_out_scores`)."""
     rule = rule or ThresholdRule()
-    n = targets.shape[0]
-    held = out_of_fold_scores(targets, rule.folds, lambda ids: fold_scores(embeddings, targets, ids, inner))
+    n = targets.shape[0] if n_examples is None else n_examples
+    held = held_out_scores(embeddings, targets, n, inner, rule)
+    targets = targets[:n]
     n_folds = int(held.ids.max()) + 1 if n >= 2 else 0
     predicted = torch.zeros_like(targets, dtype=torch.bool)
     for fold in range(n_folds):

@@ -23,7 +23,7 @@ from app.ml.learner import InnerLoopParams, adapt_head, head_logits
 from app.ml.ood import normalized_prototypes, oos_threshold
 from app.ml.policy import OosRule
 from app.ml.threads import intra_op_threads
-from app.ml.thresholds import ThresholdRule, fit_decision, out_of_fold_scores
+from app.ml.thresholds import OutOfFold, ThresholdRule, fit_decision, out_of_fold_scores
 from app.ml.work import stop_if_cancelled
 
 
@@ -114,7 +114,7 @@ def fit_tenant(
     embedded = time.perf_counter()
     with intra_op_threads(math_threads):
         if targets.ndim == 2:
-            head = fit_multilabel(embeddings, targets, support.labels, inner, threshold_rule)
+            head = fit_multilabel(embeddings, targets, support.labels, inner, threshold_rule, len(support.texts))
         else:
             head = fit_embedded(embeddings, targets, support.labels, inner, oos_rule, temperature, unlabeled)
     adapted = time.perf_counter()
@@ -154,20 +154,37 @@ def fit_multilabel(
     labels: list[str],
     inner: InnerLoopParams,
     rule: ThresholdRule | None = None,
+    n_examples: int | None = None,
 ) -> TenantHead:
     """One-vs-rest head on multi-hot `targets` `[n, c]`, with per-label thresholds cross-validated through the
-    same inner loop (`app.ml.thresholds`). Prototypes are the positives' unit means; no out-of-scope
-    threshold: a text to which no label applies gets none, which is how out-of-scope shows."""
+    same inner loop (`app.ml.thresholds`) on the first `n_examples` rows (default: all; the rest, descriptions
+    and names, train in every fold: `held_out_scores`). Prototypes are the positives' unit means; no
+    out-of-scope threshold: a text to which no label applies gets none, which is how out-of-scope shows."""
     stop_if_cancelled()
     rule = rule or ThresholdRule()
     n_labels = len(labels)
-    held_out = out_of_fold_scores(targets, rule.folds, lambda ids: fold_scores(embeddings, targets, ids, inner))
-    decision = fit_decision(held_out.scores, targets, held_out.valid, rule)
+    n = targets.shape[0] if n_examples is None else n_examples
+    held_out = held_out_scores(embeddings, targets, n, inner, rule)
+    decision = fit_decision(held_out.scores, targets[:n], held_out.valid, rule)
     tensors = adapt_head(embeddings, targets, n_labels, inner, differentiable=False)
     prototypes = normalized_prototypes(embeddings, targets, n_labels)  # of the texts each label applies to
     return TenantHead.from_tensors(
         labels, tensors, float(inner.scale), prototypes, None, decision.thresholds, decision.min_labels
     )
+
+
+def held_out_scores(
+    embeddings: torch.Tensor, targets: torch.Tensor, n_examples: int, inner: InnerLoopParams, rule: ThresholdRule
+) -> OutOfFold:
+    """Out-of-fold scores of a multi-label tenant's examples (the first `n_examples` rows of `embeddings` and
+    multi-hot `targets`); the other rows (descriptions, label names) train in every fold, never held out."""
+    extra = targets.shape[0] - n_examples
+
+    def score(ids: torch.Tensor) -> torch.Tensor:
+        every = torch.cat([ids, ids.new_full((extra,), -1)])  # -1: in no fold, so in every fold's training rows
+        return fold_scores(embeddings, targets, every, inner)[:n_examples]
+
+    return out_of_fold_scores(targets[:n_examples], rule.folds, score)
 
 
 def fold_scores(

@@ -166,10 +166,10 @@ class InsightService:
         texts, targets = support.fit_tensors()
         embeddings, _ = self.context.embeddings.embed(texts, self.context.embedder.embed, tenant_id, generation)
         embedded = time.perf_counter()
-        n = len(support.texts)  # descriptions are left out: they are not examples to hold out
+        n = len(support.texts)  # descriptions and names train in every fold: they are not examples to hold out
         with self.context.math():
             inner = self.context.inner_for(MULTI_LABEL).with_steps(steps)
-            return cross_validated_report(embeddings[:n], targets[:n], support.labels, inner), embedded
+            return cross_validated_report(embeddings, targets, support.labels, inner, n_examples=n), embedded
 
     def _cross_validation(
         self, tenant_id: str, generation: str, support: SupportSet, steps: int

@@ -144,8 +144,25 @@ def test_off_one_shot_and_multi_label_tenants() -> None:
     fitted, choice = apply_label_names(one_shot, "auto", embed, INNER)
     assert choice.used and "too few examples" in choice.reason and fitted.descriptions["card_arrival"] == "card arrival"
     multi = SupportSet(["text 0", "text 3"], labels, [], label_sets=[(0,), (1,)])
-    assert not apply_label_names(multi, "auto", embed, INNER)[1].used
+    assert not apply_label_names(multi, "off", embed, INNER)[1].used
     assert apply_label_names(multi, "on", embed, INNER)[1].used
+
+
+def _multi_label(labels: list[str]) -> SupportSet:
+    """`_support` as a multi-label tenant: each example with its one label."""
+    single = [(i // 3,) for i in range(12)]
+    return SupportSet([f"text {i}" for i in range(12)], labels, [], label_sets=single)
+
+
+@pytest.mark.parametrize(("names_at", "kept"), [("centre", True), ("wrong", False)])
+def test_multi_label_auto_decides_by_cross_validated_micro_f1(names_at: str, kept: bool) -> None:
+    labels = ["card_arrival", "exchange_rate", "lost_card", "refund_request"]
+    embed, _ = _embedder(names_at, labels)
+    fitted, choice = apply_label_names(_multi_label(labels), "auto", embed, INNER)
+    assert choice.used is kept and "micro-F1" in choice.reason
+    assert choice.cv_accuracy_with is not None and choice.cv_accuracy_without is not None
+    assert (choice.cv_accuracy_with >= choice.cv_accuracy_without) is kept
+    assert bool(fitted.descriptions) is kept and fitted.label_sets == _multi_label(labels).label_sets
 
 
 def test_a_stored_decision_is_replayed_without_deciding_again() -> None:

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from torch.nn import functional as F
 
-from app.ml.learner import InnerLoopParams, normed_features
+from app.ml.learner import InnerLoopParams, adapt_head, head_logits
 from app.ml.multilabel_decision import applies
 from app.ml.tenant_fit import SupportSet, held_out_scores
 from app.ml.tenant_report import stratified_folds
@@ -184,9 +183,9 @@ def choose_label_names(
 
     `embeddings` / `targets`: the examples; `extra`: the description rows (always train); `names`: the name rows
     (train too, in the "with" fits). The folds are the tenant report's (`stratified_folds`) over at most
-    `CV_MAX_PER_LABEL` examples of each label; every fold of both variants is fitted at once (`batched_heads`): the
-    same prototype init and SGD steps as `adapt_head`, scored by argmax (which the served temperature and the
-    out-of-scope threshold do not change). Returns (use, accuracy with, accuracy without).
+    `CV_MAX_PER_LABEL` examples of each label; every fold of both variants is fitted at once (`adapt_head` with
+    `subsets`), scored by argmax (which the served temperature and the out-of-scope threshold do not change).
+    Returns (use, accuracy with, accuracy without).
     """
     keep = capped_per_label(targets, CV_MAX_PER_LABEL, seed)
     x, y = embeddings[keep], [targets[i] for i in keep.tolist()]
@@ -201,54 +200,13 @@ def choose_label_names(
             examples = (fold != f).float()
             masks.append(torch.cat([examples, torch.ones(n_extra), torch.full((n_names,), float(with_names))]))
             held.append(fold == f)
-    weight, bias, gain, shift = batched_heads(rows, row_targets, torch.stack(masks), len(labels), inner)
-    features = _features(x.unsqueeze(0).expand(len(masks), -1, -1), gain, shift)
-    predicted = (features @ weight.transpose(1, 2) + bias.unsqueeze(1)).argmax(-1)  # [problems, n]
+    heads = adapt_head(rows, row_targets, len(labels), inner, differentiable=False, subsets=torch.stack(masks))
+    predicted = head_logits(x, heads, 1.0).argmax(-1)  # [problems, n]
     correct = (predicted == torch.tensor(y).unsqueeze(0)) & torch.stack(held)
     scored = max(1, int(torch.stack(held[:k]).sum()))
     without = float(correct[:k].sum()) / scored
     with_ = float(correct[k:].sum()) / scored
     return with_ >= without, with_, without
-
-
-def batched_heads(
-    rows: torch.Tensor, targets: torch.Tensor, masks: torch.Tensor, n_labels: int, inner: InnerLoopParams
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """`adapt_head` (single-label, `differentiable=False`) for several training subsets at once: `masks` `[b, n]`
-    (1: the row trains that problem). Returns weight `[b, c, d]`, bias `[b, c]` and, when the inner loop adapts the
-    last-layer norm, its gain and shift `[b, d]`."""
-    onehot = F.one_hot(targets, n_labels).to(rows.dtype)  # [n, c]
-    members = masks.unsqueeze(-1) * onehot  # [b, n, c]
-    prototypes = members.transpose(1, 2) @ rows / members.sum(1).clamp(min=1).unsqueeze(-1)  # [b, c, d]
-    weight, bias = 2.0 * prototypes, -(prototypes * prototypes).sum(-1)
-    b, d = masks.shape[0], rows.shape[1]
-    gain = rows.new_ones(b, d) if inner.adapts_norm else None
-    shift = rows.new_zeros(b, d) if inner.adapts_norm else None
-    scale, per_row = float(inner.scale), masks / masks.sum(1, keepdim=True).clamp(min=1)
-    batch = rows.unsqueeze(0).expand(b, -1, -1)
-    with torch.enable_grad():
-        for _ in range(inner.steps):
-            params = [p.detach().requires_grad_() for p in (weight, bias, gain, shift) if p is not None]
-            weight, bias = params[0], params[1]
-            gain, shift = (params[2], params[3]) if inner.adapts_norm else (None, None)
-            logits = scale * (_features(batch, gain, shift) @ weight.transpose(1, 2) + bias.unsqueeze(1))
-            entropy = F.cross_entropy(logits.transpose(1, 2), targets.expand(b, -1), reduction="none")  # [b, n]
-            loss = ((entropy * per_row).sum(1) * n_labels).sum()  # each problem's mean cross-entropy times c
-            grads = torch.autograd.grad(loss, params)
-            weight = weight - inner.lr_weight * grads[0]
-            bias = bias - inner.lr_bias * grads[1]
-            if inner.lr_norm is not None and gain is not None and shift is not None:
-                gain = gain - inner.lr_norm / n_labels * grads[2]
-                shift = shift - inner.lr_norm / n_labels * grads[3]
-    detach = [None if p is None else p.detach() for p in (weight, bias, gain, shift)]
-    return detach[0], detach[1], detach[2], detach[3]  # type: ignore[return-value]
-
-
-def _features(x: torch.Tensor, gain: torch.Tensor | None, shift: torch.Tensor | None) -> torch.Tensor:
-    """`normed_features` for a batch of problems: `x` `[b, n, d]`, gain and shift `[b, d]`."""
-    if gain is None or shift is None:
-        return x
-    return normed_features(x, gain.unsqueeze(1), shift.unsqueeze(1))
 
 
 def can_cross_validate(targets: list[int]) -> bool:

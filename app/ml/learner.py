@@ -74,10 +74,10 @@ class HeadTensors:
     pooled vector's normalisation. Without them, features = x.
     """
 
-    weight: torch.Tensor  # [n_classes, dim]
-    bias: torch.Tensor  # [n_classes]
-    norm_gain: torch.Tensor | None = None  # [dim]
-    norm_shift: torch.Tensor | None = None  # [dim]
+    weight: torch.Tensor  # [n_classes, dim]; a batch of heads (`adapt_head` with `subsets`): [b, n_classes, dim]
+    bias: torch.Tensor  # [n_classes] ([b, n_classes])
+    norm_gain: torch.Tensor | None = None  # [dim] ([b, dim])
+    norm_shift: torch.Tensor | None = None  # [dim] ([b, dim])
 
 
 def normed_features(x: torch.Tensor, gain: torch.Tensor | None, shift: torch.Tensor | None) -> torch.Tensor:
@@ -87,20 +87,36 @@ def normed_features(x: torch.Tensor, gain: torch.Tensor | None, shift: torch.Ten
     return F.normalize(x * gain + shift, dim=-1)
 
 
-class _LinearHead(nn.Module):
-    """Placeholder module that `higher` patches; its own parameters are never used."""
+def linear_logits(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    gain: torch.Tensor | None = None,
+    shift: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Unscaled logits of embeddings `x` `[n, dim]`: `[n, c]` for one head, `[b, n, c]` for a batch of heads
+    (`weight` `[b, c, dim]`, `bias` `[b, c]`, norms `[b, dim]`)."""
+    if weight.ndim == 2:
+        return F.linear(normed_features(x, gain, shift), weight, bias)
+    if gain is not None and shift is not None:
+        gain, shift = gain.unsqueeze(1), shift.unsqueeze(1)
+    return normed_features(x, gain, shift) @ weight.transpose(1, 2) + bias.unsqueeze(1)
 
-    def __init__(self, n_classes: int, dim: int, with_norm: bool) -> None:
+
+class _LinearHead(nn.Module):
+    """Placeholder module that `higher` patches; its own parameters are never used (they set the shapes)."""
+
+    def __init__(self, n_classes: int, dim: int, with_norm: bool, problems: tuple[int, ...] = ()) -> None:
         super().__init__()
-        self.weight = nn.Parameter(torch.zeros(n_classes, dim))
-        self.bias = nn.Parameter(torch.zeros(n_classes))
+        self.weight = nn.Parameter(torch.zeros(*problems, n_classes, dim))
+        self.bias = nn.Parameter(torch.zeros(*problems, n_classes))
         if with_norm:
-            self.norm_gain = nn.Parameter(torch.ones(dim))
-            self.norm_shift = nn.Parameter(torch.zeros(dim))
+            self.norm_gain = nn.Parameter(torch.ones(*problems, dim))
+            self.norm_shift = nn.Parameter(torch.zeros(*problems, dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gain, shift = getattr(self, "norm_gain", None), getattr(self, "norm_shift", None)
-        return F.linear(normed_features(x, gain, shift), self.weight, self.bias)
+        return linear_logits(x, self.weight, self.bias, gain, shift)
 
 
 def class_prototypes(embeddings: torch.Tensor, targets: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -111,13 +127,20 @@ def class_prototypes(embeddings: torch.Tensor, targets: torch.Tensor, n_classes:
     return onehot.T @ embeddings / counts
 
 
-def prototype_head(embeddings: torch.Tensor, targets: torch.Tensor, n_classes: int) -> HeadTensors:
+def prototype_head(
+    embeddings: torch.Tensor, targets: torch.Tensor, n_classes: int, subsets: torch.Tensor | None = None
+) -> HeadTensors:
     """The linear layer equal to nearest-prototype scoring with squared Euclidean distance.
 
     -||x - c||^2 = 2 x.c - ||c||^2 - ||x||^2, and ||x||^2 is the same for every class.
+    With `subsets` `[b, n]` (0/1): one layer per subset, from its rows' prototypes (`[b, c, dim]`).
     """
-    protos = class_prototypes(embeddings, targets, n_classes)
-    return HeadTensors(weight=2.0 * protos, bias=-(protos * protos).sum(dim=1))
+    if subsets is None:
+        protos = class_prototypes(embeddings, targets, n_classes)
+    else:
+        members = subsets.unsqueeze(-1) * F.one_hot(targets, n_classes).to(embeddings.dtype)  # [b, n, c]
+        protos = members.transpose(1, 2) @ embeddings / members.sum(1).clamp(min=1).unsqueeze(-1)
+    return HeadTensors(weight=2.0 * protos, bias=-(protos * protos).sum(dim=-1))
 
 
 def one_vs_rest_head(embeddings: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor | None = None) -> HeadTensors:
@@ -143,11 +166,16 @@ def one_vs_rest_head(embeddings: torch.Tensor, targets: torch.Tensor, seen: torc
 def support_loss(logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """The inner loop's loss, scaled so that a label row's gradient does not shrink as labels are added.
 
-    Single-label (`targets` `[n]` class indices): mean cross-entropy times `c`. Multi-label (`targets` `[n, c]`
-    multi-hot): `sum(weights * sigmoid cross-entropy)` with `weights` `[n, c]` defaulting to `1 / n`: summed
-    over labels, averaged over examples (= the mean over all `n * c` entries times `c`, the same scaling).
+    Single-label (`targets` `[n]` class indices): mean cross-entropy times `c`; for a batch of problems (`logits`
+    `[b, n, c]`, `weights` `[b, n]` summing to 1 per problem) the sum over problems of their weighted means.
+    Multi-label (`targets` `[n, c]` multi-hot): `sum(weights * sigmoid cross-entropy)` with `weights` `[n, c]`
+    defaulting to `1 / n`: summed over labels, averaged over examples (= the mean over all `n * c` entries times
+    `c`, the same scaling).
     """
     n_classes = logits.shape[-1]
+    if logits.ndim == 3:  # a batch of problems `[b, n, c]`; `weights` `[b, n]`: each problem's row weights
+        entropy = F.cross_entropy(logits.transpose(1, 2), targets.expand(logits.shape[0], -1), reduction="none")
+        return (entropy * weights).sum() * n_classes
     if targets.ndim == 2:
         if weights is None:
             return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype)) * n_classes
@@ -164,18 +192,19 @@ def information_loss(logits: torch.Tensor) -> torch.Tensor:
 
     Low when each text is predicted confidently (small conditional entropy) while the texts spread over the
     labels (large marginal entropy): it moves decision boundaries into the gaps between clusters of traffic.
+    A batch of problems' logits `[b, m, c]` gives the sum of their terms.
     """
     n_classes = logits.shape[-1]
     log_p = F.log_softmax(logits, dim=-1)
     p = log_p.exp()
-    conditional = -(p * log_p).sum(dim=-1).mean()
-    marginal = p.mean(dim=0)
-    return n_classes * (conditional + (marginal * marginal.clamp_min(1e-12).log()).sum())
+    conditional = -(p * log_p).sum(dim=-1).mean(dim=-1)
+    marginal = p.mean(dim=-2)
+    return n_classes * (conditional + (marginal * marginal.clamp_min(1e-12).log()).sum(dim=-1)).sum()
 
 
 def head_logits(embeddings: torch.Tensor, head: HeadTensors, scale: torch.Tensor | float) -> torch.Tensor:
-    """Scaled logits `[n, n_classes]`."""
-    return scale * F.linear(normed_features(embeddings, head.norm_gain, head.norm_shift), head.weight, head.bias)
+    """Scaled logits `[n, n_classes]` (a batch of heads: `[b, n, n_classes]`)."""
+    return scale * linear_logits(embeddings, head.weight, head.bias, head.norm_gain, head.norm_shift)
 
 
 def adapt_head(
@@ -187,6 +216,7 @@ def adapt_head(
     init: str | HeadTensors = "prototype",
     weights: torch.Tensor | None = None,
     unlabeled: torch.Tensor | None = None,
+    subsets: torch.Tensor | None = None,
 ) -> HeadTensors:
     """Prototype init (or `init="zero"`, plain MAML, or a given head, e.g. a meta-network's), then `params.steps`
     SGD steps on the support loss.
@@ -205,6 +235,10 @@ def adapt_head(
     `params.unlabeled_weight * information_loss(logits of unlabeled)`, the transductive term of TIM; the init stays the
     support set's.
 
+    Single-label with `subsets` `[b, n]` (0/1): b heads fitted at once, head j on the rows where `subsets[j]` is 1
+    (its loss the mean over them; e.g. cross-validation folds, with and without some rows), each exactly the head
+    `adapt_head` fits on those rows alone; every tensor of the result has a leading dimension b.
+
     With `params.lr_norm` set, the steps also adapt a last-layer norm (gain from 1, shift from 0;
     see `HeadTensors`): "head + last-layer norms".
 
@@ -217,19 +251,26 @@ def adapt_head(
         if not differentiable:
             embeddings = embeddings.detach().clone()
             unlabeled = unlabeled.detach().clone() if transductive and unlabeled is not None else None
+        problems = () if subsets is None else (subsets.shape[0],)
+        if subsets is not None:
+            if targets.ndim != 1:
+                raise ValueError("subsets fit single-label heads only")
+            weights = subsets / subsets.sum(dim=1, keepdim=True).clamp(min=1)  # each problem's mean over its rows
         if isinstance(init, HeadTensors):
             start = HeadTensors(init.weight, init.bias)
         elif init == "prototype" and targets.ndim == 2:
             start = one_vs_rest_head(embeddings, targets, weights)
         elif init == "prototype":
-            start = prototype_head(embeddings, targets, n_classes)
+            start = prototype_head(embeddings, targets, n_classes, subsets)
         elif init == "zero":
-            start = HeadTensors(embeddings.new_zeros(n_classes, embeddings.shape[1]), embeddings.new_zeros(n_classes))
+            weight = embeddings.new_zeros(*problems, n_classes, embeddings.shape[1])
+            start = HeadTensors(weight, embeddings.new_zeros(*problems, n_classes))
         else:
             raise ValueError(f"unknown head init {init!r}")
         fast = [start.weight, start.bias]
         if params.adapts_norm:
-            fast += [embeddings.new_ones(embeddings.shape[1]), embeddings.new_zeros(embeddings.shape[1])]
+            dim = embeddings.shape[1]
+            fast += [embeddings.new_ones(*problems, dim), embeddings.new_zeros(*problems, dim)]
         if not differentiable:
             fast = [p.detach().requires_grad_() for p in fast]
         else:
@@ -237,7 +278,7 @@ def adapt_head(
         if params.steps == 0:
             return HeadTensors(*fast)
 
-        module = _LinearHead(n_classes, embeddings.shape[1], params.adapts_norm).to(embeddings.device)
+        module = _LinearHead(n_classes, embeddings.shape[1], params.adapts_norm, problems).to(embeddings.device)
         groups = [{"params": [module.weight]}, {"params": [module.bias]}]
         lrs = [params.lr_weight, params.lr_bias]
         if params.lr_norm is not None:

@@ -55,7 +55,8 @@ def choose_unlabeled(
     is used only when it raises it (a tie does not: the pool costs time).
 
     `rows` / `targets` `[n]`: the fit rows, the first `n_examples` of them the tenant's examples (held out in turn,
-    at most `CV_MAX_PER_LABEL` per label), the rest descriptions and names (always train). Scored by argmax.
+    at most `CV_MAX_PER_LABEL` per label), the rest descriptions and names (always train). Every fold is fitted
+    at once (`adapt_head` with `subsets`), once without the pool and once with it; scored by argmax.
     Returns (use, accuracy with, accuracy without).
     """
     examples = capped_per_label(targets[:n_examples].tolist(), CV_MAX_PER_LABEL, seed)
@@ -65,23 +66,13 @@ def choose_unlabeled(
     fits = torch.zeros(rows.shape[0], dtype=torch.bool)  # the capped examples and every description or name row
     fits[examples] = True
     fits[n_examples:] = True
-    right = {False: 0, True: 0}
-    scored = 0
-    for f in range(k):
-        held = fold_of == f
-        train = fits & ~held
-        scored += int(held.sum())
-        for with_pool in (False, True):
-            head = adapt_head(
-                rows[train],
-                targets[train],
-                n_labels,
-                inner,
-                differentiable=False,
-                unlabeled=pool if with_pool else None,
-            )
-            predicted = head_logits(rows[held], head, inner.scale).argmax(-1)
-            right[with_pool] += int((predicted == targets[held]).sum())
-    scored = max(1, scored)
-    with_, without = right[True] / scored, right[False] / scored
+    held = torch.stack([fold_of == f for f in range(k)])  # [k, n]
+    subsets = (fits.unsqueeze(0) & ~held).float()
+    scored = max(1, int(held.sum()))
+    accuracy = []
+    for pooled in (None, pool):
+        heads = adapt_head(rows, targets, n_labels, inner, differentiable=False, unlabeled=pooled, subsets=subsets)
+        predicted = head_logits(rows, heads, inner.scale).argmax(-1)  # [k, n]
+        accuracy.append(int(((predicted == targets.unsqueeze(0)) & held).sum()) / scored)
+    without, with_ = accuracy
     return with_ > without, with_, without

@@ -10,14 +10,13 @@ from torch.nn import functional as F
 from app.ml.label_names import (
     NamesChoice,
     apply_label_names,
-    batched_heads,
     choose_label_names,
     name_texts,
     name_tokens,
     names_as_decided,
     readable_name,
 )
-from app.ml.learner import InnerLoopParams, adapt_head
+from app.ml.learner import InnerLoopParams
 from app.ml.tenant_fit import SupportSet
 
 INNER = InnerLoopParams.constant(5, 0.5, 10.0)
@@ -170,23 +169,3 @@ def test_a_stored_decision_is_replayed_without_deciding_again() -> None:
     assert names_as_decided(support, "auto", False) is support
     replayed = names_as_decided(support, "auto", True)
     assert replayed.descriptions == {"INT_0001": "its own description", "card_arrival": "card arrival"}
-
-
-@pytest.mark.parametrize("with_norm", [False, True])
-def test_batched_heads_are_the_inner_loops_heads(with_norm: bool) -> None:
-    x, y, _ = _clusters("centre")
-    inner = InnerLoopParams.constant(7, 0.3, 8.0)
-    if with_norm:
-        inner.lr_weight, inner.lr_norm = torch.linspace(0.1, 0.5, 16), torch.tensor(0.2)
-    targets = torch.tensor(y)
-    masks = torch.stack([torch.ones(12), (torch.arange(12) % 3 != 0).float()])
-    weight, bias, gain, shift = batched_heads(x, targets, masks, 4, inner)
-    for b, mask in enumerate(masks):
-        rows = mask.bool()
-        head = adapt_head(x[rows], targets[rows], 4, inner, differentiable=False)
-        torch.testing.assert_close(weight[b], head.weight, rtol=1e-4, atol=1e-5)
-        torch.testing.assert_close(bias[b], head.bias, rtol=1e-4, atol=1e-5)
-        if with_norm:
-            assert gain is not None and shift is not None
-            torch.testing.assert_close(gain[b], head.norm_gain, rtol=1e-4, atol=1e-5)
-            torch.testing.assert_close(shift[b], head.norm_shift, rtol=1e-4, atol=1e-5)

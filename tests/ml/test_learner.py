@@ -128,3 +128,23 @@ def test_unlabeled_texts_move_the_boundary_into_the_gap_between_clusters() -> No
     assert int(head_logits(probe, with_pool, params.scale).argmax()) == 0
     no_pool = adapt_head(support, targets, 2, params, differentiable=False, unlabeled=pool[:0])
     torch.testing.assert_close(no_pool.weight, plain.weight)
+
+
+@pytest.mark.parametrize(("with_norm", "with_pool"), [(False, False), (True, False), (False, True)])
+def test_a_batch_of_subsets_fits_each_subsets_own_head(with_norm: bool, with_pool: bool) -> None:
+    emb, y, n = _toy_task(seed=3)
+    params = InnerLoopParams.constant(7, 0.3, 8.0)
+    if with_norm:
+        params.lr_weight, params.lr_norm = torch.linspace(0.1, 0.5, emb.shape[1]), torch.tensor(0.2)
+    pool = _toy_task(seed=4, shots=5)[0] if with_pool else None
+    subsets = torch.stack([torch.ones(len(y)), (torch.arange(len(y)) % 3 != 0).float()])
+    batch = adapt_head(emb, y, n, params, differentiable=False, unlabeled=pool, subsets=subsets)
+    assert batch.weight.shape == (2, n, emb.shape[1]) and batch.bias.shape == (2, n)
+    for j, subset in enumerate(subsets.bool()):
+        alone = adapt_head(emb[subset], y[subset], n, params, differentiable=False, unlabeled=pool)
+        torch.testing.assert_close(batch.weight[j], alone.weight, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(batch.bias[j], alone.bias, rtol=1e-4, atol=1e-5)
+        if with_norm:
+            assert batch.norm_gain is not None and alone.norm_gain is not None
+            torch.testing.assert_close(batch.norm_gain[j], alone.norm_gain, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(head_logits(emb, batch, 8.0)[j], head_logits(emb, alone, 8.0), rtol=1e-4, atol=1e-4)

@@ -92,8 +92,10 @@ def cross_validate(
     extra: tuple[torch.Tensor, list[int]] | None = None,
     seed: int = 0,
     learning_curve: bool = True,
+    unlabeled: torch.Tensor | None = None,
 ) -> Scored:
-    """Stratified k-fold CV of the `/adapt` fit; `extra` (embeddings, targets) always train (label descriptions).
+    """Stratified k-fold CV of the `/adapt` fit; `extra` (embeddings, targets) always train (label descriptions),
+    and every fit takes the embedded `unlabeled` texts when given (a version fitted with them).
 
     With `learning_curve`, each fold is fitted a second time on a training set thinned by as many examples per
     label as the fold holds out (at least one kept), scoring the same held-out rows: `Scored.curve`.
@@ -113,7 +115,12 @@ def cross_validate(
             continue
         train = (fold_tensor != fold).nonzero().flatten()
         head = fit_embedded(
-            *_with_extra(embeddings[train], target_tensor[train], extra), labels, inner, oos_rule, temperature
+            *_with_extra(embeddings[train], target_tensor[train], extra),
+            labels,
+            inner,
+            oos_rule,
+            temperature,
+            unlabeled,
         )
         probabilities.append(head.probabilities(embeddings[held]))
         oos_scores.append(head.oos_scores(embeddings[held]))
@@ -122,7 +129,12 @@ def cross_validate(
         if learning_curve and evaluable:
             thinned = _thinned(train.tolist(), held.tolist(), targets, rng)
             reduced = fit_embedded(
-                *_with_extra(embeddings[thinned], target_tensor[thinned], extra), labels, inner, oos_rule, temperature
+                *_with_extra(embeddings[thinned], target_tensor[thinned], extra),
+                labels,
+                inner,
+                oos_rule,
+                temperature,
+                unlabeled,
             )
             reduced_correct.append(reduced.probabilities(embeddings[held]).argmax(-1) == target_tensor[held])
             train_counts = Counter(targets[i] for i in train.tolist())

@@ -32,6 +32,7 @@ from app.services.records import (
     with_sources,
 )
 from app.services.support import merge_support, stored_support_set, support_rows
+from app.services.unlabeled import pool_texts
 from app.services.validation import check_label_counts, validate_support, visible_character
 from app.store.base import JSON, NO_MODEL, StoredModel, TenantStore
 
@@ -262,8 +263,7 @@ class AdaptationService:
             return None, PoolChoice(mode, False, "unlabeled is off"), no_time, 0
         if support.label_sets is not None:
             return None, PoolChoice(mode, False, "multi-label tenants do not use unlabeled texts"), no_time, 0
-        labeled = set(support.texts)
-        texts = [t for t in self.store.unlabeled(tenant_id, self.context.limits.max_unlabeled) if t not in labeled]
+        texts = pool_texts(self.store, tenant_id, support, self.context.limits.max_unlabeled)
         n_labels = len(support.labels)
         if not texts:
             return None, PoolChoice(mode, False, "the tenant has no unlabeled texts"), no_time, 0
@@ -323,8 +323,7 @@ class AdaptationService:
         mode, used = stored_label_names(stored.meta)
         fitted = names_as_decided(support, mode, used)
         pool_mode, pool_used = stored_unlabeled(stored.meta)
-        labeled = set(fitted.texts)
-        texts = [t for t in self.store.unlabeled(tenant_id, self.context.limits.max_unlabeled) if t not in labeled]
+        texts = pool_texts(self.store, tenant_id, fitted, self.context.limits.max_unlabeled)
         pool_rows = self.context.embedder.embed(texts) if pool_used and texts else None
         head, _, _ = self.fit(fitted, steps, tenant_id, generation, pool_rows)
         choice = NamesChoice(mode, used, "as decided when the version was adapted")

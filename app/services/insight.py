@@ -38,9 +38,11 @@ from app.services.records import (
     stored_label_names,
     stored_steps,
     stored_task,
+    stored_unlabeled,
 )
 from app.services.single_flight import SingleFlight
 from app.services.support import stored_support_set
+from app.services.unlabeled import pool_texts
 from app.services.validation import check_label, check_text, example_labels
 from app.store.base import JSON, TenantStore
 
@@ -139,7 +141,7 @@ class InsightService:
             found = self.reports.get(tenant_id, pinned, fingerprint)
             if found is not None:
                 return Evaluation(tenant_id, pinned, True, found, {"total": _ms(time.perf_counter() - started)})
-        support, steps, generation = self._stored_support(tenant_id, pinned)
+        support, steps, generation, pool_used = self._stored_support(tenant_id, pinned)
         if pinned != current:
             found = self.reports.get(tenant_id, pinned, fingerprint)
             if found is not None:
@@ -150,7 +152,7 @@ class InsightService:
             if support.task == MULTI_LABEL:
                 computed = self._multilabel_cross_validation(tenant_id, generation, support, steps)
             else:
-                computed = self._cross_validation(tenant_id, generation, support, steps)
+                computed = self._cross_validation(tenant_id, generation, support, steps, pool_used)
                 computed = (self._with_corrections(tenant_id, pinned, computed[0]), computed[1])
             self.reports.put(tenant_id, pinned, fingerprint, computed[0])
             return computed
@@ -172,9 +174,13 @@ class InsightService:
             return cross_validated_report(embeddings, targets, support.labels, inner, n_examples=n), embedded
 
     def _cross_validation(
-        self, tenant_id: str, generation: str, support: SupportSet, steps: int
+        self, tenant_id: str, generation: str, support: SupportSet, steps: int, pool_used: bool
     ) -> tuple[Report, float]:
+        """The single-label report's cross-validation, each fold fitted as the version was: with the tenant's
+        unlabeled texts (embedded anew, as `/adapt` does) when the version used them."""
         embeddings, extra_embeddings, extra_targets = self._support_embeddings(tenant_id, generation, support)
+        texts = pool_texts(self.store, tenant_id, support, self.context.limits.max_unlabeled) if pool_used else []
+        pool = self.context.embedder.embed(texts) if texts else None
         embedded = time.perf_counter()
         n = len(support.texts)
         with self.context.math():
@@ -186,6 +192,7 @@ class InsightService:
                 self.context.inner.with_steps(steps),
                 self.context.oos_rule,
                 extra=(extra_embeddings, extra_targets),
+                unlabeled=pool,
             )
             report = build_report(
                 scored,
@@ -217,7 +224,7 @@ class InsightService:
             check_label(example["label"], limits, f"examples[{i}].label")
             if example["label"] not in index:
                 raise invalid("unknown_label", f"examples[{i}].label {example['label']!r} is not a label of the tenant")
-        support, _, generation = self._stored_support(tenant_id, version)
+        support, _, generation, _ = self._stored_support(tenant_id, version)
         loaded = time.perf_counter()
         texts = [example["text"] for example in examples]
         test_embeddings = self.context.embedder.embed(texts)
@@ -260,7 +267,7 @@ class InsightService:
                 if label not in index:
                     raise invalid("unknown_label", f"examples[{i}].labels: {label!r} is not a label of the tenant")
                 truth[i, index[label]] = 1.0
-        support, _, _ = self._stored_support(tenant_id, version)
+        support, _, _, _ = self._stored_support(tenant_id, version)
         loaded = time.perf_counter()
         test_embeddings = self.context.embedder.embed([example["text"] for example in examples])
         embedded = time.perf_counter()
@@ -271,9 +278,9 @@ class InsightService:
         timings = _timings(started, loaded, embedded, done, "scoring")
         return Evaluation(tenant_id, version, False, report, timings)
 
-    def _stored_support(self, tenant_id: str, version: int) -> tuple[SupportSet, int, str]:
-        """A version's support set, its inner steps and its generation (the embedding cache's key for this life of
-        the tenant)."""
+    def _stored_support(self, tenant_id: str, version: int) -> tuple[SupportSet, int, str, bool]:
+        """A version's support set, its inner steps, its generation (the embedding cache's key for this life of
+        the tenant) and whether it was fitted with the tenant's unlabeled texts."""
         stored = self.store.load(tenant_id, version=version)
         rows = self.store.load_support(tenant_id, version=version) if stored is not None else None
         if stored is None or rows is None:
@@ -285,7 +292,7 @@ class InsightService:
         )
         steps = stored_steps(stored.meta)
         steps = self.context.inner_for(task).steps if steps is None else steps
-        return support, steps, stored_generation(stored.meta)
+        return support, steps, stored_generation(stored.meta), stored_unlabeled(stored.meta)[1]
 
     def _support_embeddings(
         self, tenant_id: str, generation: str, support: SupportSet
@@ -311,10 +318,9 @@ class InsightService:
         for i, text in enumerate(texts or []):
             check_text(text, self.context.limits, f"texts[{i}]")
         version, head = self.prediction.head_for(tenant_id)
-        support, _, generation = self._stored_support(tenant_id, version)
+        support, _, generation, _ = self._stored_support(tenant_id, version)
         if texts is None:
-            labeled = set(support.texts)
-            pool = [text for text in self.store.unlabeled(tenant_id) if text not in labeled][: self.max_pool]
+            pool = pool_texts(self.store, tenant_id, support, self.context.limits.max_unlabeled)[: self.max_pool]
             if not pool:
                 raise invalid("no_texts", "no texts given and the tenant's unlabeled pool holds none left to label")
         else:

@@ -11,9 +11,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.ml.policy import Limits
+from app.ml.tenant_fit import SupportSet
 from app.services.errors import invalid, unknown_tenant
 from app.services.validation import check_text
 from app.store.base import PoolUpdate, TenantStore
+
+
+def pool_texts(store: TenantStore, tenant_id: str, support: SupportSet, limit: int) -> list[str]:
+    """The tenant's unlabeled texts that its support set does not label, newest first, at most `limit` read."""
+    labeled = set(support.texts)
+    return [text for text in store.unlabeled(tenant_id, limit) if text not in labeled]
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """/adapt with a tenant's unlabeled pool, through the service with the real encoder (CLINC150 sample, 5 intents,
 3 shots): where cross-validation rises the head is fitted with the pool and differs from the one without it, a
-rebuild refits it the same way, and `off` or a pool emptied meanwhile leaves it out."""
+rebuild refits it the same way, `off` or a pool emptied meanwhile leaves it out, and the tenant report
+cross-validates a version as it was fitted, with or without the pool."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from app.bootstrap import build_runtime
+from app.config import Settings
 from app.ml.embedder import EncoderEmbedder
 from app.ml.head import TenantHead
 from app.ml.loading import LoadedModel
+from app.ml.tenant_report_types import SingleLabelReport
 from app.services.adaptation import AdaptationService
 from app.services.context import TierContext
 from app.store import MemoryStore
@@ -73,3 +77,20 @@ def test_a_pool_that_cross_validation_favours_is_fitted_with_and_rebuilt_with(se
     service.store.clear_unlabeled("acme")
     emptied = service.rebuild("acme", rebuilt[0], None)
     assert emptied is not None and not torch.allclose(_layer(emptied[1]), with_pool)
+
+
+def test_the_report_of_a_version_fitted_with_the_pool_cross_validates_with_it(real_model: LoadedModel) -> None:
+    settings = Settings(store="memory", checkpoint="none", batching_enabled=False, _env_file=None)
+    runtime = build_runtime(settings, real_model)
+    tier = runtime.tiers.default
+    support, pool = _split(shots=3, seed=1)
+    tier.adaptation.adapt("acme", support, label_names="off")
+    runtime.store.add_unlabeled("acme", pool, 10_000)
+    used = tier.adaptation.adapt("acme", support, label_names="off")
+    assert used.unlabeled is not None and used.unlabeled.used
+    with_pool = tier.insight.evaluate("acme").report
+    tier.adaptation.adapt("acme", support, label_names="off", unlabeled="off")
+    without = tier.insight.evaluate("acme").report
+    assert isinstance(with_pool, SingleLabelReport) and isinstance(without, SingleLabelReport)
+    assert with_pool.accuracy > without.accuracy  # the folds are the same; only the pool differs
+    runtime.close()

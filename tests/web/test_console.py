@@ -184,6 +184,12 @@ def test_console_with_auth_takes_the_typed_key(live: str) -> None:
             driver.call("POST", f"/element/{driver.element('#suggest')}/click", {})
             assert "3 suggestion(s) from 3 text(s)" in driver.wait_for_text("#status", "suggestion")
             assert "yen to dollar rate" in driver.text("#suggestions")
+            traffic = {"texts": ["card not delivered yet", "rate for yen", "refund for a broken lamp", "hello"]}
+            kept = httpx.post(f"{live}/tenants/acme/unlabeled", json=traffic, headers=ADMIN, timeout=30)
+            assert kept.status_code == 200, kept.text
+            driver.call("POST", f"/element/{driver.element('#suggest-texts')}/clear", {})
+            driver.call("POST", f"/element/{driver.element('#suggest')}/click", {})  # no texts: the pool
+            assert "4 suggestion(s) from 4 unlabeled pool text(s)" in driver.wait_for_text("#status", "pool")
             png = base64.b64decode(str(driver.call("GET", "/screenshot")))
             ARTIFACTS.mkdir(exist_ok=True)
             (ARTIFACTS / "console_auth.png").write_bytes(png)

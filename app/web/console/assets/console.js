@@ -300,9 +300,11 @@ async function adapt() {
 async function suggest() {
   const texts = lines("suggest-texts");
   const k = Number($("suggest-k").value) || 10;
-  const reply = await api("POST", `/tenants/${encodeURIComponent($("tenant").value)}/suggest`, { texts, k });
+  const body = texts.length ? { texts, k } : { k }; // no texts: the tenant's unlabeled pool
+  const reply = await api("POST", `/tenants/${encodeURIComponent($("tenant").value)}/suggest`, body);
   fillTable("suggestions", reply.suggestions.map((s) => [s.text, `${s.predicted_label} (${fmt(s.score, 2)})`, s.reason]));
-  status(`${reply.suggestions.length} suggestion(s) from ${reply.pool_size} text(s): label them, then Adapt with mode append`);
+  const source = reply.source === "unlabeled" ? "unlabeled pool text(s)" : "text(s)";
+  status(`${reply.suggestions.length} suggestion(s) from ${reply.pool_size} ${source}: label them, then Adapt with mode append`);
 }
 
 function guarded(action) {

@@ -172,6 +172,7 @@ def build_tier(
         multi_inner=_multi_label_inner(checkpoint),
         oos_rule=settings.oos_rule(),
         embeddings=EmbeddingLRU(settings.embedding_cache_size),
+        pool_embeddings=EmbeddingLRU(settings.pool_cache_size),
         math_threads=policy.math,  # beside a batcher, request threads only run small per-tenant math
         embed_async=None if batcher is None else batcher.embed_async,
     )
@@ -234,6 +235,7 @@ def build_runtime(
     for tier, _ in built:
         forget += [
             tier.adaptation.context.embeddings.forget,
+            tier.adaptation.context.pool_embeddings.forget,
             tier.insight.reports.forget,
             tier.prediction.evidence.forget,
         ]

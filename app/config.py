@@ -62,7 +62,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "Inner loop": ("inner_steps", "inner_lr", "logit_scale"),
     "Out-of-scope": ("oos_quantile", "oos_fallback_threshold"),
-    "Caches": ("embedding_cache_size", "model_cache_size", "model_cache_mb"),
+    "Caches": ("embedding_cache_size", "pool_cache_size", "model_cache_size", "model_cache_mb"),
     "Store": (
         "store",
         "redis_url",
@@ -269,6 +269,12 @@ class Settings(BaseSettings):
     # --- caches (per process) ------------------------------------------------------------------
     embedding_cache_size: int = Field(
         20000, ge=0, description="Support-text embeddings kept per process for re-adaptation (LRU)."
+    )
+    pool_cache_size: int = Field(
+        20000,
+        ge=0,
+        description="Embeddings of tenants' unlabeled texts kept per process and tier (LRU, apart from the support "
+        "texts'): an /adapt that fits with a pool embeds only its new texts.",
     )
     model_cache_size: int = Field(1024, ge=0, description="Decoded tenant heads kept per process (LRU).")
     model_cache_mb: float = Field(256.0, gt=0, description="Most memory (MiB) the decoded-head LRU may hold.")

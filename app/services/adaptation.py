@@ -128,7 +128,9 @@ class AdaptationService:
         kept by the record and by every later append; `generation` is the one a new tenant gets (the chooser's
         embeddings are cached under it). A `replace` naming `expected_version` is a compare-and-set too.
         `unlabeled` ("auto" | "off"; None: "auto" for `replace`, the tenant's own for `append`): whether the
-        tenant's unlabeled texts may join the fit (`app.ml.unlabeled`); the record keeps the mode.
+        tenant's unlabeled texts may join the fit (`app.ml.unlabeled`); the record keeps the mode. An append
+        without `unlabeled` to a version fitted with the pool fits with it again without deciding anew (a
+        correction stays cheap); a replace, or naming the mode, decides again.
         """
         started = time.perf_counter()
         descriptions = label_descriptions or {}
@@ -184,8 +186,11 @@ class AdaptationService:
                 generation = continued_generation(current_model, generation)
                 stored_meta = None if current_model is None else current_model.meta
                 mode = label_names or stored_label_names(stored_meta)[0]
-                pool_mode = unlabeled or stored_unlabeled(stored_meta)[0]
-                fitted = self._fit_with_evidence(support, mode, pool_mode, steps, tenant_id, generation)
+                pool_mode, pool_used = stored_unlabeled(stored_meta)
+                keep_pool = unlabeled is None and pool_used  # a named mode decides again
+                fitted = self._fit_with_evidence(
+                    support, mode, unlabeled or pool_mode, steps, tenant_id, generation, keep_pool
+                )
                 head, choice, pool, timings, n_embedded = fitted
                 expected = NO_MODEL if current is None else current  # creating is a compare-and-set too
                 origins = [*(stored or []), *examples]
@@ -237,13 +242,14 @@ class AdaptationService:
         steps: int,
         tenant_id: str,
         generation: str,
+        keep_pool: bool = False,
     ) -> tuple[TenantHead, NamesChoice, PoolChoice, dict[str, float], int]:
         """`fit` on the support set with its label names where `mode` uses them and its unlabeled texts where
         `pool_mode` and cross-validation do: the head, both decisions, the timings (the encoder's time of both
         counted in `embed`, the decisions in `label_names` and `unlabeled`) and the texts that went through the
-        encoder."""
+        encoder. `keep_pool`: fit with the pool as the version appended to was, without deciding again."""
         fitted, choice, names_ms, n_named = self._with_names(support, mode, tenant_id, generation)
-        pool_rows, pool, pool_ms, n_pool = self._with_pool(fitted, pool_mode, steps, tenant_id, generation)
+        pool_rows, pool, pool_ms, n_pool = self._with_pool(fitted, pool_mode, steps, tenant_id, generation, keep_pool)
         head, timings, n_embedded = self.fit(fitted, steps, tenant_id, generation, pool_rows)
         timings["embed"] = round(timings["embed"] + names_ms["embed"] + pool_ms["embed"], 3)
         timings["label_names"] = names_ms["label_names"]
@@ -251,12 +257,18 @@ class AdaptationService:
         return head, choice, pool, timings, n_embedded + n_named + n_pool
 
     def _with_pool(
-        self, support: SupportSet, mode: UnlabeledMode, steps: int, tenant_id: str, generation: str
+        self,
+        support: SupportSet,
+        mode: UnlabeledMode,
+        steps: int,
+        tenant_id: str,
+        generation: str,
+        keep_pool: bool = False,
     ) -> tuple[torch.Tensor | None, PoolChoice, dict[str, float], int]:
         """The embedded unlabeled texts to fit with (None: not used), the choice, its timings (`embed`: the
         encoder's part) and the texts it sent through the encoder. The pool is the tenant's stored texts minus
-        those its support set holds; pool texts are embedded on each try, never cached beside other tenants'
-        texts."""
+        those its support set holds, embedded through the tier's pool cache. `keep_pool` (an append or a
+        correction to a version fitted with the pool): fit with it again without cross-validating anew."""
         started = time.perf_counter()
         no_time = {"embed": 0.0, "unlabeled": 0.0}
         if mode == "off":
@@ -271,13 +283,18 @@ class AdaptationService:
             need = MIN_POOL_PER_LABEL * n_labels
             reason = f"{len(texts)} unlabeled texts: fewer than {need} ({MIN_POOL_PER_LABEL} per label) are not tried"
             return None, PoolChoice(mode, False, reason, len(texts)), no_time, 0
+        context = self.context
+        if keep_pool:
+            pool_rows, n_pool = context.embed_pool(texts, tenant_id, generation)
+            timings = {"embed": _ms(time.perf_counter() - started), "unlabeled": 0.0}
+            reason = f"{len(texts)} unlabeled texts used, as the version appended to was fitted"
+            return pool_rows, PoolChoice(mode, True, reason, len(texts)), timings, n_pool
         if not can_cross_validate(support.targets):
             reason = "too few examples to cross-validate"
             return None, PoolChoice(mode, False, reason, len(texts)), no_time, 0
-        context = self.context
         fit_texts, targets = support.fit_tensors()
         rows, _ = context.embeddings.embed(fit_texts, context.embedder.embed, tenant_id, generation)
-        pool_rows = context.embedder.embed(texts)
+        pool_rows, n_pool = context.embed_pool(texts, tenant_id, generation)
         embedded = time.perf_counter()
         inner = context.inner_for(support.task).with_steps(steps)
         with intra_op_threads(context.math_threads):
@@ -286,7 +303,7 @@ class AdaptationService:
         reason = f"{len(texts)} unlabeled texts {verdict} ({100 * with_:.1f} % with, {100 * without:.1f} % without)"
         timings = {"embed": _ms(embedded - started), "unlabeled": _ms(time.perf_counter() - embedded)}
         choice = PoolChoice(mode, use, reason, len(texts), with_, without)
-        return (pool_rows if use else None), choice, timings, len(texts)
+        return (pool_rows if use else None), choice, timings, n_pool
 
     def _with_names(
         self, support: SupportSet, mode: LabelNamesMode, scope: str, generation: str
@@ -323,11 +340,11 @@ class AdaptationService:
         mode, used = stored_label_names(stored.meta)
         fitted = names_as_decided(support, mode, used)
         pool_mode, pool_used = stored_unlabeled(stored.meta)
-        texts = pool_texts(self.store, tenant_id, fitted, self.context.limits.max_unlabeled)
-        pool_rows = self.context.embedder.embed(texts) if pool_used and texts else None
+        pool_rows, pool = None, PoolChoice(pool_mode, False, "as decided when the version was adapted")
+        if pool_used:
+            pool_rows, pool, _, _ = self._with_pool(fitted, pool_mode, steps, tenant_id, generation, keep_pool=True)
         head, _, _ = self.fit(fitted, steps, tenant_id, generation, pool_rows)
         choice = NamesChoice(mode, used, "as decided when the version was adapted")
-        pool = PoolChoice(pool_mode, pool_rows is not None, "as decided when the version was adapted", len(texts))
         new_version = self._save(
             tenant_id,
             head,

@@ -33,6 +33,7 @@ class TierContext:
     multi_inner: InnerLoopParams | None = None  # the inner loop of multi-label tenants (None: `inner`)
     oos_rule: OosRule = field(default_factory=OosRule)
     embeddings: EmbeddingLRU = field(default_factory=lambda: EmbeddingLRU(0))  # support embeddings, per tenant
+    pool_embeddings: EmbeddingLRU = field(default_factory=lambda: EmbeddingLRU(0))  # unlabeled texts', per tenant
     math_threads: int | None = None  # intra-op threads for per-tenant math (None: the thread's own)
     embed_async: EmbedAsync | None = None  # the micro-batcher's await, when there is one
 
@@ -41,6 +42,11 @@ class TierContext:
         if task == MULTI_LABEL and self.multi_inner is not None:
             return self.multi_inner
         return self.inner
+
+    def embed_pool(self, texts: list[str], tenant_id: str, generation: str) -> tuple[torch.Tensor, int]:
+        """Embeddings of a tenant's unlabeled texts from its own entries of the pool cache (kept apart from the
+        support texts', so a large pool never evicts them), and how many texts went through the encoder."""
+        return self.pool_embeddings.embed(texts, self.embedder.embed, tenant_id, generation)
 
     def math(self) -> AbstractContextManager[None]:
         """Run the block's per-tenant math on `math_threads` intra-op threads (`app.ml.threads`)."""

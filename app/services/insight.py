@@ -180,7 +180,7 @@ class InsightService:
         unlabeled texts (embedded anew, as `/adapt` does) when the version used them."""
         embeddings, extra_embeddings, extra_targets = self._support_embeddings(tenant_id, generation, support)
         texts = pool_texts(self.store, tenant_id, support, self.context.limits.max_unlabeled) if pool_used else []
-        pool = self.context.embedder.embed(texts) if texts else None
+        pool = self.context.embed_pool(texts, tenant_id, generation)[0] if texts else None
         embedded = time.perf_counter()
         n = len(support.texts)
         with self.context.math():
@@ -326,7 +326,10 @@ class InsightService:
         else:
             pool = list(dict.fromkeys(texts))  # a text pasted twice is one candidate
         loaded = time.perf_counter()
-        pool_embeddings = self.context.embedder.embed(pool)
+        if texts is None:
+            pool_embeddings = self.context.embed_pool(pool, tenant_id, generation)[0]
+        else:
+            pool_embeddings = self.context.embedder.embed(pool)
         support_embeddings, _, _ = self._support_embeddings(tenant_id, generation, support)
         embedded = time.perf_counter()
         with self.context.math():

@@ -15,6 +15,7 @@ import torch
 from app.bootstrap import build_runtime
 from app.config import Settings
 from app.ml.embedder import EncoderEmbedder
+from app.ml.embedding_cache import EmbeddingLRU
 from app.ml.head import TenantHead
 from app.ml.loading import LoadedModel
 from app.ml.tenant_report_types import SingleLabelReport
@@ -42,7 +43,13 @@ def _split(shots: int, seed: int) -> tuple[list[dict[str, str]], list[str]]:
 
 @pytest.fixture
 def service(real_model: LoadedModel) -> AdaptationService:
-    return AdaptationService(TierContext(EncoderEmbedder(real_model.encoder), real_model.inner), MemoryStore())
+    context = TierContext(
+        EncoderEmbedder(real_model.encoder),
+        real_model.inner,
+        embeddings=EmbeddingLRU(1000),
+        pool_embeddings=EmbeddingLRU(1000),
+    )
+    return AdaptationService(context, MemoryStore())
 
 
 def _head(service: AdaptationService, tenant: str) -> torch.Tensor:
@@ -94,3 +101,17 @@ def test_the_report_of_a_version_fitted_with_the_pool_cross_validates_with_it(re
     assert isinstance(with_pool, SingleLabelReport) and isinstance(without, SingleLabelReport)
     assert with_pool.accuracy > without.accuracy  # the folds are the same; only the pool differs
     runtime.close()
+
+
+def test_an_append_to_a_version_fitted_with_the_pool_keeps_it_from_the_pool_cache(service: AdaptationService) -> None:
+    support, pool = _split(shots=3, seed=1)
+    service.adapt("acme", support, label_names="off")
+    service.store.add_unlabeled("acme", pool, 10_000)
+    assert service.adapt("acme", support, label_names="off").unlabeled.used  # type: ignore[union-attr]
+    extra = [{"text": "send 40 dollars to my savings account", "label": "transfer"}]
+    appended = service.adapt("acme", extra, mode="append")
+    assert appended.unlabeled is not None and appended.unlabeled.used
+    assert appended.unlabeled.cv_accuracy_with is None  # not decided again
+    assert appended.n_embedded == 1  # the new example; the pool came from the tier's pool cache
+    decided = service.adapt("acme", extra, mode="append", unlabeled="auto")  # naming the mode decides again
+    assert decided.unlabeled is not None and decided.unlabeled.cv_accuracy_with is not None

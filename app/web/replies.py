@@ -76,18 +76,19 @@ def adapted(result: AdaptResult) -> AdaptResponse:
     )
 
 
+def _cross_validated(with_: float | None, without: float | None) -> dict[str, float | None]:
+    """A decision's cross-validated scores with and without its evidence, rounded for JSON."""
+    return {
+        "cv_accuracy_with": None if with_ is None else round(with_, 4),
+        "cv_accuracy_without": None if without is None else round(without, 4),
+    }
+
+
 def _unlabeled(choice: PoolChoice | None) -> UnlabeledOut | None:
     if choice is None:
         return None
-    with_, without = choice.cv_accuracy_with, choice.cv_accuracy_without
-    return UnlabeledOut(
-        mode=choice.mode,
-        used=choice.used,
-        reason=choice.reason,
-        pool_size=choice.pool_size,
-        cv_accuracy_with=None if with_ is None else round(with_, 4),
-        cv_accuracy_without=None if without is None else round(without, 4),
-    )
+    scores = _cross_validated(choice.cv_accuracy_with, choice.cv_accuracy_without)
+    return UnlabeledOut(mode=choice.mode, used=choice.used, reason=choice.reason, pool_size=choice.pool_size, **scores)
 
 
 def pool_updated(tenant_id: str, update: PoolUpdate, max_texts: int) -> UnlabeledResponse:
@@ -104,15 +105,8 @@ def pool_updated(tenant_id: str, update: PoolUpdate, max_texts: int) -> Unlabele
 def _label_names(choice: NamesChoice | None) -> LabelNamesOut | None:
     if choice is None:
         return None
-    with_, without = choice.cv_accuracy_with, choice.cv_accuracy_without
-    return LabelNamesOut(
-        mode=choice.mode,
-        used=choice.used,
-        reason=choice.reason,
-        n_named=choice.n_named,
-        cv_accuracy_with=None if with_ is None else round(with_, 4),
-        cv_accuracy_without=None if without is None else round(without, 4),
-    )
+    scores = _cross_validated(choice.cv_accuracy_with, choice.cv_accuracy_without)
+    return LabelNamesOut(mode=choice.mode, used=choice.used, reason=choice.reason, n_named=choice.n_named, **scores)
 
 
 def predicted(result: PredictResult) -> PredictResponse:

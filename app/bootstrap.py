@@ -252,7 +252,9 @@ def build_runtime(
         guard=build_access(settings, client),
         readiness=readiness,
         tiers=tiers,
-        pools=UnlabeledService(store, settings.limits()),
+        pools=UnlabeledService(
+            store, settings.limits(), forget=[tier.adaptation.context.pool_embeddings.forget for tier, _ in built]
+        ),
         batchers=[batcher for _, batcher in built if batcher is not None],
         redis_client=client,
         pass_runner=runner,

@@ -291,8 +291,8 @@ class Settings(BaseSettings):
     redis_wait_replicas: int = Field(
         0,
         ge=0,
-        description="Replicas that must confirm each write (adapt, rollback, delete) before it is acknowledged "
-        "(Redis `WAIT`); 0 = acknowledge once the primary has it (a failover may lose the last writes).",
+        description="Replicas that must confirm each write (adapt, rollback, delete, unlabeled texts) before it is "
+        "acknowledged (Redis `WAIT`); 0 = acknowledge once the primary has it (a failover may lose the last writes).",
     )
     redis_wait_timeout_ms: int = Field(
         1000, ge=1, description="How long a write waits for `redis_wait_replicas` confirmations; then 503."

@@ -253,8 +253,8 @@ def adapt_head(
             unlabeled = unlabeled.detach().clone() if transductive and unlabeled is not None else None
         problems = () if subsets is None else (subsets.shape[0],)
         if subsets is not None:
-            if targets.ndim != 1:
-                raise ValueError("subsets fit single-label heads only")
+            if targets.ndim != 1 or weights is not None:
+                raise ValueError("subsets fit single-label heads, weighted by their own rows only")
             weights = subsets / subsets.sum(dim=1, keepdim=True).clamp(min=1)  # each problem's mean over its rows
         if isinstance(init, HeadTensors):
             start = HeadTensors(init.weight, init.bias)

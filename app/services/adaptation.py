@@ -293,7 +293,7 @@ class AdaptationService:
             reason = "too few examples to cross-validate"
             return None, PoolChoice(mode, False, reason, len(texts)), no_time, 0
         fit_texts, targets = support.fit_tensors()
-        rows, _ = context.embeddings.embed(fit_texts, context.embedder.embed, tenant_id, generation)
+        rows, n_rows = context.embeddings.embed(fit_texts, context.embedder.embed, tenant_id, generation)
         pool_rows, n_pool = context.embed_pool(texts, tenant_id, generation)
         embedded = time.perf_counter()
         inner = context.inner_for(support.task).with_steps(steps)
@@ -303,7 +303,7 @@ class AdaptationService:
         reason = f"{len(texts)} unlabeled texts {verdict} ({100 * with_:.1f} % with, {100 * without:.1f} % without)"
         timings = {"embed": _ms(embedded - started), "unlabeled": _ms(time.perf_counter() - embedded)}
         choice = PoolChoice(mode, use, reason, len(texts), with_, without)
-        return (pool_rows if use else None), choice, timings, n_pool
+        return (pool_rows if use else None), choice, timings, n_rows + n_pool
 
     def _with_names(
         self, support: SupportSet, mode: LabelNamesMode, scope: str, generation: str

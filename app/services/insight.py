@@ -29,6 +29,7 @@ from app.ml.tenant_report import (
     label_counts,
     with_corrections,
 )
+from app.ml.unlabeled import pool_too_small
 from app.services.context import TierContext
 from app.services.errors import invalid, missing_version, unknown_tenant
 from app.services.prediction import PredictionService
@@ -177,10 +178,11 @@ class InsightService:
         self, tenant_id: str, generation: str, support: SupportSet, steps: int, pool_used: bool
     ) -> tuple[Report, float]:
         """The single-label report's cross-validation, each fold fitted as the version was: with the tenant's
-        unlabeled texts (embedded anew, as `/adapt` does) when the version used them."""
+        unlabeled pool as it is now when the version was fitted with a pool."""
         embeddings, extra_embeddings, extra_targets = self._support_embeddings(tenant_id, generation, support)
         texts = pool_texts(self.store, tenant_id, support, self.context.limits.max_unlabeled) if pool_used else []
-        pool = self.context.embed_pool(texts, tenant_id, generation)[0] if texts else None
+        usable = texts and not pool_too_small(len(texts), len(support.labels))  # the floor `/adapt` applies
+        pool = self.context.embed_pool(texts, tenant_id, generation)[0] if usable else None
         embedded = time.perf_counter()
         n = len(support.texts)
         with self.context.math():

@@ -8,6 +8,7 @@ go first; a repeated text becomes the newest).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from app.ml.policy import Limits
@@ -33,9 +34,10 @@ class PoolInfo:
 class UnlabeledService:
     """Adds to, describes and empties tenants' unlabeled pools."""
 
-    def __init__(self, store: TenantStore, limits: Limits) -> None:
+    def __init__(self, store: TenantStore, limits: Limits, forget: Sequence[Callable[[str], None]] = ()) -> None:
         self.store = store
         self.limits = limits
+        self._forget = forget  # each tier's pool embeddings of a tenant: emptied with its pool
 
     def add(self, tenant_id: str, texts: list[str]) -> PoolUpdate:
         """Validate the texts, then add them (404 when the tenant has no model; nothing is kept then)."""
@@ -55,10 +57,13 @@ class UnlabeledService:
     def info(self, tenant_id: str) -> PoolInfo:
         if self.store.current_version(tenant_id) is None:
             raise unknown_tenant(tenant_id)
-        return PoolInfo(tenant_id, len(self.store.unlabeled(tenant_id)), self.limits.max_unlabeled)
+        return PoolInfo(tenant_id, self.store.unlabeled_size(tenant_id), self.limits.max_unlabeled)
 
     def clear(self, tenant_id: str) -> int:
         """Empty the pool; how many texts it held."""
         if self.store.current_version(tenant_id) is None:
             raise unknown_tenant(tenant_id)
-        return self.store.clear_unlabeled(tenant_id)
+        held = self.store.clear_unlabeled(tenant_id)
+        for forget in self._forget:
+            forget(tenant_id)
+        return held

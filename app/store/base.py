@@ -101,6 +101,10 @@ class TenantStore(Protocol):
         """The pool's texts, newest first, at most `limit`; [] for an unknown tenant or an empty pool."""
         ...
 
+    def unlabeled_size(self, tenant_id: str) -> int:
+        """How many texts the pool holds (0 for an unknown tenant), without reading them."""
+        ...
+
     def clear_unlabeled(self, tenant_id: str) -> int:
         """Empty the pool; how many texts it held (0 for an unknown tenant)."""
         ...

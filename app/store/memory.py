@@ -137,6 +137,11 @@ class MemoryStore:
                 return []
             return list(islice(reversed(tenant.unlabeled), None if limit is None else max(0, limit)))
 
+    def unlabeled_size(self, tenant_id: str) -> int:
+        with self._lock:
+            tenant = self._live(tenant_id)
+            return 0 if tenant is None else len(tenant.unlabeled)
+
     def clear_unlabeled(self, tenant_id: str) -> int:
         with self._lock:
             tenant = self._live(tenant_id)

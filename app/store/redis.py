@@ -128,7 +128,7 @@ if size > tonumber(ARGV[1]) then
   dropped = redis.call('ZREMRANGEBYRANK', KEYS[2], 0, size - tonumber(ARGV[1]) - 1)
 end
 local ttl = redis.call('PTTL', KEYS[1])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[2], ttl) else redis.call('PERSIST', KEYS[2]) end
+if ttl >= 0 then redis.call('PEXPIRE', KEYS[2], math.max(ttl, 1)) else redis.call('PERSIST', KEYS[2]) end
 return {added, repeated, dropped, size - dropped}
 """
 
@@ -377,6 +377,10 @@ class RedisStore:
             return []
         texts = self._client.zrevrange(self.unlabeled_key(tenant_id), 0, -1 if limit is None else limit - 1)
         return [text.decode("utf-8") for text in texts]
+
+    @translate_errors
+    def unlabeled_size(self, tenant_id: str) -> int:
+        return int(self._client.zcard(self.unlabeled_key(tenant_id)))
 
     @translate_errors
     def clear_unlabeled(self, tenant_id: str) -> int:

@@ -115,3 +115,18 @@ def test_an_append_to_a_version_fitted_with_the_pool_keeps_it_from_the_pool_cach
     assert appended.n_embedded == 1  # the new example; the pool came from the tier's pool cache
     decided = service.adapt("acme", extra, mode="append", unlabeled="auto")  # naming the mode decides again
     assert decided.unlabeled is not None and decided.unlabeled.cv_accuracy_with is not None
+
+
+def test_emptying_the_pool_forgets_its_embeddings(real_model: LoadedModel) -> None:
+    settings = Settings(store="memory", checkpoint="none", batching_enabled=False, _env_file=None)
+    runtime = build_runtime(settings, real_model)
+    adaptation = runtime.tiers.default.adaptation
+    support, pool = _split(shots=3, seed=1)
+    adaptation.adapt("acme", support, label_names="off")
+    runtime.pools.add("acme", pool)
+    assert adaptation.adapt("acme", support, label_names="off").n_embedded >= len(pool)
+    assert adaptation.adapt("acme", support, label_names="off").n_embedded == 0  # all cached, the pool's too
+    assert runtime.pools.clear("acme") == len(pool)
+    runtime.pools.add("acme", pool)
+    assert adaptation.adapt("acme", support, label_names="off").n_embedded == len(pool)  # the pool embedded anew
+    runtime.close()

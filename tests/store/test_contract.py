@@ -264,13 +264,15 @@ def test_unlabeled_pool_drops_its_oldest_texts_beyond_the_cap(store: TenantStore
     store.add_unlabeled("t1", ["1", "2", "3"], 3)
     assert store.add_unlabeled("t1", ["1", "4", "5"], 3) == PoolUpdate(added=2, repeated=1, dropped=2, size=3)
     assert store.unlabeled("t1") == ["5", "4", "1"]
+    assert store.unlabeled_size("t1") == 3
     assert store.add_unlabeled("t1", ["6"], 1) == PoolUpdate(added=1, repeated=0, dropped=3, size=1)
-    assert store.unlabeled("t1") == ["6"]
+    assert store.unlabeled("t1") == ["6"] and store.unlabeled_size("t1") == 1
 
 
 def test_unlabeled_pool_needs_a_current_model(store: TenantStore) -> None:
     assert store.add_unlabeled("nobody", ["a"], 10) is None
     assert store.unlabeled("nobody") == [] and store.clear_unlabeled("nobody") == 0
+    assert store.unlabeled_size("nobody") == 0
     assert store.load("nobody") is None and store.tenant_ids() == []  # nothing written
     store.save("t1", b"x", META, SUPPORT)
     store.delete("t1")
@@ -296,7 +298,7 @@ def test_clearing_the_unlabeled_pool_says_how_many_texts_it_held(store: TenantSt
     store.add_unlabeled("t1", ["a", "b", "a"], 10)
     store.add_unlabeled("t2", ["c"], 10)
     assert store.clear_unlabeled("t1") == 2
-    assert store.unlabeled("t1") == [] and store.clear_unlabeled("t1") == 0
+    assert store.unlabeled("t1") == [] and store.clear_unlabeled("t1") == 0 and store.unlabeled_size("t1") == 0
     assert store.unlabeled("t2") == ["c"]  # tenants' pools are isolated
     assert store.add_unlabeled("t1", ["d"], 10) == PoolUpdate(added=1, repeated=0, dropped=0, size=1)
 

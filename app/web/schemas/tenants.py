@@ -113,8 +113,12 @@ class LabelNamesOut(BaseModel):
     used: bool = Field(description="Whether the label names joined the support set as examples.")
     reason: str = Field(description="Why (in words).")
     n_named: int = Field(0, description="Labels whose name joined as an example.")
-    cv_accuracy_with: float | None = Field(None, description="`auto`: cross-validated accuracy with the names.")
-    cv_accuracy_without: float | None = Field(None, description="`auto`: cross-validated accuracy without them.")
+    cv_accuracy_with: float | None = Field(
+        None, description="`auto`: cross-validated accuracy with the names (multi-label tenants: micro-F1)."
+    )
+    cv_accuracy_without: float | None = Field(
+        None, description="`auto`: cross-validated accuracy without them (multi-label tenants: micro-F1)."
+    )
 
 
 class EncoderChoiceOut(BaseModel):

@@ -36,8 +36,8 @@ from app.ml.learner import InnerLoopParams, adapt_head, head_logits
 from app.ml.loading import load_model, multi_label_inner_loop
 from app.ml.multilabel_decision import soft_decision, soft_f1_loss
 from app.ml.packaged import SHIPPED_CHECKPOINT
-from app.ml.tenant_fit import SupportSet, fit_tenant, fold_scores
-from app.ml.thresholds import Decision, ThresholdRule, fit_decision, out_of_fold_scores
+from app.ml.tenant_fit import SupportSet, fit_tenant, held_out_scores
+from app.ml.thresholds import Decision, ThresholdRule, fit_decision
 
 Predictor = Callable[[MultiLabelRows, list[str]], torch.Tensor]  # (support, labels) -> 0/1 predictions on the queries
 
@@ -304,7 +304,7 @@ def episode_decision(x: torch.Tensor, y: torch.Tensor, params: InnerLoopParams) 
     fixed = InnerLoopParams(params.steps, params.lr_weight.detach(), params.lr_bias.detach(), params.log_scale.detach())
     rule = ThresholdRule()
     x = x.detach()
-    held = out_of_fold_scores(y, rule.folds, lambda ids: fold_scores(x, y, ids, fixed))
+    held = held_out_scores(x, y, len(y), fixed, rule)
     return fit_decision(held.scores, y, held.valid, rule)
 
 

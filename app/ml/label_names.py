@@ -15,10 +15,10 @@ from typing import Literal
 
 import torch
 
-from app.ml.learner import InnerLoopParams, adapt_head, head_logits
+from app.ml.held_out import can_cross_validate, held_out_folds, held_out_right
+from app.ml.learner import InnerLoopParams, adapt_head
 from app.ml.multilabel_decision import applies
 from app.ml.tenant_fit import SupportSet, held_out_scores
-from app.ml.tenant_report import stratified_folds
 from app.ml.thresholds import ThresholdRule, fit_decision, micro_f1
 
 LabelNamesMode = Literal["auto", "on", "off"]
@@ -28,7 +28,6 @@ _SEPARATORS = re.compile(r"[\s_\-/.:]+")
 _TOKENS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+|[^\W\d_]+")  # ACRONYM, Word / word, digits, other letters
 _VOWEL = re.compile(r"[aeiouy]", re.IGNORECASE)
 WORD_SHARE = 2 / 3  # a name reads as words when at least this share of its tokens are words
-CV_MAX_PER_LABEL = 10  # the decision cross-validates at most this many examples of each label
 
 
 def name_tokens(name: str) -> list[str]:
@@ -182,51 +181,16 @@ def choose_label_names(
     they do not lower it (a tie keeps them: names are free evidence).
 
     `embeddings` / `targets`: the examples; `extra`: the description rows (always train); `names`: the name rows
-    (train too, in the "with" fits). The folds are the tenant report's (`stratified_folds`) over at most
-    `CV_MAX_PER_LABEL` examples of each label; every fold of both variants is fitted at once (`adapt_head` with
-    `subsets`), scored by argmax (which the served temperature and the out-of-scope threshold do not change).
-    Returns (use, accuracy with, accuracy without).
+    (train too, in the "with" fits). The folds are `held_out.held_out_folds`; every fold of both variants is
+    fitted at once. Returns (use, accuracy with, accuracy without).
     """
-    keep = capped_per_label(targets, CV_MAX_PER_LABEL, seed)
-    x, y = embeddings[keep], [targets[i] for i in keep.tolist()]
-    folds, _, k = stratified_folds(y, len(labels), seed)
-    fold = torch.tensor(folds, dtype=torch.long)
-    rows = torch.cat([x, extra[0], names[0]])
-    row_targets = torch.tensor([*y, *extra[1], *names[1]], dtype=torch.long)
-    n_extra, n_names = len(extra[1]), len(names[1])
-    masks, held = [], []
-    for with_names in (False, True):
-        for f in range(k):
-            examples = (fold != f).float()
-            masks.append(torch.cat([examples, torch.ones(n_extra), torch.full((n_names,), float(with_names))]))
-            held.append(fold == f)
-    heads = adapt_head(rows, row_targets, len(labels), inner, differentiable=False, subsets=torch.stack(masks))
-    predicted = head_logits(x, heads, 1.0).argmax(-1)  # [problems, n]
-    correct = (predicted == torch.tensor(y).unsqueeze(0)) & torch.stack(held)
-    scored = max(1, int(torch.stack(held[:k]).sum()))
-    without = float(correct[:k].sum()) / scored
-    with_ = float(correct[k:].sum()) / scored
+    rows = torch.cat([embeddings, extra[0], names[0]])
+    row_targets = torch.tensor([*targets, *extra[1], *names[1]], dtype=torch.long)
+    folds = held_out_folds(row_targets, len(targets), len(labels), seed)
+    is_name = torch.arange(rows.shape[0]) >= len(targets) + len(extra[1])
+    subsets = torch.cat([folds.without(is_name), folds.train])
+    heads = adapt_head(rows, row_targets, len(labels), inner, differentiable=False, subsets=subsets)
+    right = held_out_right(rows, row_targets, heads, torch.cat([folds.held, folds.held]))
+    k, scored = folds.held.shape[0], max(1, int(folds.held.sum()))
+    without, with_ = float(right[:k].sum()) / scored, float(right[k:].sum()) / scored
     return with_ >= without, with_, without
-
-
-def can_cross_validate(targets: list[int]) -> bool:
-    """Some label holds two examples: cross-validation has something to hold out."""
-    seen: set[int] = set()
-    for y in targets:
-        if y in seen:
-            return True
-        seen.add(y)
-    return False
-
-
-def capped_per_label(targets: list[int], per_label: int, seed: int) -> torch.Tensor:
-    """Indices of at most `per_label` examples of each label (the first ones of a seeded shuffle), in order."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.randperm(len(targets), generator=generator).tolist()
-    taken: dict[int, int] = {}
-    keep: list[int] = []
-    for i in order:
-        if taken.get(targets[i], 0) < per_label:
-            taken[targets[i]] = taken.get(targets[i], 0) + 1
-            keep.append(i)
-    return torch.tensor(sorted(keep), dtype=torch.long)

@@ -1,11 +1,10 @@
 """A tenant's unlabeled traffic as evidence: does fitting with it (TIM's information term) help this tenant?
 
 `/adapt` fits single-label heads with the tenant's pool of unlabeled texts (`adapt_head(unlabeled=...)`) only when
-cross-validation on its support set says so: stratified folds over at most `CV_MAX_PER_LABEL` examples of each label
-(as the label-names decision builds them) are fitted without and with the pool, and the pool is used when the
-held-out accuracy rises. A pool smaller than `MIN_POOL_PER_LABEL` texts per
-label is not tried (on BANKING77's train split, 6 texts per label lowered accuracy; 26 raised it). Pure PyTorch: no
-service imports.
+cross-validation on its support set says so: the folds of `held_out.held_out_folds` (as the label-names decision
+builds them) are fitted without and with the pool, and the pool is used when the held-out accuracy rises. A pool
+smaller than `MIN_POOL_PER_LABEL` texts per label is not tried (on BANKING77's train split, 6 texts per label
+lowered accuracy; 26 raised it). Pure PyTorch: no service imports.
 """
 
 from __future__ import annotations
@@ -15,16 +14,14 @@ from typing import Literal
 
 import torch
 
-from app.ml.label_names import capped_per_label
-from app.ml.learner import InnerLoopParams, adapt_head, head_logits
-from app.ml.tenant_report import stratified_folds
+from app.ml.held_out import held_out_folds, held_out_right
+from app.ml.learner import InnerLoopParams, adapt_head
 from app.ml.work import stop_if_cancelled
 
 UnlabeledMode = Literal["auto", "off"]
 UNLABELED_MODES: tuple[str, ...] = ("auto", "off")
 
 MIN_POOL_PER_LABEL = 10
-CV_MAX_PER_LABEL = 10  # the decision cross-validates at most this many examples of each label
 
 
 @dataclass(frozen=True)
@@ -56,26 +53,17 @@ def choose_unlabeled(
     """Cross-validated accuracy of the `/adapt` inner loop without and with the unlabeled `pool` `[m, d]`; the pool
     is used only when it raises it (a tie does not: the pool costs time).
 
-    `rows` / `targets` `[n]`: the fit rows, the first `n_examples` of them the tenant's examples (held out in turn,
-    at most `CV_MAX_PER_LABEL` per label), the rest descriptions and names (always train). Every fold is fitted
-    at once (`adapt_head` with `subsets`), once without the pool and once with it; scored by argmax.
+    `rows` / `targets` `[n]`: the fit rows, the first `n_examples` of them the tenant's examples (held out in turn),
+    the rest descriptions and names (always train). Every fold is fitted at once (`adapt_head` with `subsets`),
+    once without the pool and once with it; scored by argmax.
     Returns (use, accuracy with, accuracy without).
     """
     stop_if_cancelled()
-    examples = capped_per_label(targets[:n_examples].tolist(), CV_MAX_PER_LABEL, seed)
-    folds, _, k = stratified_folds(targets[examples].tolist(), n_labels, seed)
-    fold_of = torch.full((rows.shape[0],), -1, dtype=torch.long)
-    fold_of[examples] = torch.tensor(folds, dtype=torch.long)
-    fits = torch.zeros(rows.shape[0], dtype=torch.bool)  # the capped examples and every description or name row
-    fits[examples] = True
-    fits[n_examples:] = True
-    held = torch.stack([fold_of == f for f in range(k)])  # [k, n]
-    subsets = (fits.unsqueeze(0) & ~held).float()
-    scored = max(1, int(held.sum()))
+    folds = held_out_folds(targets, n_examples, n_labels, seed)
+    scored = max(1, int(folds.held.sum()))
     accuracy = []
     for pooled in (None, pool):
-        heads = adapt_head(rows, targets, n_labels, inner, differentiable=False, unlabeled=pooled, subsets=subsets)
-        predicted = head_logits(rows, heads, inner.scale).argmax(-1)  # [k, n]
-        accuracy.append(int(((predicted == targets.unsqueeze(0)) & held).sum()) / scored)
+        heads = adapt_head(rows, targets, n_labels, inner, differentiable=False, unlabeled=pooled, subsets=folds.train)
+        accuracy.append(float(held_out_right(rows, targets, heads, folds.held).sum()) / scored)
     without, with_ = accuracy
     return with_ > without, with_, without

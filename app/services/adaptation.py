@@ -14,7 +14,8 @@ from typing import Literal
 import torch
 
 from app.ml.head import SINGLE_LABEL, TenantHead
-from app.ml.label_names import LabelNamesMode, NamesChoice, apply_label_names, can_cross_validate, names_as_decided
+from app.ml.held_out import can_cross_validate
+from app.ml.label_names import LabelNamesMode, NamesChoice, apply_label_names, names_as_decided
 from app.ml.tenant_fit import SupportSet, fit_tenant
 from app.ml.threads import intra_op_threads
 from app.ml.unlabeled import MIN_POOL_PER_LABEL, PoolChoice, UnlabeledMode, choose_unlabeled, pool_too_small

@@ -14,11 +14,10 @@ from typing import Literal
 import torch
 
 from app.ml.head import SINGLE_LABEL, TenantHead
-from app.ml.held_out import can_cross_validate
 from app.ml.label_names import LabelNamesMode, NamesChoice, apply_label_names, names_as_decided
 from app.ml.tenant_fit import SupportSet, fit_tenant
 from app.ml.threads import intra_op_threads
-from app.ml.unlabeled import MIN_POOL_PER_LABEL, PoolChoice, UnlabeledMode, choose_unlabeled, pool_too_small
+from app.ml.unlabeled import PoolChoice, UnlabeledMode
 from app.services.context import TierContext
 from app.services.errors import ServiceError, invalid
 from app.services.records import (
@@ -33,7 +32,7 @@ from app.services.records import (
     with_sources,
 )
 from app.services.support import merge_support, stored_support_set, support_rows
-from app.services.unlabeled import pool_texts
+from app.services.unlabeled import pool_for_fit
 from app.services.validation import check_label_counts, validate_support, visible_character
 from app.store.base import JSON, NO_MODEL, StoredModel, TenantStore
 
@@ -250,61 +249,13 @@ class AdaptationService:
         counted in `embed`, the decisions in `label_names` and `unlabeled`) and the texts that went through the
         encoder. `keep_pool`: fit with the pool as the version appended to was, without deciding again."""
         fitted, choice, names_ms, n_named = self._with_names(support, mode, tenant_id, generation)
-        pool_rows, pool, pool_ms, n_pool = self._with_pool(fitted, pool_mode, steps, tenant_id, generation, keep_pool)
+        pooled = pool_for_fit(self.context, self.store, fitted, pool_mode, steps, tenant_id, generation, keep_pool)
+        pool_rows, pool, pool_ms, n_pool = pooled.rows, pooled.choice, pooled.timings_ms, pooled.n_embedded
         head, timings, n_embedded = self.fit(fitted, steps, tenant_id, generation, pool_rows)
         timings["embed"] = round(timings["embed"] + names_ms["embed"] + pool_ms["embed"], 3)
         timings["label_names"] = names_ms["label_names"]
         timings["unlabeled"] = pool_ms["unlabeled"]
         return head, choice, pool, timings, n_embedded + n_named + n_pool
-
-    def _with_pool(
-        self,
-        support: SupportSet,
-        mode: UnlabeledMode,
-        steps: int,
-        tenant_id: str,
-        generation: str,
-        keep_pool: bool = False,
-    ) -> tuple[torch.Tensor | None, PoolChoice, dict[str, float], int]:
-        """The embedded unlabeled texts to fit with (None: not used), the choice, its timings (`embed`: the
-        encoder's part) and the texts it sent through the encoder. The pool is the tenant's stored texts minus
-        those its support set holds, embedded through the tier's pool cache. `keep_pool` (an append or a
-        correction to a version fitted with the pool): fit with it again without cross-validating anew."""
-        started = time.perf_counter()
-        no_time = {"embed": 0.0, "unlabeled": 0.0}
-        if mode == "off":
-            return None, PoolChoice(mode, False, "unlabeled is off"), no_time, 0
-        if support.label_sets is not None:
-            return None, PoolChoice(mode, False, "multi-label tenants do not use unlabeled texts"), no_time, 0
-        texts = pool_texts(self.store, tenant_id, support, self.context.limits.max_unlabeled)
-        n_labels = len(support.labels)
-        if not texts:
-            return None, PoolChoice(mode, False, "the tenant has no unlabeled texts"), no_time, 0
-        if pool_too_small(len(texts), n_labels):
-            need = MIN_POOL_PER_LABEL * n_labels
-            reason = f"{len(texts)} unlabeled texts: fewer than {need} ({MIN_POOL_PER_LABEL} per label) are not tried"
-            return None, PoolChoice(mode, False, reason, len(texts)), no_time, 0
-        context = self.context
-        if keep_pool:
-            pool_rows, n_pool = context.embed_pool(texts, tenant_id, generation)
-            timings = {"embed": _ms(time.perf_counter() - started), "unlabeled": 0.0}
-            reason = f"{len(texts)} unlabeled texts used, as the version appended to was fitted"
-            return pool_rows, PoolChoice(mode, True, reason, len(texts)), timings, n_pool
-        if not can_cross_validate(support.targets):
-            reason = "too few examples to cross-validate"
-            return None, PoolChoice(mode, False, reason, len(texts)), no_time, 0
-        fit_texts, targets = support.fit_tensors()
-        rows, n_rows = context.embeddings.embed(fit_texts, context.embedder.embed, tenant_id, generation)
-        pool_rows, n_pool = context.embed_pool(texts, tenant_id, generation)
-        embedded = time.perf_counter()
-        inner = context.inner_for(support.task).with_steps(steps)
-        with intra_op_threads(context.math_threads):
-            use, with_, without = choose_unlabeled(rows, targets, len(support.texts), n_labels, pool_rows, inner)
-        verdict = "used: cross-validated accuracy rises" if use else "not used: cross-validated accuracy does not rise"
-        reason = f"{len(texts)} unlabeled texts {verdict} ({100 * with_:.1f} % with, {100 * without:.1f} % without)"
-        timings = {"embed": _ms(embedded - started), "unlabeled": _ms(time.perf_counter() - embedded)}
-        choice = PoolChoice(mode, use, reason, len(texts), with_, without)
-        return (pool_rows if use else None), choice, timings, n_rows + n_pool
 
     def _with_names(
         self, support: SupportSet, mode: LabelNamesMode, scope: str, generation: str
@@ -343,7 +294,8 @@ class AdaptationService:
         pool_mode, pool_used = stored_unlabeled(stored.meta)
         pool_rows, pool = None, PoolChoice(pool_mode, False, "as decided when the version was adapted")
         if pool_used:
-            pool_rows, pool, _, _ = self._with_pool(fitted, pool_mode, steps, tenant_id, generation, keep_pool=True)
+            pooled = pool_for_fit(self.context, self.store, fitted, pool_mode, steps, tenant_id, generation, True)
+            pool_rows, pool = pooled.rows, pooled.choice
         head, _, _ = self.fit(fitted, steps, tenant_id, generation, pool_rows)
         choice = NamesChoice(mode, used, "as decided when the version was adapted")
         new_version = self._save(

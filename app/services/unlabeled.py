@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from anyio import to_thread
 
 from app.ml.held_out import can_cross_validate
 from app.ml.policy import Limits
@@ -122,6 +123,12 @@ class UnlabeledService:
         if update is None:
             raise unknown_tenant(tenant_id)
         return update
+
+    async def add_async(self, tenant_id: str, texts: list[str]) -> PoolUpdate:
+        """`add` from the event loop: on it for an in-process store, else in a worker thread."""
+        if self.store.in_process:
+            return self.add(tenant_id, texts)
+        return await to_thread.run_sync(self.add, tenant_id, texts)
 
     def info(self, tenant_id: str) -> PoolInfo:
         if self.store.current_version(tenant_id) is None:

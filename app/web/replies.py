@@ -109,8 +109,9 @@ def _label_names(choice: NamesChoice | None) -> LabelNamesOut | None:
     return LabelNamesOut(mode=choice.mode, used=choice.used, reason=choice.reason, n_named=choice.n_named, **scores)
 
 
-def predicted(result: PredictResult) -> PredictResponse:
+def predicted(result: PredictResult, pool_size: int | None = None) -> PredictResponse:
     return PredictResponse(
+        unlabeled_pool_size=pool_size,
         tenant_id=result.tenant_id,
         version=result.version,
         encoder=result.encoder,

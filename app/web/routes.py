@@ -84,8 +84,9 @@ async def adapt(body: AdaptRequest, encoders: ServedTiers, heavy: Heavy, request
 
 
 @router.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES, tags=["tenants"])
-async def predict(body: PredictRequest, encoders: ServedTiers) -> PredictResponse:
-    """Classify texts with the tenant's current model."""
+async def predict(body: PredictRequest, encoders: ServedTiers, pools: Pools) -> PredictResponse:
+    """Classify texts with the tenant's current model (and, with `keep_unlabeled`, keep them in its unlabeled
+    pool)."""
     with working_for(Work(body.tenant_id, Priority.INTERACTIVE)):
         tier = await encoders.of_tenant_async(body.tenant_id, body.version)
         result = await tier.prediction.predict_async(
@@ -97,8 +98,9 @@ async def predict(body: PredictRequest, encoders: ServedTiers) -> PredictRespons
             label_threshold=body.label_threshold,
             explain=body.explain,
         )
+    kept = await pools.add_async(body.tenant_id, body.texts) if body.keep_unlabeled else None
     metrics.observe_operation("predict", len(body.texts), result.timings_ms)
-    return replies.predicted(result)
+    return replies.predicted(result, None if kept is None else kept.size)
 
 
 @router.post(

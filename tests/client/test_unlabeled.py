@@ -54,6 +54,7 @@ def test_pool_add_size_suggest_clear(client: Client, tenant: str) -> None:
     cleared = client.clear_unlabeled(tenant)
     assert cleared.tenant_id == tenant and cleared.removed == 4
     assert client.unlabeled(tenant).size == 0
+    assert client.predict(tenant, POOL[:2], keep_unlabeled=True).unlabeled_pool_size == 2  # traffic kept on the way
 
 
 def test_pool_errors_are_typed(client: Client, tenant: str) -> None:

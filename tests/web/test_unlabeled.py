@@ -1,6 +1,7 @@
 """/tenants/{id}/unlabeled with the real encoder and a real Redis: the pool is bounded, kept per tenant, deleted
-with the tenant; /suggest picks from it when sent no texts; /adapt says whether it used it and why (and never
-looks at another tenant's pool); bad bodies are 4xx with a code; a key of another tenant cannot touch it."""
+with the tenant; /predict keeps its texts there on request; /suggest picks from it when sent no texts; /adapt says
+whether it used it and why (and never looks at another tenant's pool); bad bodies are 4xx with a code; a key of
+another tenant cannot touch it."""
 
 from __future__ import annotations
 
@@ -99,3 +100,17 @@ def test_a_key_of_another_tenant_cannot_touch_the_pool(make_client) -> None:
     for method, body in (("POST", {"texts": ["where is my card"]}), ("GET", None), ("DELETE", None)):
         answer = client.request(method, "/tenants/acme/unlabeled", json=body, headers=bearer(key))
         assert_error(answer, 403, "forbidden_tenant")
+
+
+def test_predict_can_keep_its_texts_in_the_pool(client: TestClient) -> None:
+    _adapt(client, "acme")
+    texts = ["where is my new card", "euro rate today"]
+    plain = client.post("/predict", json={"tenant_id": "acme", "texts": texts}).json()
+    assert plain["unlabeled_pool_size"] is None and client.get("/tenants/acme/unlabeled").json()["size"] == 0
+    kept = client.post("/predict", json={"tenant_id": "acme", "texts": texts, "keep_unlabeled": True})
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["unlabeled_pool_size"] == 2
+    assert [p["label"] for p in kept.json()["predictions"]] == [p["label"] for p in plain["predictions"]]
+    strict = client.post("/predict", json={"tenant_id": "acme", "texts": texts, "keep_unlabeled": "yes"})
+    assert strict.status_code == 422
+    assert client.get("/tenants/globex/unlabeled").status_code == 404  # nothing kept for anyone else

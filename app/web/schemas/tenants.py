@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 from app.ml.registry import DEFAULT_ENCODER
 from app.web.schemas.common import ENCODER_NAME_PATTERN, TenantId
@@ -205,6 +205,11 @@ class PredictRequest(BaseModel):
         description="Evidence per text: its `explain` nearest support examples (0-10; 0: none; outside: 422 "
         "`invalid_explain`) of the predicted label and of the runner-up, by cosine similarity.",
     )
+    keep_unlabeled: StrictBool = Field(
+        False,
+        description="Also keep the texts in the tenant's unlabeled pool, as POST /tenants/{id}/unlabeled does "
+        "(after they are classified; the reply's `unlabeled_pool_size` says how many it holds).",
+    )
 
 
 class EvidenceOut(BaseModel):
@@ -279,6 +284,9 @@ class PredictResponse(BaseModel):
     label_threshold: float | None = Field(None, description="Multi-label: the request's one threshold, if given.")
     predictions: list[PredictionOut]
     timings_ms: dict[str, float]
+    unlabeled_pool_size: int | None = Field(
+        None, description="With `keep_unlabeled`: how many texts the tenant's unlabeled pool holds now."
+    )
 
 
 _MODEL_SUMMARY_EXAMPLE: dict[str, Any] = {

@@ -103,7 +103,7 @@ class Client:
         return self.adapt(tenant_id, examples, mode="append", expected_version=expected_version, **options)
 
     def predict(self, tenant_id: str, texts: list[str], **options: Any) -> models.PredictResponse:
-        """POST /predict (`top_k`, `version`, `oos_threshold`, `label_threshold`, `explain`)."""
+        """POST /predict (`top_k`, `version`, `oos_threshold`, `label_threshold`, `explain`, `keep_unlabeled`)."""
         return self._typed(calls.predict(tenant_id, texts, **options), models.PredictResponse)
 
     def feedback(

@@ -101,6 +101,7 @@ class PredictRequest(_Request):
     oos_threshold: float | None = None
     label_threshold: float | None = None
     explain: int | None = Field(None, description="0..10 nearest support examples per label (evidence).")
+    keep_unlabeled: bool | None = Field(None, description="Also keep the texts in the tenant's unlabeled pool.")
 
 
 class LabelScore(_Reply):
@@ -133,6 +134,7 @@ class PredictResponse(_Reply):
     label_threshold: float | None = None
     predictions: list[Prediction]
     timings_ms: dict[str, float]
+    unlabeled_pool_size: int | None = None  # with `keep_unlabeled`: the pool's size afterwards
 
 
 class ModelSummary(_Reply):

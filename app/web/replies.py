@@ -92,14 +92,7 @@ def _unlabeled(choice: PoolChoice | None) -> UnlabeledOut | None:
 
 
 def pool_updated(tenant_id: str, update: PoolUpdate, max_texts: int) -> UnlabeledResponse:
-    return UnlabeledResponse(
-        tenant_id=tenant_id,
-        added=update.added,
-        repeated=update.repeated,
-        dropped=update.dropped,
-        size=update.size,
-        max_texts=max_texts,
-    )
+    return UnlabeledResponse(tenant_id=tenant_id, max_texts=max_texts, **asdict(update))
 
 
 def _label_names(choice: NamesChoice | None) -> LabelNamesOut | None:
@@ -111,7 +104,6 @@ def _label_names(choice: NamesChoice | None) -> LabelNamesOut | None:
 
 def predicted(result: PredictResult, pool_size: int | None = None) -> PredictResponse:
     return PredictResponse(
-        unlabeled_pool_size=pool_size,
         tenant_id=result.tenant_id,
         version=result.version,
         encoder=result.encoder,
@@ -133,6 +125,7 @@ def predicted(result: PredictResult, pool_size: int | None = None) -> PredictRes
             for p in result.predictions
         ],
         timings_ms=result.timings_ms,
+        unlabeled_pool_size=pool_size,
     )
 
 

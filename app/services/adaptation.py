@@ -41,6 +41,17 @@ APPEND_RETRIES = 5
 
 
 @dataclass
+class FittedVersion:
+    """A head fitted for a new version, with the evidence decisions its record keeps."""
+
+    head: TenantHead
+    names: NamesChoice
+    pool: PoolChoice
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    n_embedded: int = 0  # texts that went through the encoder
+
+
+@dataclass
 class AdaptResult:
     tenant_id: str
     version: int
@@ -146,19 +157,8 @@ class AdaptationService:
             fitted = self._fit_with_evidence(
                 support, label_names or "auto", unlabeled or "auto", steps, tenant_id, generation
             )
-            head, choice, pool, timings, n_embedded = fitted
             kept_choice = encoder_choice
-            version = self._save(
-                tenant_id,
-                head,
-                support,
-                steps,
-                generation,
-                expected_version,
-                names=choice,
-                encoder_choice=kept_choice,
-                pool=pool,
-            )
+            version = self._save(tenant_id, fitted, support, steps, generation, expected_version, kept_choice)
             if version is None:
                 raise ServiceError(
                     409, "concurrent_update", f"tenant {tenant_id!r} changed; it is not at version {expected_version}"
@@ -191,27 +191,16 @@ class AdaptationService:
                 fitted = self._fit_with_evidence(
                     support, mode, unlabeled or pool_mode, steps, tenant_id, generation, keep_pool
                 )
-                head, choice, pool, timings, n_embedded = fitted
                 expected = NO_MODEL if current is None else current  # creating is a compare-and-set too
                 origins = [*(stored or []), *examples]
                 kept_choice = stored_encoder_choice(stored_meta) or encoder_choice
-                version = self._save(
-                    tenant_id,
-                    head,
-                    support,
-                    steps,
-                    generation,
-                    expected,
-                    origins,
-                    names=choice,
-                    encoder_choice=kept_choice,
-                    pool=pool,
-                )
+                version = self._save(tenant_id, fitted, support, steps, generation, expected, kept_choice, origins)
                 if version is not None:
                     break
             else:
                 raise ServiceError(409, "concurrent_update", "the tenant changed during append; retry")
         assert version is not None
+        timings, head = fitted.timings_ms, fitted.head
         timings["store"] = round(_ms(time.perf_counter() - started) - sum(timings.values()), 3)
         timings["total"] = _ms(time.perf_counter() - started)
         return AdaptResult(
@@ -222,16 +211,16 @@ class AdaptationService:
             n_descriptions=len(support.descriptions),
             inner_steps=steps,
             oos_threshold=head.oos_threshold,
-            n_embedded=n_embedded,
+            n_embedded=fitted.n_embedded,
             encoder_fingerprint=self.context.embedder.fingerprint,
             timings_ms=timings,
             task=support.task,
             n_negatives=support.n_negatives,
             thresholds=_threshold_map(head),
             encoder=self.context.encoder_name,
-            label_names=choice,
+            label_names=fitted.names,
             encoder_choice=kept_choice,
-            unlabeled=pool,
+            unlabeled=fitted.pool,
         )
 
     def _fit_with_evidence(
@@ -243,19 +232,18 @@ class AdaptationService:
         tenant_id: str,
         generation: str,
         keep_pool: bool = False,
-    ) -> tuple[TenantHead, NamesChoice, PoolChoice, dict[str, float], int]:
+    ) -> FittedVersion:
         """`fit` on the support set with its label names where `mode` uses them and its unlabeled texts where
         `pool_mode` and cross-validation do: the head, both decisions, the timings (the encoder's time of both
         counted in `embed`, the decisions in `label_names` and `unlabeled`) and the texts that went through the
         encoder. `keep_pool`: fit with the pool as the version appended to was, without deciding again."""
-        fitted, choice, names_ms, n_named = self._with_names(support, mode, tenant_id, generation)
-        pooled = pool_for_fit(self.context, self.store, fitted, pool_mode, steps, tenant_id, generation, keep_pool)
-        pool_rows, pool, pool_ms, n_pool = pooled.rows, pooled.choice, pooled.timings_ms, pooled.n_embedded
-        head, timings, n_embedded = self.fit(fitted, steps, tenant_id, generation, pool_rows)
-        timings["embed"] = round(timings["embed"] + names_ms["embed"] + pool_ms["embed"], 3)
+        named, choice, names_ms, n_named = self._with_names(support, mode, tenant_id, generation)
+        pooled = pool_for_fit(self.context, self.store, named, pool_mode, steps, tenant_id, generation, keep_pool)
+        head, timings, n_embedded = self.fit(named, steps, tenant_id, generation, pooled.rows)
+        timings["embed"] = round(timings["embed"] + names_ms["embed"] + pooled.timings_ms["embed"], 3)
         timings["label_names"] = names_ms["label_names"]
-        timings["unlabeled"] = pool_ms["unlabeled"]
-        return head, choice, pool, timings, n_embedded + n_named + n_pool
+        timings["unlabeled"] = pooled.timings_ms["unlabeled"]
+        return FittedVersion(head, choice, pooled.choice, timings, n_embedded + n_named + pooled.n_embedded)
 
     def _with_names(
         self, support: SupportSet, mode: LabelNamesMode, scope: str, generation: str
@@ -297,47 +285,35 @@ class AdaptationService:
             pooled = pool_for_fit(self.context, self.store, fitted, pool_mode, steps, tenant_id, generation, True)
             pool_rows, pool = pooled.rows, pooled.choice
         head, _, _ = self.fit(fitted, steps, tenant_id, generation, pool_rows)
-        choice = NamesChoice(mode, used, "as decided when the version was adapted")
-        new_version = self._save(
-            tenant_id,
-            head,
-            support,
-            steps,
-            generation,
-            version,
-            stored_support,
-            names=choice,
-            encoder_choice=stored_encoder_choice(stored.meta),
-            pool=pool,
-        )
+        rebuilt = FittedVersion(head, NamesChoice(mode, used, "as decided when the version was adapted"), pool)
+        choice = stored_encoder_choice(stored.meta)
+        new_version = self._save(tenant_id, rebuilt, support, steps, generation, version, choice, stored_support)
         return None if new_version is None else (new_version, head)
 
     def _save(
         self,
         tenant_id: str,
-        head: TenantHead,
+        fitted: FittedVersion,
         support: SupportSet,
         steps: int,
         generation: str,
         expected_version: int | None,
+        encoder_choice: JSON | None,
         origins: list[JSON] | None = None,
-        names: NamesChoice | None = None,
-        encoder_choice: JSON | None = None,
-        pool: PoolChoice | None = None,
     ) -> int | None:
         """Store a new version (compare-and-set on `expected_version`); examples `origins` holds as corrections
         keep their `source`."""
         context = self.context
         record = TenantRecord.fitted(
-            head,
+            fitted.head,
             support,
             context.embedder.fingerprint,
             steps,
             generation,
             context.encoder_name,
-            None if names is None else (names.mode, names.used),
+            (fitted.names.mode, fitted.names.used),
             encoder_choice,
-            None if pool is None else (pool.mode, pool.used),
+            (fitted.pool.mode, fitted.pool.used),
         )
         rows = with_sources(support_rows(support), origins or [])
         return self.store.save(tenant_id, record.head_bytes, record.meta(), rows, expected_version)

@@ -25,6 +25,7 @@ from app.services.prediction import PredictionService
 from app.services.tenants import TenantService
 from app.services.validation import Limits
 from app.store import RedisStore
+from tests.services.test_multilabel_service import TICKETS
 from tests.services.test_validation import SUPPORT
 
 QUERIES = ["where is my new card", "I want my money back", "dollar to euro rate"]
@@ -99,15 +100,7 @@ def test_the_async_path_gives_the_same_evidence(service: PredictionService) -> N
 
 
 def test_multi_label_evidence_is_per_applying_label(service: PredictionService) -> None:
-    tickets = [
-        {"text": "I was charged twice", "labels": ["billing"]},
-        {"text": "refund my payment", "labels": ["billing"]},
-        {"text": "the app crashes on start", "labels": ["bug"]},
-        {"text": "the export throws an error", "labels": ["bug"]},
-        {"text": "charged twice and the app crashed", "labels": ["billing", "bug"]},
-        {"text": "thanks a lot", "labels": []},
-    ]
-    service.adaptation.adapt("multi", tickets, task="multi_label")
+    service.adaptation.adapt("multi", TICKETS, task="multi_label")
     for threshold in (0.01, 0.99):
         for prediction in service.predict(
             "multi", ["charged and crashed"], label_threshold=threshold, explain=2
@@ -117,7 +110,7 @@ def test_multi_label_evidence_is_per_applying_label(service: PredictionService) 
             labels = list(dict.fromkeys(e.label for e in prediction.evidence))
             assert labels == applying
             for e in prediction.evidence:
-                assert e.label in next(t["labels"] for t in tickets if t["text"] == e.text)
+                assert e.label in next(t["labels"] for t in TICKETS if t["text"] == e.text)
 
 
 @pytest.mark.parametrize("explain", [-1, 11])

@@ -29,7 +29,6 @@ from app.ml.tenant_report import (
     label_counts,
     with_corrections,
 )
-from app.ml.unlabeled import pool_too_small
 from app.services.context import TierContext
 from app.services.errors import invalid, missing_version, unknown_tenant
 from app.services.prediction import PredictionService
@@ -43,7 +42,7 @@ from app.services.records import (
 )
 from app.services.single_flight import SingleFlight
 from app.services.support import stored_support_set
-from app.services.unlabeled import pool_texts
+from app.services.unlabeled import pool_for_fit, pool_texts
 from app.services.validation import check_label, check_text, example_labels
 from app.store.base import JSON, TenantStore
 
@@ -180,9 +179,9 @@ class InsightService:
         """The single-label report's cross-validation, each fold fitted as the version was: with the tenant's
         unlabeled pool as it is now when the version was fitted with a pool."""
         embeddings, extra_embeddings, extra_targets = self._support_embeddings(tenant_id, generation, support)
-        texts = pool_texts(self.store, tenant_id, support, self.context.limits.max_unlabeled) if pool_used else []
-        usable = texts and not pool_too_small(len(texts), len(support.labels))  # the floor `/adapt` applies
-        pool = self.context.embed_pool(texts, tenant_id, generation)[0] if usable else None
+        pool = None
+        if pool_used:  # the pool as a rebuild would fit with it (`/adapt`'s floor applies)
+            pool = pool_for_fit(self.context, self.store, support, "auto", steps, tenant_id, generation, True).rows
         embedded = time.perf_counter()
         n = len(support.texts)
         with self.context.math():
@@ -321,24 +320,22 @@ class InsightService:
             check_text(text, self.context.limits, f"texts[{i}]")
         version, head = self.prediction.head_for(tenant_id)
         support, _, generation, _ = self._stored_support(tenant_id, version)
-        if texts is None:
+        if texts is None:  # the tenant's pool, through the tier's pool cache
             pool = pool_texts(self.store, tenant_id, support, self.context.limits.max_unlabeled)[: self.max_pool]
             if not pool:
                 raise invalid("no_texts", "no texts given and the tenant's unlabeled pool holds none left to label")
+            source, embed = "unlabeled", lambda chosen: self.context.embed_pool(chosen, tenant_id, generation)[0]
         else:
             pool = list(dict.fromkeys(texts))  # a text pasted twice is one candidate
+            source, embed = "request", self.context.embedder.embed
         loaded = time.perf_counter()
-        if texts is None:
-            pool_embeddings = self.context.embed_pool(pool, tenant_id, generation)[0]
-        else:
-            pool_embeddings = self.context.embedder.embed(pool)
+        pool_embeddings = embed(pool)
         support_embeddings, _, _ = self._support_embeddings(tenant_id, generation, support)
         embedded = time.perf_counter()
         with self.context.math():
             picks = suggest(head, pool_embeddings, support_embeddings, k)
         done = time.perf_counter()
         timings = _timings(started, loaded, embedded, done, "select")
-        source = "request" if texts is not None else "unlabeled"
         return SuggestResult(tenant_id, version, len(pool), [(pool[p.index], p) for p in picks], timings, source)
 
 

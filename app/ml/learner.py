@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 UNLABELED_WEIGHT = 1.0
 """The information term's default weight (`adapt_head` with `unlabeled`): chosen on the train splits of BANKING77
-and CLINC150 (0.5, 1, 2, 4 and 8 tried; `bench/unlabeled_pool.py --split train`)."""
+and CLINC150 (0.5, 1, 2, 4 and 8 tried: `bench/unlabeled_pool.py`, which reads train splits only)."""
 
 
 @dataclass

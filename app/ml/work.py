@@ -65,6 +65,12 @@ class SharedWork(Work):
             self._joined.append(work)
 
     @property
+    def callers(self) -> int:
+        """How many requests have joined."""
+        with self._lock:
+            return len(self._joined)
+
+    @property
     def cancelled(self) -> bool:
         with self._lock:
             joined = list(self._joined)

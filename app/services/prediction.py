@@ -9,12 +9,14 @@ import torch
 from anyio import to_thread
 
 from app.ml.head import SINGLE_LABEL, TenantHead
+from app.ml.work import Priority, Work, working_for
 from app.services.adaptation import AdaptationService
 from app.services.context import TierContext
 from app.services.errors import ServiceError, encoder_not_served, invalid, missing_version, unknown_tenant
 from app.services.evidence import MAX_EXPLAIN, Evidence, SupportMatrices, SupportMatrix, build_matrix, nearest
 from app.services.model_cache import CachedHead, HeadCache
 from app.services.records import DEFAULT_ENCODER, UnusableModel, open_record, stored_steps
+from app.services.single_flight import SingleFlight
 from app.services.validation import check_text
 from app.store.base import StoredModel, TenantStore
 
@@ -45,7 +47,13 @@ class PredictResult:
 
 
 class PredictionService:
-    """Serves predictions; repairs stale or corrupt heads from the stored support set."""
+    """Serves predictions; repairs stale or corrupt heads from the stored support set.
+
+    A repair re-adapts a version (its support set, and its unlabeled pool if it was fitted with one): work the
+    size of an /adapt. It runs once per (tenant, version, encoder) however many predictions find the head unusable
+    meanwhile (they share its result), and as the tenant's bulk work, so its encoder passes queue behind other
+    tenants' predictions and take turns with their heavy requests, as an /adapt's do.
+    """
 
     def __init__(
         self, context: TierContext, store: TenantStore, cache: HeadCache, adaptation: AdaptationService
@@ -55,6 +63,7 @@ class PredictionService:
         self.cache = cache
         self.adaptation = adaptation  # rebuilds stale or corrupt heads
         self.evidence = SupportMatrices()  # support matrices for `explain`, per tenant version (DELETE forgets)
+        self._repairs: SingleFlight[tuple[str, int, str], tuple[int, TenantHead]] = SingleFlight()
 
     def head_for(self, tenant_id: str) -> tuple[int, TenantHead]:
         """The tenant's current head, from the cache when its version is still current."""
@@ -68,7 +77,7 @@ class PredictionService:
             head = self._open(tenant_id, stored)
             version = stored.version
         except UnusableModel as exc:
-            version, head = self._repair(tenant_id, stored.version, stored_steps(stored.meta), exc)
+            version, head = self._shared_repair(tenant_id, stored.version, stored_steps(stored.meta), exc)
         self.cache.put(tenant_id, CachedHead(version, self.context.embedder.fingerprint, head))
         return version, head
 
@@ -82,13 +91,30 @@ class PredictionService:
                 raise encoder_not_served(tenant_id, exc.encoder) from exc
             raise
 
+    def repairs_waiting(self, tenant_id: str) -> int:
+        """How many callers wait on the repair of `tenant_id`'s current version under this encoder (0: none runs)."""
+        version = self.store.current_version(tenant_id)
+        if version is None:
+            return 0
+        return self._repairs.callers((tenant_id, version, self.context.embedder.fingerprint))
+
+    def _shared_repair(
+        self, tenant_id: str, version: int, steps: int | None, problem: UnusableModel
+    ) -> tuple[int, TenantHead]:
+        """`_repair`, once for every concurrent caller of the same version, as `tenant_id`'s bulk work."""
+        key = (tenant_id, version, self.context.embedder.fingerprint)
+        with working_for(Work(tenant_id, Priority.BULK)):
+            repaired, _ = self._repairs.run(key, lambda: self._repair(tenant_id, version, steps, problem))
+        return repaired
+
     def _repair(
         self, tenant_id: str, version: int, steps: int | None, problem: UnusableModel
     ) -> tuple[int, TenantHead]:
         for _ in range(3):  # a concurrent /adapt may win the compare-and-set; then use its version
-            rebuilt = self.adaptation.rebuild(tenant_id, version, steps)
-            if rebuilt is not None:
-                return rebuilt
+            if self.store.current_version(tenant_id) == version:  # else it changed meanwhile: no refit to throw away
+                rebuilt = self.adaptation.rebuild(tenant_id, version, steps)
+                if rebuilt is not None:
+                    return rebuilt
             stored = self.store.load(tenant_id)
             if stored is None:
                 raise unknown_tenant(tenant_id)

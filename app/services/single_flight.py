@@ -65,5 +65,11 @@ class SingleFlight(Generic[K, V]):
             with self._lock:
                 del self._flights[key]
 
+    def callers(self, key: K) -> int:
+        """How many callers share `key`'s computation now (0: none runs)."""
+        with self._lock:
+            flight = self._flights.get(key)
+            return 0 if flight is None else flight.work.callers
+
     def __len__(self) -> int:
         return len(self._flights)

@@ -31,7 +31,7 @@ def test_callers_that_arrive_during_a_computation_share_it() -> None:
         first = pool.submit(_as, Work("a", Priority.BULK), flights, compute)
         assert started.wait(5)
         others = [pool.submit(_as, Work("a", Priority.BULK), flights, compute) for _ in range(2)]
-        while len(flights._flights["key"].work._joined) < 3:
+        while flights.callers("key") < 3:
             threading.Event().wait(0.001)
         release.set()
         assert first.result(timeout=5) == (42, False)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import random
 import statistics
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from app.ml.learner import InnerLoopParams, adapt_head, head_logits
 from app.ml.registry import names as tier_names
 from bench.common.data import add_data_option
 from bench.common.results import print_table, write_json
+from bench.common.support import train_episode
 
 QUERIES_PER_LABEL = 20
 
@@ -78,15 +78,8 @@ def main() -> None:
 
     results: dict[str, list[float]] = {}
     for seed in args.seeds:
-        rng = random.Random(seed)
-        support, queries, pool = [], [], []
-        for label in labels:
-            group = by_label[label][:]
-            rng.shuffle(group)
-            support += [(text, label) for text in group[: args.shots]]
-            queries += [(text, label) for text in group[args.shots : args.shots + QUERIES_PER_LABEL]]
-            pool += group[args.shots + QUERIES_PER_LABEL :]
-        rng.shuffle(pool)
+        episode = train_episode(by_label, args.shots, QUERIES_PER_LABEL, seed)
+        support, queries, pool = episode.support, episode.queries, episode.pool
         fit_rows = rows([text for text, _ in support])
         fit_targets = torch.tensor([index[label] for _, label in support])
         if args.names:

@@ -160,14 +160,14 @@ def _stored(store: RedisStore, tenant_id: str) -> dict[str, Any]:
 
 def stored_now(redis_url: str, store: RedisStore) -> dict[str, Any]:
     """Adapt two tenants through the HTTP layer (tiny encoder, seed 0; two inner steps) into `store`'s prefix and
-    read back their hashes. The multi-label tenant's label names are off: its names decision compares two
-    cross-validated scores of a random encoder, too close to pin head bytes across machines."""
+    read back their hashes. Both tenants name their label-names mode (on, off): the `auto` decision compares two
+    cross-validated scores of a random encoder, too close to pin across machines."""
     settings = Settings(
         store="redis", redis_url=redis_url, redis_prefix=store._prefix, checkpoint="none", _env_file=None
     )
     model = (build_tiny_encoder(packaged_tokenizer()), InnerLoopParams.constant(2, 0.04, 10.0), None)
     with TestClient(create_app(settings, model=model)) as client:
-        single = client.post("/adapt", json={"tenant_id": "snap-single", "examples": SUPPORT})
+        single = client.post("/adapt", json={"tenant_id": "snap-single", "examples": SUPPORT, "label_names": "on"})
         multi = client.post(
             "/adapt",
             json={"tenant_id": "snap-multi", "task": "multi_label", "examples": TICKETS, "label_names": "off"},

@@ -22,6 +22,7 @@ loop, and scored on the queries:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 from collections.abc import Callable
 from pathlib import Path
@@ -31,13 +32,9 @@ from torch.nn import functional as F
 
 from app.bootstrap import load_tier_model
 from app.config import Settings
-from app.meta.data import load_jsonl
-from app.ml.embedding_cache import embed_cached
 from app.ml.encoder import SentenceEncoder, mean_pool
-from app.ml.label_names import readable_name
 from app.ml.learner import HeadTensors, InnerLoopParams, adapt_head, head_logits, prototype_head
-from app.ml.registry import names as tier_names
-from bench.common.data import add_data_option
+from bench.common.embedded import add_train_split_options, named_train_split, names_of
 from bench.common.results import print_table, write_json
 from bench.common.support import train_episode
 
@@ -114,34 +111,27 @@ def variants(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_option(parser)
-    parser.add_argument("--dataset", default="banking77", help="a JSONL file of --data with a train split")
-    parser.add_argument("--encoder", choices=tier_names(), default="minilm")
-    parser.add_argument("--shots", type=int, default=10)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_train_split_options(parser, shots=10)
     parser.add_argument("--extra-layer", type=int, default=None, help="also: this layer's output concatenated")
-    parser.add_argument("--cache", type=Path, default=Path("runs/embed-cache"))
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = args.out or Path(f"bench/results/frozen_levers_{args.encoder}_{args.dataset}_{args.shots}shot.json")
 
     torch.manual_seed(0)
     encoder, inner, checkpoint = load_tier_model(Settings(), args.encoder)
-    by_label = load_jsonl(args.data / f"{args.dataset}.jsonl", splits=["train"]).by_label
-    labels = sorted(by_label)
-    names = [readable_name(label) or label for label in labels]
-    texts = sorted({text for group in by_label.values() for text in group} | set(names))
-    spaces = {"final": embed_cached(encoder, texts, args.cache)}
+    split = named_train_split(encoder, args.data / f"{args.dataset}.jsonl", args.cache)
+    spaces = {"final": split}
     if args.extra_layer is not None:
-        extra = layer_embeddings(encoder, texts, args.extra_layer)
-        spaces[f"layer {args.extra_layer}"] = F.normalize(torch.cat([spaces["final"], extra], dim=1), dim=-1)
-    row_of = {text: i for i, text in enumerate(texts)}
+        extra = layer_embeddings(encoder, list(split.rows), args.extra_layer)
+        joined = F.normalize(torch.cat([split.embeddings, extra], dim=1), dim=-1)
+        spaces[f"layer {args.extra_layer}"] = dataclasses.replace(split, embeddings=joined)
+    labels = split.labels
+    names = names_of(labels)
     index = {label: i for i, label in enumerate(labels)}
     n = len(labels)
 
     results: dict[str, list[float]] = {}
     for seed in args.seeds:
-        episode = train_episode(by_label, args.shots, QUERIES_PER_LABEL, seed)
+        episode = train_episode(split.by_label, args.shots, QUERIES_PER_LABEL, seed)
         targets = torch.cat([torch.tensor([index[label] for _, label in episode.support]), torch.arange(n)])
         query_targets = torch.tensor([index[label] for _, label in episode.queries])
         support_texts = [text for text, _ in episode.support] + names
@@ -151,12 +141,8 @@ def main() -> None:
             right = head_logits(queries, head, inner.scale).argmax(-1) == query_targets  # noqa: B023
             results.setdefault(key, []).append(float(right.float().mean()))
 
-        for space, embeddings in spaces.items():
-
-            def rows(chosen: list[str], embeddings: torch.Tensor = embeddings) -> torch.Tensor:
-                return embeddings[[row_of[text] for text in chosen]]
-
-            support, queries, pool = rows(support_texts), rows(query_texts), rows(episode.pool)
+        for space, embedded in spaces.items():
+            support, queries, pool = (embedded.embed(part) for part in (support_texts, query_texts, episode.pool))
             if space != "final":
                 score(f"+ pool, with {space}", adapt_head(support, targets, n, inner, False, unlabeled=pool), queries)
                 continue

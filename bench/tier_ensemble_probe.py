@@ -24,10 +24,10 @@ from torch.nn import functional as F
 
 from app.meta.data import load_jsonl
 from app.meta.evaluate import _load, precomputed_embedder
-from app.ml.label_names import readable_name
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits
 from app.ml.registry import SHIPPED_CHECKPOINT_DIR
 from bench.common.data import add_data_option
+from bench.common.embedded import names_of
 from bench.common.results import print_table, write_json
 from bench.common.support import train_episode
 
@@ -61,7 +61,7 @@ def main() -> None:
     train = load_jsonl(args.data / "banking77.jsonl", ["train"]).by_label
     labels = sorted(train)
     texts = [text for label in labels for text in train[label]]
-    names = [readable_name(label) or label for label in labels]
+    names = names_of(labels)
     minilm, minilm_inner = _load(str(SHIPPED_CHECKPOINT_DIR))
     mpnet, mpnet_inner = _load(None, "mpnet")
     groups = [texts, names] if args.served else [texts]

@@ -21,12 +21,8 @@ import torch
 
 from app.bootstrap import load_tier_model
 from app.config import Settings
-from app.meta.data import load_jsonl
-from app.ml.embedding_cache import embed_cached
-from app.ml.label_names import readable_name
 from app.ml.learner import InnerLoopParams, adapt_head, head_logits
-from app.ml.registry import names as tier_names
-from bench.common.data import add_data_option
+from bench.common.embedded import add_train_split_options, named_train_split, names_of
 from bench.common.results import print_table, write_json
 from bench.common.support import train_episode
 
@@ -50,35 +46,24 @@ def accuracy(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_data_option(parser)
-    parser.add_argument("--dataset", default="banking77", help="a JSONL file of --data with a train split")
-    parser.add_argument("--encoder", choices=tier_names(), default="minilm")
-    parser.add_argument("--shots", type=int, default=5)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    add_train_split_options(parser, shots=5)
     parser.add_argument("--weights", type=float, nargs="+", default=[0.5, 1.0, 2.0, 4.0, 8.0])
     parser.add_argument("--pool-sizes", type=int, nargs="+", default=[0], help="0: every remaining train text")
     parser.add_argument("--names", action="store_true", help="each label's readable name as one more example")
-    parser.add_argument("--cache", type=Path, default=Path("runs/embed-cache"))
-    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     out = args.out or Path(f"bench/results/unlabeled_pool_{args.dataset}.json")
 
     encoder, inner, checkpoint = load_tier_model(Settings(), args.encoder)
-    by_label = load_jsonl(args.data / f"{args.dataset}.jsonl", splits=["train"]).by_label
-    labels = sorted(by_label)
-    names = [readable_name(label) or label for label in labels]
-    texts = sorted({text for group in by_label.values() for text in group} | set(names))
-    embeddings = embed_cached(encoder, texts, args.cache)
-    row_of = {text: i for i, text in enumerate(texts)}
+    split = named_train_split(encoder, args.data / f"{args.dataset}.jsonl", args.cache)
+    labels = split.labels
+    names = names_of(labels)
     index = {label: i for i, label in enumerate(labels)}
     n = len(labels)
-
-    def rows(chosen: list[str]) -> torch.Tensor:
-        return embeddings[[row_of[text] for text in chosen]]
+    rows = split.embed
 
     results: dict[str, list[float]] = {}
     for seed in args.seeds:
-        episode = train_episode(by_label, args.shots, QUERIES_PER_LABEL, seed)
+        episode = train_episode(split.by_label, args.shots, QUERIES_PER_LABEL, seed)
         support, queries, pool = episode.support, episode.queries, episode.pool
         fit_rows = rows([text for text, _ in support])
         fit_targets = torch.tensor([index[label] for _, label in support])

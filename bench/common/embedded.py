@@ -16,8 +16,11 @@ from pathlib import Path
 
 import torch
 
-from app.ml.embedding_cache import DiskCache
+from app.meta.data import load_jsonl
+from app.ml.embedding_cache import DiskCache, embed_cached
 from app.ml.encoder import SentenceEncoder
+from app.ml.label_names import readable_name
+from app.ml.registry import names as tier_names
 from bench.common.data import add_data_option
 
 DEFAULT_CACHE = Path("runs/embed-cache")
@@ -74,6 +77,30 @@ def embedded_set(
             seen.add(key)
             by_label[row["label"]].append(row["text"])
     return EmbeddedSet(dict(by_label), rows, embeddings)
+
+
+def named_train_split(encoder: SentenceEncoder, path: Path, cache: Path | None = DEFAULT_CACHE) -> EmbeddedSet:
+    """The train split of `path` with every label's readable name (`names_of`) embedded beside its texts (one
+    `embed_cached` entry for both), for benchmarks that fit with names as examples."""
+    by_label = load_jsonl(path, splits=["train"]).by_label
+    texts = sorted({text for group in by_label.values() for text in group} | set(names_of(sorted(by_label))))
+    return EmbeddedSet(by_label, {text: i for i, text in enumerate(texts)}, embed_cached(encoder, texts, cache))
+
+
+def names_of(labels: list[str]) -> list[str]:
+    """Each label's readable name (the label itself where it reads as no words), in the same order."""
+    return [readable_name(label) or label for label in labels]
+
+
+def add_train_split_options(parser: argparse.ArgumentParser, shots: int) -> None:
+    """The options of benchmarks that draw train-split episodes from one file with one tier's encoder."""
+    add_data_option(parser)
+    parser.add_argument("--dataset", default="banking77", help="a JSONL file of --data with a train split")
+    parser.add_argument("--encoder", choices=tier_names(), default="minilm")
+    parser.add_argument("--shots", type=int, default=shots)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--out", type=Path, default=None)
 
 
 def main() -> None:

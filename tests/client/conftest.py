@@ -14,26 +14,15 @@ from app.config import Settings
 from app.store import RedisStore
 from app.web.app import create_app
 from tests.redis_server import delete_prefix
-from tests.reliability.conftest import serve_in_thread
+from tests.reliability.conftest import redis_settings, serve_in_thread
 from tests.web.conftest import ADMIN_KEY, SUPPORT
 
 __all__ = ["ADMIN_KEY", "SUPPORT", "live_server"]
 
 
 def client_settings(redis_url: str, prefix: str, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "store": "redis",
-        "redis_url": redis_url,
-        "redis_prefix": prefix,
-        "checkpoint": "none",
-        "inner_steps": 5,
-        "auth_enabled": True,
-        "admin_key": ADMIN_KEY,
-        "max_texts": 64,
-        "log_level": "warning",
-        "_env_file": None,
-    }
-    return Settings(**(values | overrides))
+    values: dict[str, Any] = {"auth_enabled": True, "admin_key": ADMIN_KEY, "max_texts": 64}
+    return redis_settings(redis_url, prefix, **(values | overrides))
 
 
 @contextmanager

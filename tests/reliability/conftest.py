@@ -18,24 +18,34 @@ from app.web.server import uvicorn_options
 from harness.server_proc import serve_in_thread as harness_serve_in_thread
 
 
-def small_settings(redis_url: str, prefix: str, **overrides: Any) -> Settings:
-    """Redis-backed settings with small request limits, so generated requests stay cheap."""
-    values: dict[str, Any] = {
+def redis_settings(redis_url: str, prefix: str, **values: Any) -> Settings:
+    """Settings of a test server on a real Redis under `prefix`: no checkpoint, five inner steps, quiet logs, no
+    `.env`; `values` on top."""
+    base: dict[str, Any] = {
         "store": "redis",
         "redis_url": redis_url,
         "redis_prefix": prefix,
         "checkpoint": "none",
         "inner_steps": 5,
-        "max_examples": 12,
-        "max_labels": 4,
-        "max_texts": 4,
-        "max_text_chars": 64,
-        "max_label_chars": 16,
-        "max_top_k": 4,
         "log_level": "warning",
         "_env_file": None,
     }
-    return Settings(**(values | overrides))
+    return Settings(**(base | values))
+
+
+SMALL_LIMITS: dict[str, Any] = {
+    "max_examples": 12,
+    "max_labels": 4,
+    "max_texts": 4,
+    "max_text_chars": 64,
+    "max_label_chars": 16,
+    "max_top_k": 4,
+}
+
+
+def small_settings(redis_url: str, prefix: str, **overrides: Any) -> Settings:
+    """Redis-backed settings with small request limits, so generated requests stay cheap."""
+    return redis_settings(redis_url, prefix, **(SMALL_LIMITS | overrides))
 
 
 @contextmanager
